@@ -1,0 +1,313 @@
+//! The config file: profiles and their ordered credential sets. No secrets.
+//!
+//! ```toml
+//! default_profile = "prod"
+//!
+//! [profiles.prod]
+//! base_url = "https://example.looker.com"
+//! verify_tls = true            # default
+//! ca_file = "/etc/ssl/private-ca.pem"
+//! timeout = "30s"
+//!
+//! [[profiles.prod.credentials]]
+//! name = "reporting"
+//! client_id = "AbCdEf123"
+//! ```
+//!
+//! Loading is all-or-nothing: a syntax error or unknown key is a [`ConfigError`]
+//! naming the file, line and what was expected, and the daemon refuses to start.
+//! Edits go through [`crate::config_edit`], which keeps comments and layout.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default per-request timeout towards Looker.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Profile used when none is named.
+    #[serde(default)]
+    pub default_profile: Option<String>,
+    /// Profiles by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One Looker instance.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Base URL without `/api/...` (a pasted `/api/4.0` is stripped on load).
+    pub base_url: String,
+    /// Verify the server certificate (default true).
+    #[serde(default = "yes")]
+    pub verify_tls: bool,
+    /// Extra CA certificate (PEM) to trust, for a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout towards Looker (default 30 s).
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub timeout: Option<Duration>,
+    /// Allow plain `http://` to a non-loopback host (tokens would cross the network in clear).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Credential sets, in the order they are tried.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+/// One client_id/client_secret pair (the secret lives in the secret store).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Name, unique within the profile.
+    pub name: String,
+    /// Looker API client_id.
+    pub client_id: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A config file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key or wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was found and what was expected.
+        message: String,
+    },
+    /// Well-formed TOML that breaks a rule (duplicate names, bad URL...).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The rule broken and how to fix it.
+        message: String,
+    },
+    /// The file's owner or mode is unsafe.
+    #[error("refusing config {path}: {problem}")]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// Writing the file failed.
+    #[error("cannot write config {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks a profile or credential name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 bytes.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name {name:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 64)"
+        ))
+    }
+}
+
+/// Normalises a base URL: trims, drops a trailing `/` and a pasted `/api/<version>` suffix.
+pub fn normalize_base_url(raw: &str) -> Result<String, String> {
+    let mut s = raw.trim().trim_end_matches('/').to_string();
+    if let Some(idx) = s.rfind("/api/") {
+        let tail = &s[idx + 5..];
+        if !tail.is_empty() && !tail.contains('/') {
+            s.truncate(idx);
+        }
+    } else if s.ends_with("/api") {
+        s.truncate(s.len() - 4);
+    }
+    let url = url::Url::parse(&s).map_err(|e| format!("invalid base_url {raw:?}: {e}; expected e.g. https://example.looker.com"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(format!("invalid base_url {raw:?}: the scheme must be https (or http to loopback)"));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("invalid base_url {raw:?}: no host"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+impl Config {
+    /// Loads and validates a config file. A missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        };
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(cfg)
+    }
+
+    /// Checks the rules TOML cannot express; normalises base URLs in place.
+    pub fn validate(&mut self) -> Result<(), String> {
+        for (pname, profile) in self.profiles.iter_mut() {
+            validate_name("profile", pname)?;
+            profile.base_url =
+                normalize_base_url(&profile.base_url).map_err(|e| format!("profile {pname:?}: {e}"))?;
+            let mut seen = std::collections::BTreeSet::new();
+            for c in &profile.credentials {
+                validate_name("credential", &c.name).map_err(|e| format!("profile {pname:?}: {e}"))?;
+                if !seen.insert(c.name.as_str()) {
+                    return Err(format!(
+                        "profile {pname:?}: credential {:?} appears twice; credential names must be unique",
+                        c.name
+                    ));
+                }
+                if c.client_id.trim().is_empty() {
+                    return Err(format!("profile {pname:?}: credential {:?} has an empty client_id", c.name));
+                }
+            }
+        }
+        if let Some(d) = &self.default_profile {
+            if !self.profiles.contains_key(d) {
+                return Err(format!(
+                    "default_profile = {d:?} names no profile; add it or change default_profile"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The profile to use when `requested` is `None`: `default_profile`, else the only profile.
+    pub fn resolve_profile<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        match requested {
+            Some(p) if !p.is_empty() => Some(p),
+            _ => match &self.default_profile {
+                Some(d) => Some(d.as_str()),
+                None if self.profiles.len() == 1 => self.profiles.keys().next().map(|s| s.as_str()),
+                None => None,
+            },
+        }
+    }
+}
+
+impl Profile {
+    /// The request timeout towards Looker.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// A credential set by name.
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/x/config.toml"), t)
+    }
+
+    #[test]
+    fn full_profile() {
+        let c = parse(
+            r#"
+default_profile = "prod"
+[profiles.prod]
+base_url = "https://example.looker.com/api/4.0/"
+timeout = "5m"
+[[profiles.prod.credentials]]
+name = "reporting"
+client_id = "abc"
+[[profiles.prod.credentials]]
+name = "backup"
+client_id = "def"
+"#,
+        )
+        .unwrap();
+        let p = &c.profiles["prod"];
+        assert_eq!(p.base_url, "https://example.looker.com");
+        assert_eq!(p.timeout(), Duration::from_secs(300));
+        assert!(p.verify_tls);
+        assert_eq!(p.credentials[1].name, "backup");
+        assert_eq!(c.resolve_profile(None), Some("prod"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_expectation() {
+        let e = parse("[profiles.prod]\nbase_url = \"https://x\"\nverfy_tls = false\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("/x/config.toml:3:"), "{msg}");
+        assert!(msg.contains("verfy_tls") && msg.contains("verify_tls"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = parse("default_profile = \"a\"\n[profiles.a\n").unwrap_err();
+        assert!(e.to_string().starts_with("/x/config.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn rules() {
+        assert!(parse("default_profile = \"nope\"").unwrap_err().to_string().contains("names no profile"));
+        let dup = "[profiles.p]\nbase_url=\"https://x\"\n[[profiles.p.credentials]]\nname=\"a\"\nclient_id=\"1\"\n[[profiles.p.credentials]]\nname=\"a\"\nclient_id=\"2\"\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("twice"));
+        assert!(parse("[profiles._x]\nbase_url=\"https://x\"\n").is_err());
+        assert!(parse("[profiles.p]\nbase_url=\"ftp://x\"\n").is_err());
+    }
+
+    #[test]
+    fn default_resolution() {
+        let two = parse("[profiles.a]\nbase_url=\"https://a\"\n[profiles.b]\nbase_url=\"https://b\"\n").unwrap();
+        assert_eq!(two.resolve_profile(None), None);
+        assert_eq!(two.resolve_profile(Some("b")), Some("b"));
+    }
+}

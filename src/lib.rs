@@ -1,0 +1,33 @@
+//! looker-agent: a per-user daemon that keeps Looker API tokens fresh and
+//! hands them to local processes, plus the `lookerctl` helper.
+//!
+//! The library holds all the logic; `src/bin/` holds two thin binaries.
+//! A walk through the house, in the order a request travels:
+//!
+//! - [`config`], [`config_edit`], [`paths`]: where things live and what they say;
+//! - [`store`]: client secrets in the Secret Service, 0600 files or memory;
+//! - [`looker`]: the upstream Looker API, with errors that drive behaviour;
+//! - [`broker`]: the token cache (single flight, expiry, revocation);
+//! - [`daemon`]: the composition root, the Unix-socket server and shutdown;
+//! - [`protocol`]: the socket API's types, shared by daemon and CLI;
+//! - [`client`], [`cli`]: the `lookerctl` side;
+//! - [`emulator`]: a Looker API stand-in for tests and `--dev`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod config_edit;
+pub mod daemon;
+pub mod duration;
+pub mod emulator;
+pub mod error;
+pub mod looker;
+pub mod paths;
+pub mod protocol;
+pub mod secret;
+pub mod store;
+
+/// The version reported by `/v1/health`, the D-Bus `Version` property and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,95 @@
+//! The upstream Looker API, as SPEC.md "The Looker API" describes it.
+//!
+//! [`LookerApi`] is the seam: the daemon talks to [`client::LookerClient`]
+//! (reqwest + rustls), unit tests may talk to a fake. Its error variants drive
+//! the broker: rejected credentials are not retried, unavailability is retried
+//! with backoff, a bad answer is reported.
+
+pub mod client;
+
+use crate::secret::Secret;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A successful login answer.
+#[derive(Debug, Clone)]
+pub struct LoginToken {
+    /// The access token.
+    pub access_token: Secret,
+    /// Looker's `token_type` (normally `Bearer`).
+    pub token_type: String,
+    /// Lifetime in seconds, as Looker said (positive).
+    pub expires_in: u64,
+}
+
+/// Why a Looker call failed; the variant decides what the broker does next.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum LookerError {
+    /// Looker refused the credentials (404/401/403/400 on login): do not retry.
+    #[error("Looker rejected the credentials (HTTP {status}: {message})")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Looker's `message`, or the body's start.
+        message: String,
+    },
+    /// Looker could not be reached or is failing (connect error, timeout, 429, 5xx): retry later.
+    #[error("Looker is unavailable: {reason}")]
+    Unavailable {
+        /// What failed, in plain words.
+        reason: String,
+        /// A `Retry-After` the server asked for.
+        retry_after: Option<Duration>,
+    },
+    /// Looker answered something that is not a valid answer.
+    #[error("Looker sent an unexpected answer: {reason}")]
+    BadAnswer {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The token was expired or revoked (401 on an API call).
+    #[error("the access token is expired or revoked (HTTP 401)")]
+    TokenExpired,
+    /// The profile's settings cannot work (bad URL, plain http to a remote host, bad CA file).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What `GET /api/4.0/user` says about the credentials' user (the fields we use).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, Default)]
+pub struct LookerUser {
+    /// User id (a string in API 4.0).
+    #[serde(default, deserialize_with = "id_as_string")]
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Role ids.
+    #[serde(default)]
+    pub role_ids: Option<Vec<serde_json::Value>>,
+}
+
+fn id_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// One Looker instance's API, as the agent uses it.
+#[async_trait]
+pub trait LookerApi: Send + Sync + 'static {
+    /// `POST /api/4.0/login` with the form body.
+    async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError>;
+    /// `DELETE /api/4.0/logout`; a token already gone (404) counts as success.
+    async fn logout(&self, access_token: &Secret) -> Result<(), LookerError>;
+    /// `GET /alive` at the root.
+    async fn alive(&self) -> Result<(), LookerError>;
+    /// `GET /api/4.0/user`.
+    async fn user(&self, access_token: &Secret) -> Result<LookerUser, LookerError>;
+}

@@ -1,0 +1,194 @@
+//! The socket API's wire types, shared by the daemon and `lookerctl` so the two
+//! cannot drift apart. SPEC.md "Socket API" is the contract.
+
+use serde::{Deserialize, Serialize};
+
+/// Path segment that stands for "the default profile" in `/v1/profiles/{profile}/...`.
+/// Profile names cannot start with `_`, so it never collides with a real one.
+pub const DEFAULT_PROFILE_SEGMENT: &str = "_";
+
+/// Default `min_ttl` in seconds when a client names none.
+pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
+
+/// The token object: a superset of Looker's own login answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenObject {
+    /// The access token, to send as `Authorization: token …`.
+    pub access_token: String,
+    /// Always `Bearer`, as Looker says.
+    pub token_type: String,
+    /// Seconds the token has left when handed out.
+    pub expires_in: u64,
+    /// Wall-clock expiry, RFC 3339 UTC (`2026-11-22T17:04:05Z`).
+    pub expires_at: String,
+    /// Profile the token belongs to.
+    pub profile: String,
+    /// Credential set that obtained it.
+    pub credential: String,
+    /// The profile's Looker base URL (no `/api/...` suffix).
+    pub base_url: String,
+}
+
+/// `GET /v1/health` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// `ok` when serving.
+    pub status: String,
+    /// The agent's version.
+    pub version: String,
+}
+
+/// `POST /v1/profiles/{profile}/invalidate` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// The token a client saw rejected (401).
+    pub access_token: String,
+}
+
+/// `POST /v1/revoke` body; both fields optional (absent means "all").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Only this profile's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Only this credential set's tokens (needs `profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// `POST /v1/revoke` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokeResponse {
+    /// How many live tokens were revoked at Looker.
+    pub revoked: u32,
+}
+
+/// The stable error codes of the socket API.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No such profile (404).
+    UnknownProfile,
+    /// No such credential set in the profile (404).
+    UnknownCredential,
+    /// Malformed request, or a `min_ttl` no token can satisfy (400).
+    BadRequest,
+    /// Looker refused the credentials (502).
+    CredentialsRejected,
+    /// Looker unreachable, failing or rate limiting (503).
+    UpstreamUnavailable,
+    /// The caller may not have tokens (403).
+    Forbidden,
+    /// No route for the request (404).
+    NotFound,
+    /// The agent itself failed (e.g. the secret store is locked) (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status the socket API answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::UnknownProfile | ErrorCode::UnknownCredential | ErrorCode::NotFound => 404,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::CredentialsRejected => 502,
+            ErrorCode::UpstreamUnavailable => 503,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownProfile => "unknown_profile",
+            ErrorCode::UnknownCredential => "unknown_credential",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::CredentialsRejected => "credentials_rejected",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// What went wrong and what to do next, for people.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Builds an error body.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody { error: ErrorDetail { code, message: message.into() } }
+    }
+}
+
+/// `GET /v1/status` answer. Never holds a token value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The agent's version.
+    pub version: String,
+    /// Process id of the daemon.
+    pub pid: u32,
+    /// Which secret store serves, and why when `auto` chose it.
+    pub secret_store: String,
+    /// The default profile, if any.
+    pub default_profile: Option<String>,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// One entry per profile, in name order.
+    pub profiles: Vec<ProfileStatus>,
+}
+
+/// One profile in [`StatusReport`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfileStatus {
+    /// Profile name.
+    pub name: String,
+    /// Looker base URL.
+    pub base_url: String,
+    /// Credential sets in configured order.
+    pub credentials: Vec<CredentialStatus>,
+}
+
+/// One credential set in [`ProfileStatus`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    /// Credential set name.
+    pub name: String,
+    /// The Looker client_id (not a secret).
+    pub client_id: String,
+    /// `idle`, `fresh`, `refreshing`, `backing_off`, `rejected`.
+    pub state: String,
+    /// Seconds left on the current token, if one is cached.
+    pub expires_in: Option<u64>,
+    /// Wall-clock expiry of the current token (RFC 3339).
+    pub expires_at: Option<String>,
+    /// When the last successful login happened (RFC 3339).
+    pub last_login: Option<String>,
+    /// The last error, in plain words.
+    pub last_error: Option<String>,
+    /// When the last error happened (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Until when logins are held back after failures (RFC 3339).
+    pub backoff_until: Option<String>,
+    /// Logins made since the daemon started.
+    pub logins: u64,
+    /// Tokens obtained and not yet revoked or expired.
+    pub live_tokens: u32,
+}

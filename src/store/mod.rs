@@ -1,0 +1,155 @@
+//! Where client secrets live: one trait, several backends.
+//!
+//! - [`secret_service`]: the freedesktop Secret Service (gnome-keyring, KWallet...);
+//! - [`file`]: 0600 files under `$XDG_DATA_HOME/looker-agent/`;
+//! - [`memory`]: for tests and `--dev`.
+//!
+//! [`open`] turns a [`StoreChoice`] into a store, `auto` included.
+
+pub mod file;
+pub mod memory;
+pub mod secret_service;
+
+use crate::secret::Secret;
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which backend to use, as named by `--secret-store` / `LOOKER_AGENT_SECRET_STORE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreChoice {
+    /// The Secret Service when the session bus offers one, else the file store.
+    Auto,
+    /// The freedesktop Secret Service.
+    SecretService,
+    /// 0600 files under `$XDG_DATA_HOME/looker-agent/`.
+    File,
+    /// Process memory (lost at exit).
+    Memory,
+}
+
+impl std::fmt::Display for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreChoice::Auto => "auto",
+            StoreChoice::SecretService => "secret-service",
+            StoreChoice::File => "file",
+            StoreChoice::Memory => "memory",
+        })
+    }
+}
+
+/// Identifies one stored client secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretKey {
+    /// Profile name.
+    pub profile: String,
+    /// Credential set name.
+    pub credential: String,
+}
+
+impl SecretKey {
+    /// Builds a key.
+    pub fn new(profile: impl Into<String>, credential: impl Into<String>) -> Self {
+        SecretKey { profile: profile.into(), credential: credential.into() }
+    }
+}
+
+/// What went wrong in a secret store. The variants drive what the user is told.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No secret stored for this credential set.
+    #[error("no client secret stored for credential {credential:?} of profile {profile:?}: add it with `lookerctl credential add {profile} {credential} --client-id ID`")]
+    NotFound {
+        /// Profile name.
+        profile: String,
+        /// Credential set name.
+        credential: String,
+    },
+    /// The keyring collection is locked and could not be unlocked.
+    #[error("the Secret Service collection {collection:?} is locked: unlock it (e.g. log in to the desktop, or `gnome-keyring-daemon --unlock`) and try again")]
+    Locked {
+        /// Collection label or path.
+        collection: String,
+    },
+    /// The Secret Service is not reachable or misbehaved.
+    #[error("the Secret Service is unavailable: {reason}; start a provider such as gnome-keyring, or choose `--secret-store file`")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+    /// A secret file's mode or owner is too loose to trust.
+    #[error("refusing {path}: it is {problem}; fix it with `chmod 600 {path}` (and make sure you own it)")]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (mode, owner, not a regular file).
+        problem: String,
+    },
+    /// Reading or writing a secret file failed.
+    #[error("secret file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store holds something it cannot read back.
+    #[error("corrupt secret store entry {what}: {reason}")]
+    Corrupt {
+        /// Which entry.
+        what: String,
+        /// Why it is unreadable.
+        reason: String,
+    },
+}
+
+/// A place for client secrets. Implementations must never log secret values.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// A short description for logs and `lookerctl status` (e.g. `secret-service (gnome-keyring)`).
+    fn describe(&self) -> String;
+
+    /// Reads the client secret of a credential set.
+    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError>;
+
+    /// Stores (or replaces) the client secret of a credential set. `client_id` is
+    /// kept as an attribute where the backend supports it, for `secret-tool search`.
+    async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError>;
+
+    /// Deletes a stored secret; `Ok(false)` when there was none.
+    async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError>;
+}
+
+/// A shared handle to a store.
+pub type SharedStore = Arc<dyn SecretStore>;
+
+/// Opens the store a [`StoreChoice`] names. `data_dir` is where the file store keeps
+/// its files. For `auto`, the returned string says which one was chosen and why.
+pub async fn open(choice: StoreChoice, data_dir: PathBuf) -> Result<(SharedStore, String), StoreError> {
+    match choice {
+        StoreChoice::Memory => Ok((Arc::new(memory::MemoryStore::new()), "memory".into())),
+        StoreChoice::File => {
+            let s = file::FileStore::new(data_dir);
+            let d = s.describe();
+            Ok((Arc::new(s), d))
+        }
+        StoreChoice::SecretService => {
+            let s = secret_service::SecretServiceStore::connect().await?;
+            let d = s.describe();
+            Ok((Arc::new(s), d))
+        }
+        StoreChoice::Auto => match secret_service::SecretServiceStore::connect().await {
+            Ok(s) => {
+                let d = format!("{} (auto: the session bus offers a Secret Service)", s.describe());
+                Ok((Arc::new(s), d))
+            }
+            Err(e) => {
+                let s = file::FileStore::new(data_dir);
+                let d = format!("{} (auto: no Secret Service: {e})", s.describe());
+                Ok((Arc::new(s), d))
+            }
+        },
+    }
+}

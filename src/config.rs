@@ -152,7 +152,8 @@ pub fn normalize_base_url(raw: &str) -> Result<String, String> {
     } else if s.ends_with("/api") {
         s.truncate(s.len() - 4);
     }
-    let url = url::Url::parse(&s).map_err(|e| format!("invalid base_url {raw:?}: {e}; expected e.g. https://example.looker.com"))?;
+    let url = url::Url::parse(&s)
+        .map_err(|e| format!("invalid base_url {raw:?}: {e}; expected e.g. https://example.looker.com"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(format!("invalid base_url {raw:?}: the scheme must be https (or http to loopback)"));
     }
@@ -176,11 +177,13 @@ impl Config {
     /// Parses and validates config text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }
+            let (line, column) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
         })?;
         cfg.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         Ok(cfg)
@@ -306,7 +309,8 @@ client_id = "def"
 
     #[test]
     fn default_resolution() {
-        let two = parse("[profiles.a]\nbase_url=\"https://a\"\n[profiles.b]\nbase_url=\"https://b\"\n").unwrap();
+        let two =
+            parse("[profiles.a]\nbase_url=\"https://a\"\n[profiles.b]\nbase_url=\"https://b\"\n").unwrap();
         assert_eq!(two.resolve_profile(None), None);
         assert_eq!(two.resolve_profile(Some("b")), Some("b"));
     }

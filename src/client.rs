@@ -1,1 +1,168 @@
-//! TODO
+//! The `lookerctl` side of the socket API: one HTTP/1.1 request per call over
+//! the Unix socket (hyper's client on a current-thread runtime).
+
+use crate::protocol::{
+    ErrorBody, ErrorCode, Health, RevokeRequest, RevokeResponse, StatusReport, TokenObject, DEFAULT_PROFILE_SEGMENT,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest answer the client reads.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// Why a call to the agent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers on the socket.
+    #[error("no looker-agent is reachable at {socket} ({reason}); start it with `systemctl --user start looker-agent.socket` or `looker-agent &`, or point LOOKER_AGENT_SOCKET at a running one")]
+    NotRunning {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The agent answered with an API error.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The API error code.
+        code: ErrorCode,
+        /// The agent's message.
+        message: String,
+    },
+    /// The agent's answer made no sense (version mismatch?).
+    #[error("unexpected answer from the agent: {0}")]
+    Protocol(String),
+}
+
+/// A client for one agent socket.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl AgentClient {
+    /// A client for the socket at `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        AgentClient { socket: socket.into(), timeout: Duration::from_secs(60) }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one request and returns the status and body.
+    pub async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+        let not_running = |e: std::io::Error| ClientError::NotRunning { socket: self.socket.clone(), reason: e.to_string() };
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(not_running)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let conn_task = tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header(HOST, "agent");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let work = async {
+            let resp = sender.send_request(req).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+            let bytes = limited.collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+            Ok::<_, ClientError>((status, bytes))
+        };
+        let out = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| ClientError::Protocol(format!("no answer within {}s", self.timeout.as_secs())))?;
+        conn_task.abort();
+        out
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if (200..300).contains(&status) {
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{e}")))
+        } else {
+            Err(api_error(status, &bytes))
+        }
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None).await
+    }
+
+    /// `GET /v1/profiles/{profile}/token`. `None` asks for the agent's default profile.
+    pub async fn token(
+        &self,
+        profile: Option<&str>,
+        credential: Option<&str>,
+        min_ttl: Option<Duration>,
+    ) -> Result<TokenObject, ClientError> {
+        let mut path = format!("/v1/profiles/{}/token", encode(profile.unwrap_or(DEFAULT_PROFILE_SEGMENT)));
+        let mut sep = '?';
+        if let Some(c) = credential {
+            path.push_str(&format!("{sep}credential={}", encode(c)));
+            sep = '&';
+        }
+        if let Some(t) = min_ttl {
+            path.push_str(&format!("{sep}min_ttl={}", t.as_secs()));
+        }
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/profiles/{profile}/invalidate`.
+    pub async fn invalidate(&self, profile: Option<&str>, access_token: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/profiles/{}/invalidate", encode(profile.unwrap_or(DEFAULT_PROFILE_SEGMENT)));
+        let body = serde_json::to_vec(&serde_json::json!({ "access_token": access_token }))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, bytes) = self.request(Method::POST, &path, Some(body)).await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(api_error(status, &bytes))
+        }
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        self.call(Method::GET, "/v1/status", None).await
+    }
+
+    /// `POST /v1/revoke`.
+    pub async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeResponse, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.call(Method::POST, "/v1/revoke", Some(body)).await
+    }
+
+    /// `POST /v1/reload`: make a running agent re-read its config.
+    pub async fn reload(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::POST, "/v1/reload", Some(b"{}".to_vec())).await
+    }
+}
+
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => ClientError::Api { status, code: e.error.code, message: e.error.message },
+        Err(_) => ClientError::Protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(body).chars().take(200).collect::<String>())),
+    }
+}

@@ -165,13 +165,13 @@ pub fn normalize_base_url(raw: &str) -> Result<String, String> {
 
 impl Config {
     /// Loads and validates a config file. A missing file is an empty config.
+    ///
+    /// A file that another user could change is refused (see [`read_trusted`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
-        };
-        Config::parse(path, &text)
+        match read_trusted(path)? {
+            Some(text) => Config::parse(path, &text),
+            None => Ok(Config::default()),
+        }
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -244,6 +244,135 @@ impl Profile {
     }
 }
 
+/// A config file larger than this is not a config file.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads the config file's text after checking that no other user can change it;
+/// `Ok(None)` when it does not exist.
+///
+/// Whoever can write the config can point `base_url` at their own server and
+/// collect the client secrets the agent sends there, so the file must be owned by
+/// the current user (or root) and not writable by group or others, and the folder
+/// holding it must not let others replace it (owned by us or root, and not
+/// group/world-writable unless sticky, like `/tmp`). Group/world *readable* is fine:
+/// the file holds no secrets. A symlink is followed and its target checked, along
+/// with the folders holding the link and the target. The checks run on the opened
+/// file, so the file read is the file checked.
+pub fn read_trusted(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+
+    let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    let me = rustix::process::geteuid().as_raw();
+    let insecure = |problem| ConfigError::Insecure { path: path.to_path_buf(), problem };
+    if meta.is_dir() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "is a folder; expected a TOML file".into(),
+        });
+    }
+    // Pipes (`--config <(...)`) and /dev/null have no meaningful mode; their owner still counts.
+    check_file_mode(path, meta.uid(), meta.mode(), me, meta.is_file()).map_err(insecure)?;
+    let mut dirs = vec![parent_dir(path)];
+    if let Ok(real) = std::fs::canonicalize(path) {
+        let real_parent = parent_dir(&real);
+        if !dirs.contains(&real_parent) {
+            dirs.push(real_parent);
+        }
+    }
+    for dir in dirs {
+        let dmeta = std::fs::metadata(&dir).map_err(read_err)?;
+        check_dir_mode(&dir, dmeta.uid(), dmeta.mode(), me).map_err(insecure)?;
+    }
+
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(read_err)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("larger than {MAX_CONFIG_BYTES} bytes; is this the right file?"),
+        });
+    }
+    Ok(Some(text))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Quotes a path for a copy-pasteable shell fix.
+fn shell_quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn writable_by(mode: u32) -> Option<&'static str> {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => Some("group and others"),
+        (true, false) => Some("group"),
+        (false, true) => Some("others"),
+        (false, false) => None,
+    }
+}
+
+/// The file rule of [`read_trusted`]: owned by `me` or root; if `regular`, not group/world-writable.
+fn check_file_mode(path: &Path, owner: u32, mode: u32, me: u32, regular: bool) -> Result<(), String> {
+    const WHY: &str = "whoever can change it could point base_url at their own server and capture your client secrets";
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "it is owned by uid {owner}, not by you (uid {me}); {WHY}. \
+             Fix: `chown {me} {p}` (as root), or use a copy you own",
+            p = shell_quote(path)
+        ));
+    }
+    if regular {
+        if let Some(who) = writable_by(mode) {
+            return Err(format!(
+                "it is writable by {who} (mode {:04o}); {WHY}. Fix: `chmod go-w {}`",
+                mode & 0o7777,
+                shell_quote(path)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The folder rule of [`read_trusted`]: owned by `me` or root; not group/world-writable unless sticky.
+fn check_dir_mode(dir: &Path, owner: u32, mode: u32, me: u32) -> Result<(), String> {
+    const WHY: &str = "whoever can change that folder could replace the config, point base_url at \
+                       their own server and capture your client secrets";
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "its folder {} is owned by uid {owner}, not by you (uid {me}); {WHY}. \
+             Fix: move the config to a folder you own",
+            dir.display()
+        ));
+    }
+    let sticky = mode & 0o1000 != 0;
+    match writable_by(mode) {
+        Some(who) if !sticky => Err(format!(
+            "its folder {} is writable by {who} (mode {:04o}); {WHY}. Fix: `chmod go-w {}`",
+            dir.display(),
+            mode & 0o7777,
+            shell_quote(dir)
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -313,5 +442,108 @@ client_id = "def"
             parse("[profiles.a]\nbase_url=\"https://a\"\n[profiles.b]\nbase_url=\"https://b\"\n").unwrap();
         assert_eq!(two.resolve_profile(None), None);
         assert_eq!(two.resolve_profile(Some("b")), Some("b"));
+    }
+
+    mod file_safety {
+        use super::super::*;
+        use std::os::unix::fs::{symlink, PermissionsExt as _};
+
+        const OK: &str = "[profiles.p]\nbase_url = \"https://x.example\"\n";
+
+        fn chmod(p: &Path, mode: u32) {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        fn private_dir() -> tempfile::TempDir {
+            let d = tempfile::tempdir().unwrap();
+            chmod(d.path(), 0o700);
+            d
+        }
+
+        #[test]
+        fn missing_file_is_empty_config() {
+            let d = private_dir();
+            assert_eq!(Config::load(&d.path().join("none.toml")).unwrap(), Config::default());
+        }
+
+        #[test]
+        fn readable_by_all_is_fine_writable_is_refused() {
+            let d = private_dir();
+            let f = d.path().join("config.toml");
+            std::fs::write(&f, OK).unwrap();
+            for mode in [0o600, 0o644, 0o444, 0o640] {
+                chmod(&f, mode);
+                assert!(Config::load(&f).is_ok(), "mode {mode:o}");
+            }
+            for (mode, who) in [(0o664, "group"), (0o646, "others"), (0o666, "group and others")] {
+                chmod(&f, mode);
+                let e = Config::load(&f).unwrap_err();
+                assert!(matches!(e, ConfigError::Insecure { .. }), "{e}");
+                let msg = e.to_string();
+                assert!(msg.contains(&format!("writable by {who} ")), "{msg}");
+                assert!(msg.contains(&format!("chmod go-w {}", f.display())), "{msg}");
+            }
+        }
+
+        #[test]
+        fn symlink_to_own_file_is_followed() {
+            let d = private_dir();
+            let real = d.path().join("real.toml");
+            std::fs::write(&real, OK).unwrap();
+            chmod(&real, 0o600);
+            let link = d.path().join("config.toml");
+            symlink(&real, &link).unwrap();
+            assert_eq!(Config::load(&link).unwrap().profiles.len(), 1);
+            // The link's own mode (0777) does not matter; the target's does.
+            chmod(&real, 0o666);
+            assert!(matches!(Config::load(&link), Err(ConfigError::Insecure { .. })));
+        }
+
+        #[test]
+        fn open_folder_is_refused_unless_sticky() {
+            let d = private_dir();
+            let sub = d.path().join("shared");
+            std::fs::create_dir(&sub).unwrap();
+            let f = sub.join("config.toml");
+            std::fs::write(&f, OK).unwrap();
+            chmod(&f, 0o600);
+            chmod(&sub, 0o777);
+            let msg = Config::load(&f).unwrap_err().to_string();
+            assert!(msg.contains("its folder") && msg.contains("chmod go-w"), "{msg}");
+            chmod(&sub, 0o1777);
+            assert!(Config::load(&f).is_ok());
+        }
+
+        #[test]
+        fn owned_by_another_user_is_refused() {
+            // The rule itself, for any uid we run as.
+            let p = Path::new("/c/config.toml");
+            let e = check_file_mode(p, 1001, 0o100644, 1000, true).unwrap_err();
+            assert!(e.contains("owned by uid 1001") && e.contains("chown 1000 /c/config.toml"), "{e}");
+            assert!(check_file_mode(p, 0, 0o100644, 1000, true).is_ok(), "root-owned is trusted");
+            assert!(check_file_mode(p, 1000, 0o100600, 1000, true).is_ok());
+            assert!(check_file_mode(p, 1000, 0o010666, 1000, false).is_ok(), "a pipe has no real mode");
+            assert!(check_dir_mode(Path::new("/c"), 1001, 0o40755, 1000).is_err());
+            assert!(check_dir_mode(Path::new("/tmp"), 0, 0o41777, 1000).is_ok());
+
+            // And for real, when we can give a file away (running as root).
+            let me = rustix::process::geteuid().as_raw();
+            if me != 0 {
+                return;
+            }
+            let d = private_dir();
+            let f = d.path().join("config.toml");
+            std::fs::write(&f, OK).unwrap();
+            chmod(&f, 0o644);
+            std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+            let msg = Config::load(&f).unwrap_err().to_string();
+            assert!(msg.contains("owned by uid 65534"), "{msg}");
+        }
+
+        #[test]
+        fn quoting_in_fix_hint() {
+            assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
+            assert_eq!(shell_quote(Path::new("/a/config.toml")), "/a/config.toml");
+        }
     }
 }

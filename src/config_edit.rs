@@ -1,1 +1,659 @@
-//! TODO
+//! Edits of the config file that keep the user's comments, order and layout.
+//!
+//! `lookerctl profile add/remove`, `credential add/remove` and `import` go through a
+//! [`ConfigEditor`]: it opens the file with the same safety checks as
+//! [`Config::load`], refuses to touch a file that does not load, edits the TOML
+//! document in place (toml_edit), and [`ConfigEditor::save`]s it atomically
+//! (temporary file in the same folder, fsync, rename, fsync of the folder), mode 0600.
+//! A daemon watching the file therefore sees either the old or the new file, never half.
+//!
+//! Only non-default settings are written: `verify_tls = false` appears only when
+//! false, `timeout` only when set, as a DURATION string such as `"45s"`.
+
+use crate::config::{self, Config, ConfigError, Credential, Profile};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
+
+/// The settings of a profile, as `lookerctl profile add` or `import` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSettings {
+    /// Base URL; normalised with [`config::normalize_base_url`] before it is written.
+    pub base_url: String,
+    /// Verify the server certificate (written only when false).
+    pub verify_tls: bool,
+    /// Extra CA certificate; a relative path is made absolute against the current folder.
+    pub ca_file: Option<PathBuf>,
+    /// Request timeout (written only when set; at least one second).
+    pub timeout: Option<Duration>,
+    /// Allow plain http to a non-loopback host (written only when true).
+    pub allow_insecure_http: bool,
+}
+
+impl ProfileSettings {
+    /// Settings with every default: TLS verified, default timeout, https only.
+    pub fn new(base_url: impl Into<String>) -> ProfileSettings {
+        ProfileSettings {
+            base_url: base_url.into(),
+            verify_tls: true,
+            ca_file: None,
+            timeout: None,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+/// What [`ConfigEditor::add_credential`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialChange {
+    /// A new credential set was appended (it is tried after the existing ones).
+    Added,
+    /// A credential set of that name existed; its client_id was replaced in place.
+    Updated,
+    /// A credential set of that name existed with that client_id already.
+    Unchanged,
+}
+
+/// Why an edit was refused. Every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// No profile of that name in the config.
+    #[error("no profile named {profile:?}; `lookerctl profile list` shows the profiles, `lookerctl profile add` adds one")]
+    UnknownProfile {
+        /// The profile asked for.
+        profile: String,
+    },
+    /// The profile has no credential set of that name.
+    #[error("profile {profile:?} has no credential named {credential:?}; `lookerctl credential list {profile}` shows its credentials")]
+    UnknownCredential {
+        /// The profile.
+        profile: String,
+        /// The credential asked for.
+        credential: String,
+    },
+    /// `add_profile` of a name already taken.
+    #[error("profile {profile:?} already exists; remove it first (`lookerctl profile remove {profile}`) or choose another name")]
+    ProfileExists {
+        /// The profile.
+        profile: String,
+    },
+    /// A name, URL, path or duration that cannot be written.
+    #[error("{0}")]
+    Invalid(String),
+    /// The config file itself (unreadable, unsafe, broken).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// An open config file being edited. Nothing reaches the disk before [`ConfigEditor::save`].
+#[derive(Debug)]
+pub struct ConfigEditor {
+    path: PathBuf,
+    doc: DocumentMut,
+    /// The text as read (`None`: no file), to notice a concurrent change before saving.
+    original: Option<String>,
+}
+
+impl ConfigEditor {
+    /// Opens the config at `path` for editing; a missing file is an empty document.
+    ///
+    /// The file must pass [`Config::load`]'s checks (safe owner and mode, valid
+    /// TOML, valid model), so a broken or foreign file is never rewritten.
+    pub fn open(path: &Path) -> Result<ConfigEditor, ConfigError> {
+        let original = config::read_trusted(path)?;
+        let text = original.as_deref().unwrap_or("");
+        Config::parse(path, text)?;
+        let doc = text.parse::<DocumentMut>().map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().to_string() }
+        })?;
+        Ok(ConfigEditor { path: path.to_path_buf(), doc, original })
+    }
+
+    /// The config file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The document as it would be saved.
+    pub fn to_toml_string(&self) -> String {
+        self.doc.to_string()
+    }
+
+    /// The validated model of the edited document.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::parse(&self.path, &self.doc.to_string())
+    }
+
+    /// Adds a profile; [`EditError::ProfileExists`] if the name is taken.
+    pub fn add_profile(&mut self, name: &str, settings: &ProfileSettings) -> Result<(), EditError> {
+        if self.profile_table(name).is_some() {
+            return Err(EditError::ProfileExists { profile: name.to_string() });
+        }
+        self.set_profile(name, settings).map(|_| ())
+    }
+
+    /// Creates a profile, or updates the settings of an existing one in place
+    /// (keeping its credentials and comments). Returns true when it was created.
+    pub fn set_profile(&mut self, name: &str, settings: &ProfileSettings) -> Result<bool, EditError> {
+        config::validate_name("profile", name).map_err(EditError::Invalid)?;
+        let values = settings_values(name, settings)?;
+        let created = self.profile_table(name).is_none();
+        let inline = matches!(self.doc.get("profiles"), Some(Item::Value(_)));
+        let profiles = self.profiles_mut()?;
+        if created {
+            if inline {
+                profiles.insert(name, Item::Value(Value::InlineTable(InlineTable::new())));
+            } else {
+                profiles.insert(name, Item::Table(Table::new()));
+            }
+        }
+        let table = profiles
+            .get_mut(name)
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| EditError::Invalid(format!("profiles.{name} is not a table; fix the config file")))?;
+        for (key, value) in values {
+            match value {
+                Some(v) => set_value(table, key, v),
+                None => {
+                    table.remove(key);
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Removes a profile and returns it (the caller deletes its secrets).
+    /// Clears `default_profile` if it named this profile.
+    pub fn remove_profile(&mut self, name: &str) -> Result<Profile, EditError> {
+        let removed = self
+            .config()?
+            .profiles
+            .remove(name)
+            .ok_or_else(|| EditError::UnknownProfile { profile: name.to_string() })?;
+        let prefix = vec![Seg::Key("profiles".into()), Seg::Key(name.into())];
+        keep_detached_comments(&mut self.doc, |p| p.starts_with(&prefix));
+        if let Some(profiles) = self.doc.get_mut("profiles").and_then(Item::as_table_like_mut) {
+            profiles.remove(name);
+        }
+        if self.doc.get("default_profile").and_then(Item::as_str) == Some(name) {
+            self.doc.remove("default_profile");
+        }
+        Ok(removed)
+    }
+
+    /// Adds a credential set at the end of a profile's list, or, if one of that
+    /// name exists, replaces its client_id in place.
+    pub fn add_credential(
+        &mut self,
+        profile: &str,
+        name: &str,
+        client_id: &str,
+    ) -> Result<CredentialChange, EditError> {
+        config::validate_name("credential", name).map_err(EditError::Invalid)?;
+        if client_id.is_empty() {
+            return Err(EditError::Invalid("empty client_id: give the API key's client_id".into()));
+        }
+        if client_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(EditError::Invalid(
+                "client_id contains spaces or control characters; check for a pasted newline".into(),
+            ));
+        }
+        let table = self.profile_table_mut(profile)?;
+        let mut new = Table::new();
+        new.insert("name", toml_edit::value(name));
+        new.insert("client_id", toml_edit::value(client_id));
+        match table.get_mut("credentials") {
+            None => {
+                let mut aot = ArrayOfTables::new();
+                aot.push(new);
+                table.insert("credentials", Item::ArrayOfTables(aot));
+                Ok(CredentialChange::Added)
+            }
+            Some(Item::ArrayOfTables(aot)) => {
+                for t in aot.iter_mut() {
+                    if t.get("name").and_then(Item::as_str) == Some(name) {
+                        return Ok(update_client_id(t, client_id));
+                    }
+                }
+                aot.push(new);
+                Ok(CredentialChange::Added)
+            }
+            Some(Item::Value(Value::Array(arr))) => {
+                for v in arr.iter_mut() {
+                    if let Some(t) = v.as_inline_table_mut() {
+                        if t.get("name").and_then(Value::as_str) == Some(name) {
+                            return Ok(update_client_id(t, client_id));
+                        }
+                    }
+                }
+                arr.push(Value::InlineTable(new.into_inline_table()));
+                Ok(CredentialChange::Added)
+            }
+            Some(_) => Err(EditError::Invalid(format!(
+                "profiles.{profile}.credentials is not a list of tables; fix the config file"
+            ))),
+        }
+    }
+
+    /// Removes a credential set from a profile and returns it (the caller deletes its secret).
+    pub fn remove_credential(&mut self, profile: &str, name: &str) -> Result<Credential, EditError> {
+        let unknown =
+            || EditError::UnknownCredential { profile: profile.to_string(), credential: name.to_string() };
+        let model = self.config()?;
+        let p = model.profiles.get(profile).ok_or_else(|| EditError::UnknownProfile {
+            profile: profile.to_string(),
+        })?;
+        let index = p.credentials.iter().position(|c| c.name == name).ok_or_else(unknown)?;
+        let removed = p.credentials[index].clone();
+        let path = vec![
+            Seg::Key("profiles".into()),
+            Seg::Key(profile.into()),
+            Seg::Key("credentials".into()),
+            Seg::Index(index),
+        ];
+        keep_detached_comments(&mut self.doc, |p| p.starts_with(&path));
+        let table = self.profile_table_mut(profile)?;
+        let now_empty = match table.get_mut("credentials") {
+            Some(Item::ArrayOfTables(aot)) if index < aot.len() => {
+                aot.remove(index);
+                aot.is_empty()
+            }
+            Some(Item::Value(Value::Array(arr))) if index < arr.len() => {
+                arr.remove(index);
+                arr.is_empty()
+            }
+            _ => return Err(unknown()),
+        };
+        if now_empty {
+            table.remove("credentials");
+        }
+        Ok(removed)
+    }
+
+    /// Sets (or with `None` removes) `default_profile`.
+    pub fn set_default_profile(&mut self, name: Option<&str>) -> Result<(), EditError> {
+        match name {
+            None => {
+                self.doc.remove("default_profile");
+            }
+            Some(name) => {
+                if self.profile_table(name).is_none() {
+                    return Err(EditError::UnknownProfile { profile: name.to_string() });
+                }
+                set_value(self.doc.as_table_mut(), "default_profile", Value::from(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates the document and writes it atomically with mode 0600.
+    ///
+    /// The parent folder is created (0700) when missing. A symlinked config is
+    /// written through: the link's target is replaced, the link stays. If the file
+    /// changed on disk since [`ConfigEditor::open`], nothing is written and the
+    /// error says to run the command again.
+    pub fn save(&mut self) -> Result<(), ConfigError> {
+        let text = self.doc.to_string();
+        Config::parse(&self.path, &text)?;
+        let write_err = |source| ConfigError::Write { path: self.path.clone(), source };
+        if config::read_trusted(&self.path)? != self.original {
+            return Err(write_err(std::io::Error::other(
+                "the file changed on disk since it was read (another lookerctl?); run the command again",
+            )));
+        }
+        let target = resolve_symlinks(&self.path).map_err(write_err)?;
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(write_err)?;
+        }
+        let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(write_err)?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        tmp.write_all(text.as_bytes()).map_err(write_err)?;
+        tmp.as_file().sync_all().map_err(write_err)?;
+        tmp.persist(&target).map_err(|e| write_err(e.error))?;
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(write_err)?;
+        self.original = Some(text);
+        Ok(())
+    }
+
+    fn profile_table(&self, name: &str) -> Option<&dyn TableLike> {
+        self.doc.get("profiles").and_then(Item::as_table_like)?.get(name).and_then(Item::as_table_like)
+    }
+
+    fn profile_table_mut(&mut self, name: &str) -> Result<&mut dyn TableLike, EditError> {
+        self.doc
+            .get_mut("profiles")
+            .and_then(Item::as_table_like_mut)
+            .and_then(|p| p.get_mut(name))
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| EditError::UnknownProfile { profile: name.to_string() })
+    }
+
+    fn profiles_mut(&mut self) -> Result<&mut dyn TableLike, EditError> {
+        if !self.doc.contains_key("profiles") {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            self.doc.insert("profiles", Item::Table(t));
+        }
+        self.doc
+            .get_mut("profiles")
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| EditError::Invalid("`profiles` is not a table; fix the config file".into()))
+    }
+}
+
+/// The keys a profile's settings write; `None` removes the key (its default).
+fn settings_values(
+    name: &str,
+    s: &ProfileSettings,
+) -> Result<Vec<(&'static str, Option<Value>)>, EditError> {
+    let invalid = |m: String| EditError::Invalid(format!("profile {name:?}: {m}"));
+    let base_url = config::normalize_base_url(&s.base_url).map_err(invalid)?;
+    let url = url::Url::parse(&base_url).map_err(|e| invalid(e.to_string()))?;
+    if url.scheme() == "http" && !crate::looker::client::is_loopback(&url) && !s.allow_insecure_http {
+        return Err(invalid(format!(
+            "{base_url} is plain http: client secrets and tokens would cross the network unencrypted; \
+             use https, or allow it explicitly (--allow-insecure-http) on a network you trust"
+        )));
+    }
+    let ca_file = match &s.ca_file {
+        None => None,
+        Some(p) => {
+            let abs = std::path::absolute(p).map_err(|e| invalid(format!("ca_file {}: {e}", p.display())))?;
+            let text = abs.to_str().ok_or_else(|| {
+                invalid(format!("ca_file {} is not valid UTF-8; move it to a plain path", abs.display()))
+            })?;
+            Some(Value::from(text))
+        }
+    };
+    let timeout = match s.timeout {
+        None => None,
+        Some(d) if d.as_secs() == 0 => return Err(invalid("timeout must be at least 1s".into())),
+        Some(d) => Some(Value::from(crate::duration::format(d))),
+    };
+    Ok(vec![
+        ("base_url", Some(Value::from(base_url))),
+        ("verify_tls", (!s.verify_tls).then(|| Value::from(false))),
+        ("ca_file", ca_file),
+        ("timeout", timeout),
+        ("allow_insecure_http", s.allow_insecure_http.then(|| Value::from(true))),
+    ])
+}
+
+/// Replaces a value keeping its comments (Table::insert would reset the key's decor).
+fn set_value(t: &mut dyn TableLike, key: &str, v: Value) {
+    match t.get_mut(key) {
+        Some(Item::Value(old)) => {
+            let decor = old.decor().clone();
+            *old = v;
+            *old.decor_mut() = decor;
+        }
+        _ => {
+            t.insert(key, Item::Value(v));
+        }
+    }
+}
+
+fn update_client_id(t: &mut dyn TableLike, client_id: &str) -> CredentialChange {
+    if t.get("client_id").and_then(Item::as_str) == Some(client_id) {
+        return CredentialChange::Unchanged;
+    }
+    set_value(t, "client_id", Value::from(client_id));
+    CredentialChange::Updated
+}
+
+/// One step of a path to a table in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Every table printed with a header, in document order (as toml_edit prints them).
+fn tables_in_order(doc: &DocumentMut) -> Vec<Vec<Seg>> {
+    fn walk(t: &Table, path: &mut Vec<Seg>, last: &mut isize, out: &mut Vec<(isize, Vec<Seg>)>) {
+        if !t.is_dotted() {
+            if let Some(p) = t.position() {
+                *last = p;
+            }
+            let visible = !path.is_empty() && !(t.is_implicit() && t.get_values().is_empty());
+            if visible {
+                out.push((*last, path.clone()));
+            }
+        }
+        for (key, item) in t.iter() {
+            match item {
+                Item::Table(sub) => {
+                    path.push(Seg::Key(key.to_string()));
+                    walk(sub, path, last, out);
+                    path.pop();
+                }
+                Item::ArrayOfTables(aot) => {
+                    for (i, sub) in aot.iter().enumerate() {
+                        path.push(Seg::Key(key.to_string()));
+                        path.push(Seg::Index(i));
+                        walk(sub, path, last, out);
+                        path.pop();
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc.as_table(), &mut Vec::new(), &mut 0, &mut out);
+    out.sort_by_key(|(pos, _)| *pos);
+    out.into_iter().map(|(_, p)| p).collect()
+}
+
+fn table_at_mut<'a>(doc: &'a mut DocumentMut, path: &[Seg]) -> Option<&'a mut Table> {
+    let mut t = doc.as_table_mut();
+    let mut i = 0;
+    while i < path.len() {
+        let Seg::Key(k) = &path[i] else { return None };
+        t = match (t.get_mut(k)?, path.get(i + 1)) {
+            (Item::ArrayOfTables(aot), Some(Seg::Index(n))) => {
+                i += 1;
+                aot.get_mut(*n)?
+            }
+            (Item::Table(sub), _) => sub,
+            _ => return None,
+        };
+        i += 1;
+    }
+    Some(t)
+}
+
+/// Before tables are removed: comments above the first of them that are separated from
+/// its header by a blank line describe what came before (a file header, a section
+/// note), not the table, so they move to the next table that stays, or to the end.
+fn keep_detached_comments(doc: &mut DocumentMut, removed: impl Fn(&[Seg]) -> bool) {
+    let order = tables_in_order(doc);
+    let Some(first) = order.iter().position(|p| removed(p)) else { return };
+    let next = order[first + 1..].iter().find(|p| !removed(p)).cloned();
+    let Some(first_table) = table_at_mut(doc, &order[first]) else { return };
+    let prefix = first_table.decor().prefix().and_then(|r| r.as_str()).unwrap_or("").to_string();
+    let (detached, attached) = split_detached(&prefix);
+    if !detached.lines().any(|l| l.trim_start().starts_with('#')) {
+        return;
+    }
+    first_table.decor_mut().set_prefix(attached);
+    match next.and_then(|p| table_at_mut(doc, &p)) {
+        Some(t) => {
+            let old = t.decor().prefix().and_then(|r| r.as_str()).unwrap_or("").to_string();
+            let mut new = detached.to_string();
+            new.push_str(skip_blank_lines(&old));
+            t.decor_mut().set_prefix(new);
+        }
+        None => {
+            let old = doc.trailing().as_str().unwrap_or("").to_string();
+            doc.set_trailing(format!("{detached}{old}"));
+        }
+    }
+}
+
+/// Splits a table's prefix after its last blank line.
+fn split_detached(prefix: &str) -> (&str, &str) {
+    let mut cut = 0;
+    let mut at = 0;
+    for line in prefix.split_inclusive('\n') {
+        at += line.len();
+        if line.trim().is_empty() && line.ends_with('\n') {
+            cut = at;
+        }
+    }
+    prefix.split_at(cut)
+}
+
+fn skip_blank_lines(s: &str) -> &str {
+    let mut at = 0;
+    for line in s.split_inclusive('\n') {
+        if !line.trim().is_empty() || !line.ends_with('\n') {
+            break;
+        }
+        at += line.len();
+    }
+    &s[at..]
+}
+
+/// The file a path finally names, following symlinks (up to 40, like the kernel).
+fn resolve_symlinks(path: &Path) -> std::io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn editor(text: &str) -> (tempfile::TempDir, ConfigEditor) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let ed = ConfigEditor::open(&path).unwrap();
+        (dir, ed)
+    }
+
+    #[test]
+    fn only_non_defaults_are_written() {
+        let (_d, mut ed) = editor("");
+        ed.add_profile("a", &ProfileSettings::new("https://a.example/api/4.0/")).unwrap();
+        let s = ProfileSettings {
+            verify_tls: false,
+            timeout: Some(Duration::from_secs(45)),
+            ..ProfileSettings::new("https://b.example")
+        };
+        ed.add_profile("b", &s).unwrap();
+        assert_eq!(
+            ed.to_toml_string(),
+            "[profiles.a]\nbase_url = \"https://a.example\"\n\n\
+             [profiles.b]\nbase_url = \"https://b.example\"\nverify_tls = false\ntimeout = \"45s\"\n"
+        );
+        let cfg = ed.config().unwrap();
+        assert_eq!(cfg.profiles["b"].timeout(), Duration::from_secs(45));
+        assert!(matches!(
+            ed.add_profile("a", &ProfileSettings::new("https://x.example")),
+            Err(EditError::ProfileExists { .. })
+        ));
+    }
+
+    #[test]
+    fn set_profile_updates_in_place_and_back_to_default() {
+        let (_d, mut ed) = editor(
+            "[profiles.a]\n# where\nbase_url = \"https://a.example\" # prod\nverify_tls = false\n\n\
+             [[profiles.a.credentials]]\nname = \"c\"\nclient_id = \"1\"\n",
+        );
+        let created = ed.set_profile("a", &ProfileSettings::new("https://b.example")).unwrap();
+        assert!(!created);
+        assert_eq!(
+            ed.to_toml_string(),
+            "[profiles.a]\n# where\nbase_url = \"https://b.example\" # prod\n\n\
+             [[profiles.a.credentials]]\nname = \"c\"\nclient_id = \"1\"\n"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let (_d, mut ed) = editor("");
+        let bad = |r: Result<(), EditError>| match r {
+            Err(EditError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(bad(ed.add_profile("-x", &ProfileSettings::new("https://a.example"))).contains("name"));
+        assert!(bad(ed.add_profile("a", &ProfileSettings::new("ftp://a"))).contains("https"));
+        assert!(bad(ed.add_profile("a", &ProfileSettings::new("http://a.example"))).contains("plain http"));
+        ed.add_profile("local", &ProfileSettings::new("http://127.0.0.1:9999")).unwrap();
+        let insecure =
+            ProfileSettings { allow_insecure_http: true, ..ProfileSettings::new("http://a.example") };
+        ed.add_profile("lan", &insecure).unwrap();
+        let zero = ProfileSettings { timeout: Some(Duration::ZERO), ..ProfileSettings::new("https://a.b") };
+        assert!(bad(ed.add_profile("z", &zero)).contains("timeout"));
+        assert!(bad(ed.add_credential("local", "c", "ab cd").map(|_| ())).contains("newline"));
+        assert!(bad(ed.add_credential("local", "c", "").map(|_| ())).contains("client_id"));
+        assert!(matches!(ed.add_credential("nope", "c", "x"), Err(EditError::UnknownProfile { .. })));
+        assert!(ed.config().unwrap().profiles["lan"].allow_insecure_http);
+    }
+
+    #[test]
+    fn relative_ca_file_becomes_absolute() {
+        let (_d, mut ed) = editor("");
+        let s = ProfileSettings { ca_file: Some("ca.pem".into()), ..ProfileSettings::new("https://a.b") };
+        ed.add_profile("a", &s).unwrap();
+        let ca = ed.config().unwrap().profiles["a"].ca_file.clone().unwrap();
+        assert!(ca.is_absolute() && ca.ends_with("ca.pem"), "{ca:?}");
+    }
+
+    #[test]
+    fn inline_credentials_are_edited_too() {
+        let (_d, mut ed) = editor(
+            "[profiles.a]\nbase_url = \"https://a.example\"\ncredentials = [{ name = \"x\", client_id = \"1\" }]\n",
+        );
+        assert_eq!(ed.add_credential("a", "y", "2").unwrap(), CredentialChange::Added);
+        assert_eq!(ed.add_credential("a", "x", "3").unwrap(), CredentialChange::Updated);
+        let cfg = ed.config().unwrap();
+        let creds = &cfg.profiles["a"].credentials;
+        assert_eq!((creds[0].name.as_str(), creds[0].client_id.as_str()), ("x", "3"));
+        assert_eq!(creds[1].name, "y");
+        assert_eq!(ed.remove_credential("a", "x").unwrap().client_id, "3");
+        assert_eq!(ed.config().unwrap().profiles["a"].credentials.len(), 1);
+    }
+
+    #[test]
+    fn detached_comment_split() {
+        assert_eq!(split_detached("# a\n\n# b\n"), ("# a\n\n", "# b\n"));
+        assert_eq!(split_detached("\n# b\n"), ("\n", "# b\n"));
+        assert_eq!(split_detached("# b\n"), ("", "# b\n"));
+        assert_eq!(skip_blank_lines("\n \n# x\n"), "# x\n");
+    }
+}

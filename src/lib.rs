@@ -24,6 +24,7 @@ pub mod duration;
 pub mod emulator;
 pub mod error;
 pub mod looker;
+pub mod looker_ini;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

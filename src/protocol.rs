@@ -83,7 +83,9 @@ pub enum ErrorCode {
     Forbidden,
     /// No route for the request (404).
     NotFound,
-    /// The agent itself failed (e.g. the secret store is locked) (500).
+    /// The secret store failed (locked, unavailable, secret missing) (500).
+    SecretStore,
+    /// The agent itself failed (500).
     Internal,
 }
 
@@ -96,7 +98,7 @@ impl ErrorCode {
             ErrorCode::CredentialsRejected => 502,
             ErrorCode::UpstreamUnavailable => 503,
             ErrorCode::Forbidden => 403,
-            ErrorCode::Internal => 500,
+            ErrorCode::SecretStore | ErrorCode::Internal => 500,
         }
     }
 
@@ -110,6 +112,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::SecretStore => "secret_store",
             ErrorCode::Internal => "internal",
         }
     }

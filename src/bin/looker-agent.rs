@@ -1,1 +1,4 @@
-fn main() {}
+//! The looker-agent daemon; everything lives in the library.
+fn main() -> std::process::ExitCode {
+    looker_agent::daemon::startup::main()
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! The lookerctl helper; everything lives in the library.
+fn main() -> std::process::ExitCode {
+    looker_agent::cli::main()
+}

@@ -1,1 +1,467 @@
-//! TODO
+//! The token broker: one cached token per credential set, shared by every client.
+//!
+//! - a request is served from cache when the token has at least `min_ttl` left;
+//!   otherwise exactly one login runs however many clients wait ([`slot`]);
+//! - credential sets are tried in config order; a rejected one is skipped;
+//! - every token obtained is remembered until revoked or expired, so shutdown
+//!   can revoke them all ([`Broker::revoke_all`]).
+//!
+//! A cache hit takes two short locks and does no file, keyring or network I/O.
+
+pub mod error;
+pub mod slot;
+pub mod token;
+
+pub use error::BrokerError;
+pub use token::{IssuedToken, LiveToken};
+
+use crate::config::{Config, Profile};
+use crate::looker::client::LookerClient;
+use crate::looker::{LookerApi, LookerError};
+use crate::protocol::{ProfileStatus, StatusReport};
+use crate::store::SharedStore;
+use slot::CredSlot;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// Something the broker tells listeners (the D-Bus signals). Never carries a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerEvent {
+    /// A login produced a new token.
+    TokenRefreshed {
+        /// Profile name.
+        profile: String,
+        /// Credential set name.
+        credential: String,
+        /// Unix time the new token expires.
+        expires_at_unix: i64,
+    },
+    /// A login failed.
+    CredentialFailed {
+        /// Profile name.
+        profile: String,
+        /// Credential set name.
+        credential: String,
+        /// What went wrong, in plain words.
+        reason: String,
+    },
+}
+
+/// Tunables; the defaults are what the daemon uses.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// The largest `min_ttl` accepted at all.
+    pub max_min_ttl: Duration,
+    /// Added to a profile's request timeout for how long a client waits on a login.
+    pub wait_slack: Duration,
+    /// How long a rejected credential set is left alone before it is tried again.
+    pub rejected_retry: Duration,
+    /// First backoff step after Looker failed.
+    pub backoff_base: Duration,
+    /// Longest backoff step.
+    pub backoff_cap: Duration,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            max_min_ttl: Duration::from_secs(24 * 3600),
+            wait_slack: Duration::from_secs(2),
+            rejected_retry: Duration::from_secs(30 * 60),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Makes the Looker API client for a profile; tests substitute their own.
+pub trait UpstreamFactory: Send + Sync + 'static {
+    /// The API for `profile`, or why its settings cannot work.
+    fn api_for(&self, profile: &Profile) -> Result<Arc<dyn LookerApi>, LookerError>;
+}
+
+/// The real thing: [`LookerClient`] over reqwest.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealUpstream;
+
+impl UpstreamFactory for RealUpstream {
+    fn api_for(&self, profile: &Profile) -> Result<Arc<dyn LookerApi>, LookerError> {
+        if !profile.verify_tls {
+            tracing::warn!(base_url = %profile.base_url,
+                "TLS verification is OFF for this profile (verify_tls = false): anyone on the path can read its tokens");
+        }
+        Ok(Arc::new(LookerClient::new(profile)?))
+    }
+}
+
+struct ProfileSlots {
+    settings: Profile,
+    base_url: Arc<str>,
+    creds: Vec<Arc<CredSlot>>,
+}
+
+struct Snapshot {
+    config: Config,
+    profiles: BTreeMap<String, ProfileSlots>,
+}
+
+struct Inner {
+    snapshot: RwLock<Arc<Snapshot>>,
+    store: SharedStore,
+    store_description: String,
+    upstream: Arc<dyn UpstreamFactory>,
+    events: broadcast::Sender<BrokerEvent>,
+    settings: Arc<BrokerSettings>,
+    started: Instant,
+    closed: AtomicBool,
+}
+
+/// The token broker. Cheap to clone; all clones share one cache.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+/// What [`Broker::revoke_all`] achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevokeSummary {
+    /// Tokens Looker confirmed gone.
+    pub revoked: u32,
+    /// Tokens whose logout failed or did not finish in time.
+    pub failed: u32,
+}
+
+impl Broker {
+    /// A broker over `config`, reading secrets from `store`.
+    pub fn new(
+        config: Config,
+        store: SharedStore,
+        store_description: String,
+        upstream: Arc<dyn UpstreamFactory>,
+        settings: BrokerSettings,
+    ) -> Broker {
+        let (events, _) = broadcast::channel(256);
+        let inner = Inner {
+            snapshot: RwLock::new(Arc::new(Snapshot { config: Config::default(), profiles: BTreeMap::new() })),
+            store,
+            store_description,
+            upstream,
+            events,
+            settings: Arc::new(settings),
+            started: Instant::now(),
+            closed: AtomicBool::new(false),
+        };
+        let broker = Broker { inner: Arc::new(inner) };
+        let _ = broker.reload(config);
+        broker
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Listens to refresh and failure events.
+    pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The config currently served.
+    pub fn config(&self) -> Config {
+        self.snapshot().config.clone()
+    }
+
+    /// Profile names, sorted.
+    pub fn profiles(&self) -> Vec<String> {
+        self.snapshot().profiles.keys().cloned().collect()
+    }
+
+    /// How the secret store was chosen (for status).
+    pub fn store_description(&self) -> &str {
+        &self.inner.store_description
+    }
+
+    /// Swaps in a new config. Slots whose identity is unchanged keep their tokens;
+    /// tokens of removed or changed credential sets are revoked in the background.
+    /// Returns how many tokens are being revoked.
+    pub fn reload(&self, config: Config) -> usize {
+        let old = self.snapshot();
+        let mut profiles = BTreeMap::new();
+        let mut kept: Vec<Arc<CredSlot>> = Vec::new();
+        for (pname, p) in &config.profiles {
+            let old_p = old.profiles.get(pname).filter(|o| o.settings == *p);
+            let api: Result<Arc<dyn LookerApi>, LookerError> = match old_p.and_then(|o| o.creds.first()) {
+                Some(slot) => slot.api(),
+                None => self.inner.upstream.api_for(p),
+            };
+            if let Err(e) = &api {
+                tracing::warn!(profile = %pname, error = %e, "profile cannot reach Looker as configured");
+            }
+            let base_url: Arc<str> = p.base_url.as_str().into();
+            let wait = p.timeout() + self.inner.settings.wait_slack;
+            let creds = p
+                .credentials
+                .iter()
+                .map(|c| {
+                    let reuse = old_p
+                        .and_then(|o| o.creds.iter().find(|s| *s.name == *c.name && s.client_id == c.client_id));
+                    match reuse {
+                        Some(s) => {
+                            // A reload is a config change: a rejected secret may have been fixed.
+                            s.clear_rejection();
+                            kept.push(s.clone());
+                            s.clone()
+                        }
+                        None => Arc::new(CredSlot::new(
+                            pname,
+                            &c.name,
+                            &c.client_id,
+                            &p.base_url,
+                            wait,
+                            api.clone(),
+                            self.inner.store.clone(),
+                            self.inner.events.clone(),
+                            self.inner.settings.clone(),
+                        )),
+                    }
+                })
+                .collect();
+            profiles.insert(pname.clone(), ProfileSlots { settings: p.clone(), base_url, creds });
+        }
+        let new = Arc::new(Snapshot { config, profiles });
+        *self.inner.snapshot.write().unwrap_or_else(|p| p.into_inner()) = new;
+
+        // Revoke what no longer exists.
+        let now = Instant::now();
+        let mut doomed = Vec::new();
+        for slot in old.profiles.values().flat_map(|p| p.creds.iter()) {
+            if !kept.iter().any(|k| Arc::ptr_eq(k, slot)) {
+                if let Ok(api) = slot.api() {
+                    for t in slot.take_live(now) {
+                        doomed.push((api.clone(), t));
+                    }
+                }
+            }
+        }
+        let n = doomed.len();
+        if n > 0 {
+            tracing::info!(tokens = n, "revoking tokens of removed or changed credential sets");
+            tokio::spawn(async move {
+                let _ = logout_all(doomed).await;
+            });
+        }
+        n
+    }
+
+    fn resolve<'a>(&self, snap: &'a Snapshot, profile: Option<&str>) -> Result<(&'a str, &'a ProfileSlots), BrokerError> {
+        let known = || snap.profiles.keys().cloned().collect::<Vec<_>>();
+        let name = match snap.config.resolve_profile(profile) {
+            Some(n) => n,
+            None => return Err(BrokerError::NoDefaultProfile { known: known() }),
+        };
+        match snap.profiles.get_key_value(name) {
+            Some((k, p)) => Ok((k.as_str(), p)),
+            None => Err(BrokerError::UnknownProfile { profile: name.to_string(), known: known() }),
+        }
+    }
+
+    /// A token for `profile` (None or "" = the default) with at least `min_ttl`
+    /// left, from `credential` (None or "" = the first healthy set).
+    pub async fn token(
+        &self,
+        profile: Option<&str>,
+        credential: Option<&str>,
+        min_ttl: Duration,
+    ) -> Result<IssuedToken, BrokerError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(BrokerError::ShuttingDown);
+        }
+        if min_ttl > self.inner.settings.max_min_ttl {
+            return Err(BrokerError::BadRequest(format!(
+                "min_ttl {}s is longer than any Looker token lives; ask for less",
+                min_ttl.as_secs()
+            )));
+        }
+        let snap = self.snapshot();
+        let (pname, p) = self.resolve(&snap, profile)?;
+        let issue = |slot: &CredSlot, token| IssuedToken {
+            token,
+            profile: slot.profile.clone(),
+            credential: slot.name.clone(),
+            base_url: p.base_url.clone(),
+        };
+        if let Some(c) = credential.filter(|c| !c.is_empty()) {
+            let slot = p.creds.iter().find(|s| *s.name == *c).ok_or_else(|| BrokerError::UnknownCredential {
+                profile: pname.to_string(),
+                credential: c.to_string(),
+            })?;
+            return slot.get(min_ttl).await.map(|t| issue(slot, t));
+        }
+        if p.creds.is_empty() {
+            return Err(BrokerError::UnknownCredential { profile: pname.to_string(), credential: String::new() });
+        }
+        // Failover: the first set not known to be rejected; a set rejected now
+        // passes the turn to the next one. Other failures (Looker down) are not
+        // the credential's fault and end the search.
+        let now = Instant::now();
+        let mut first_err = None;
+        let healthy: Vec<&Arc<CredSlot>> = p.creds.iter().filter(|s| !s.is_rejected(now)).collect();
+        let order: Vec<&Arc<CredSlot>> = if healthy.is_empty() { p.creds.iter().collect() } else { healthy };
+        for slot in order {
+            match slot.get(min_ttl).await {
+                Ok(t) => return Ok(issue(slot, t)),
+                Err(e @ BrokerError::Rejected { .. }) | Err(e @ BrokerError::Store(_)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_err.unwrap_or(BrokerError::UnknownCredential {
+            profile: pname.to_string(),
+            credential: String::new(),
+        }))
+    }
+
+    /// A client saw `access_token` rejected: stop handing it out (the next request
+    /// logs in anew) and revoke it in the background. Unknown tokens are ignored.
+    pub fn invalidate(&self, profile: Option<&str>, access_token: &str) -> Result<(), BrokerError> {
+        let snap = self.snapshot();
+        let (_, p) = self.resolve(&snap, profile)?;
+        for slot in &p.creds {
+            if let Some(t) = slot.invalidate(access_token) {
+                tracing::info!(profile = %slot.profile, credential = %slot.name, "token invalidated by a client");
+                if let Ok(api) = slot.api() {
+                    tokio::spawn(async move {
+                        let _ = api.logout(&t.token).await;
+                    });
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn select(&self, profile: Option<&str>, credential: Option<&str>) -> Result<Vec<Arc<CredSlot>>, BrokerError> {
+        let snap = self.snapshot();
+        let profile = profile.filter(|p| !p.is_empty());
+        let credential = credential.filter(|c| !c.is_empty());
+        match profile {
+            None if credential.is_some() => {
+                Err(BrokerError::BadRequest("a credential to revoke needs its profile too".into()))
+            }
+            None => Ok(snap.profiles.values().flat_map(|p| p.creds.iter().cloned()).collect()),
+            Some(name) => {
+                let p = snap.profiles.get(name).ok_or_else(|| BrokerError::UnknownProfile {
+                    profile: name.to_string(),
+                    known: snap.profiles.keys().cloned().collect(),
+                })?;
+                match credential {
+                    None => Ok(p.creds.clone()),
+                    Some(c) => p.creds.iter().find(|s| *s.name == *c).map(|s| vec![s.clone()]).ok_or_else(|| {
+                        BrokerError::UnknownCredential { profile: name.to_string(), credential: c.to_string() }
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Revokes (DELETE /logout) the live tokens of the selection; returns how many
+    /// Looker confirmed gone. The next request logs in anew.
+    pub async fn revoke(&self, profile: Option<&str>, credential: Option<&str>) -> Result<u32, BrokerError> {
+        let slots = self.select(profile, credential)?;
+        let now = Instant::now();
+        let mut work = Vec::new();
+        for slot in &slots {
+            if let Ok(api) = slot.api() {
+                for t in slot.take_live(now) {
+                    work.push((api.clone(), t));
+                }
+            }
+        }
+        Ok(logout_all(work).await.revoked)
+    }
+
+    /// Stops handing out tokens: every later [`Broker::token`] fails with
+    /// [`BrokerError::ShuttingDown`]. Used at shutdown, before [`Broker::revoke_all`].
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Revokes every token the agent holds, concurrently, giving up after `deadline`.
+    /// Logins still in flight are waited for (within the deadline) and their tokens
+    /// revoked too, so nothing obtained before shutdown outlives the agent.
+    pub async fn revoke_all(&self, deadline: Duration) -> RevokeSummary {
+        let until = Instant::now() + deadline;
+        let slots: Vec<Arc<CredSlot>> =
+            self.snapshot().profiles.values().flat_map(|p| p.creds.iter().cloned()).collect();
+        let mut total = RevokeSummary::default();
+        loop {
+            let now = Instant::now();
+            let mut work = Vec::new();
+            for slot in &slots {
+                if let Ok(api) = slot.api() {
+                    for t in slot.take_live(now) {
+                        work.push((api.clone(), t));
+                    }
+                }
+            }
+            let n = work.len() as u32;
+            match tokio::time::timeout_at(until, logout_all(work)).await {
+                Ok(s) => {
+                    total.revoked += s.revoked;
+                    total.failed += s.failed;
+                }
+                Err(_) => {
+                    total.failed += n;
+                    return total;
+                }
+            }
+            if !slots.iter().any(|s| s.has_inflight()) || Instant::now() >= until {
+                return total;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Status of every profile and credential set; never a token value.
+    pub fn status(&self) -> StatusReport {
+        let snap = self.snapshot();
+        let now = Instant::now();
+        StatusReport {
+            version: crate::VERSION.into(),
+            pid: std::process::id(),
+            secret_store: self.inner.store_description.clone(),
+            default_profile: snap.config.resolve_profile(None).map(str::to_string),
+            uptime_secs: now.duration_since(self.inner.started).as_secs(),
+            profiles: snap
+                .profiles
+                .iter()
+                .map(|(name, p)| ProfileStatus {
+                    name: name.clone(),
+                    base_url: p.base_url.to_string(),
+                    credentials: p.creds.iter().map(|s| s.status(now)).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Logs out every token concurrently. A token already gone counts as revoked.
+async fn logout_all(work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
+    let results =
+        futures_util::future::join_all(work.iter().map(|(api, t)| async move { api.logout(&t.token).await })).await;
+    let mut s = RevokeSummary::default();
+    for r in results {
+        match r {
+            Ok(()) => s.revoked += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not revoke a token");
+                s.failed += 1;
+            }
+        }
+    }
+    s
+}

@@ -1,1 +1,175 @@
-//! TODO
+//! The daemon's composition root: bind the socket, serve the broker, revoke on the way out.
+//!
+//! ```text
+//! main ──► Daemon::bind(options) ──► Daemon::run(broker, shutdown)
+//!                                      ├─ server::serve      (socket API, one task per connection)
+//!                                      ├─ SIGHUP → reload     (config re-read, removed sets revoked)
+//!                                      └─ shutdown: stop accepting → drain → revoke all → remove socket
+//! ```
+//! Tests call the same two functions as the binary does.
+
+pub mod dev;
+pub mod handler;
+pub mod hardening;
+pub mod listener;
+pub mod server;
+pub mod shutdown;
+pub mod startup;
+
+use crate::broker::{Broker, RevokeSummary};
+use crate::config::Config;
+use handler::{Ctx, ReloadFn};
+use server::Limits;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+
+/// Default time allowed for revoking tokens at shutdown.
+pub const DEFAULT_REVOKE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why the daemon cannot start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The socket (or its folder) cannot be set up.
+    #[error("agent socket {path}: {reason}")]
+    Socket {
+        /// The socket or folder path.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Another agent already serves this socket.
+    #[error("another looker-agent is already serving {path}; stop it first, or use another --socket")]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The config cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The secret store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Something else failed at start.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How the daemon serves.
+pub struct DaemonOptions {
+    /// Socket path (bound unless `listener` is given).
+    pub socket: PathBuf,
+    /// An already-listening socket (systemd socket activation); it is not removed at exit.
+    pub listener: Option<std::os::unix::net::UnixListener>,
+    /// Config file re-read on SIGHUP and `POST /v1/reload`; `None` in dev mode.
+    pub config_path: Option<PathBuf>,
+    /// Time allowed for revoking tokens at shutdown.
+    pub revoke_deadline: Duration,
+    /// Server limits.
+    pub limits: Limits,
+}
+
+impl DaemonOptions {
+    /// Options with defaults for everything but the socket path.
+    pub fn new(socket: PathBuf) -> Self {
+        DaemonOptions {
+            socket,
+            listener: None,
+            config_path: None,
+            revoke_deadline: DEFAULT_REVOKE_DEADLINE,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A daemon with its socket bound, ready to [`run`](Daemon::run).
+pub struct Daemon {
+    listener: UnixListener,
+    socket: PathBuf,
+    remove_socket: bool,
+    opts: DaemonOptions,
+}
+
+/// What happened at shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunSummary {
+    /// Tokens revoked at shutdown, and those that could not be.
+    pub revoked: RevokeSummary,
+}
+
+impl Daemon {
+    /// Binds the socket (or adopts the passed listener). Must run inside a tokio runtime.
+    pub fn bind(mut opts: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let (listener, remove_socket) = match opts.listener.take() {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?;
+                (UnixListener::from_std(l).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?, false)
+            }
+            None => (listener::bind(&opts.socket)?, true),
+        };
+        Ok(Daemon { listener, socket: opts.socket.clone(), remove_socket, opts })
+    }
+
+    /// The socket path clients connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, revokes every
+    /// token the agent obtained (bounded by the revoke deadline) and removes the socket.
+    pub async fn run(self, broker: Broker, shutdown: impl Future<Output = ()>) -> Result<RunSummary, DaemonError> {
+        let Daemon { listener, socket, remove_socket, opts } = self;
+        let uid = rustix::process::getuid().as_raw();
+        let reload: Option<ReloadFn> = opts.config_path.clone().map(|path| {
+            Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn
+        });
+        let ctx = Arc::new(Ctx { broker: broker.clone(), uid, reload: reload.clone(), limits: opts.limits.clone() });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
+        let hup = reload.map(|f| tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f)));
+
+        shutdown::notify(&[sd_notify::NotifyState::Ready]);
+        tracing::info!(socket = %socket.display(), store = %broker.store_description(), "looker-agent serving");
+        shutdown.await;
+
+        tracing::info!("shutting down: no new requests, revoking tokens");
+        shutdown::notify(&[sd_notify::NotifyState::Stopping]);
+        let deadline = tokio::time::Instant::now() + opts.revoke_deadline;
+        broker.close();
+        let _ = stop_tx.send(true);
+        if let Some(h) = hup {
+            h.abort();
+        }
+        let _ = tokio::time::timeout_at(deadline, server).await;
+        let revoked = broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        if revoked.failed > 0 {
+            tracing::warn!(revoked = revoked.revoked, failed = revoked.failed,
+                "some tokens could not be revoked; they expire on their own");
+        } else {
+            tracing::info!(revoked = revoked.revoked, "all tokens revoked");
+        }
+        if remove_socket {
+            let _ = std::fs::remove_file(&socket);
+        }
+        Ok(RunSummary { revoked })
+    }
+}
+
+/// Re-reads the config file and swaps it into the broker; a broken file keeps the old config.
+pub fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
+    match Config::load(path) {
+        Ok(cfg) => {
+            let revoking = broker.reload(cfg);
+            let msg = format!("config reloaded from {}; revoking {revoking} token(s) of removed credential sets", path.display());
+            tracing::info!("{msg}");
+            Ok(msg)
+        }
+        Err(e) => {
+            let msg = format!("config not reloaded, keeping the previous one: {e}");
+            tracing::error!("{msg}");
+            Err(msg)
+        }
+    }
+}

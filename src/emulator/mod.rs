@@ -1,1 +1,324 @@
-//! TODO
+//! A stand-in for the Looker API, for `looker-agent --dev`, the integration
+//! tests and the benchmarks.
+//!
+//! It speaks the part of Looker 4.0 the agent and the official SDKs use,
+//! with Looker's paths, statuses and bodies (checked against the Python
+//! `looker_sdk` by `tests/python_sdk.rs`):
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST /api/4.0/login`, form body (or query) `client_id`, `client_secret` | `200 {"access_token","token_type":"Bearer","expires_in","refresh_token":null}`; wrong or missing credentials `404`; unparsable form `400` |
+//! | `DELETE /api/4.0/logout`, `DELETE /api/logout` (the Python SDK's) | `204`; unknown, revoked or expired token `404`; no token `401` |
+//! | `GET /api/4.0/user` | the user the token acts as (`?fields=a,b` honoured) |
+//! | `GET /api/4.0/users/{id}`, `GET /api/4.0/users/{id}/roles` | a configured user and its roles (`Admin`, id `"2"`, for admins) |
+//! | `GET /alive`, `GET /versions` | `200`, no token needed |
+//! | anything else | `404 {"message":"Not found","documentation_url":…}` |
+//!
+//! API calls take `Authorization: token <t>` or `Authorization: Bearer <t>`;
+//! a missing, unknown, revoked or expired token gets
+//! `401 {"message":"Requires authentication.",…}`. Tokens are 40 random
+//! letters and digits; expiry runs on tokio's clock, so tests may use
+//! `tokio::time::pause()`/`advance()`, or [`Emulator::advance_clock`].
+//!
+//! [`Faults`] make it misbehave the ways a real instance or a proxy in
+//! front of it does.
+
+mod handler;
+mod model;
+mod state;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use handler::Ctx;
+use state::State;
+
+/// Pending connections the kernel may queue (capped by `somaxconn`);
+/// benchmarks open a thousand at once.
+const BACKLOG: u32 = 4096;
+
+/// How long [`Emulator::shutdown`] lets in-flight requests finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How the emulator starts out; every knob can be changed later on the
+/// running [`Emulator`].
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Lifetime of the tokens issued (Looker's is 3600 s), reported as
+    /// `expires_in` in whole seconds.
+    pub token_lifetime: Duration,
+    /// The faults in force from the start.
+    pub faults: Faults,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self { token_lifetime: Duration::from_secs(3600), faults: Faults::default() }
+    }
+}
+
+/// The Looker user a credential acts as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmulatorUser {
+    /// Looker's user id, a string of digits by convention (`"42"`).
+    pub id: String,
+    /// Full name; `first_name`/`last_name` are split from it at the first space.
+    pub display_name: String,
+    /// E-mail address.
+    pub email: String,
+    /// Whether the user has Looker's Admin role (role id `"2"`); others
+    /// get the `User` role (id `"3"`).
+    pub is_admin: bool,
+}
+
+impl EmulatorUser {
+    /// A user without the Admin role.
+    pub fn new(id: &str, display_name: &str, email: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            display_name: display_name.to_owned(),
+            email: email.to_owned(),
+            is_admin: false,
+        }
+    }
+
+    /// A user with the Admin role.
+    pub fn admin(id: &str, display_name: &str, email: &str) -> Self {
+        Self { is_admin: true, ..Self::new(id, display_name, email) }
+    }
+}
+
+/// What the emulator has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Logins that issued a token (including under `bad_expires_in`).
+    pub logins: u64,
+    /// Login requests that issued no token: wrong or missing credentials,
+    /// bad bodies, and every login answered by a fault.
+    pub failed_logins: u64,
+    /// Tokens revoked by a logout (answered `204`).
+    pub logouts: u64,
+    /// Tokens issued, not revoked and not expired, right now.
+    pub live_tokens: u64,
+}
+
+/// Ways to make the emulator misbehave. Replace them all at once with
+/// [`Emulator::set_faults`]; the default is a healthy Looker.
+///
+/// A login meets the knobs in this order: `login_delay`,
+/// `drop_connections`, `login_status`, `malformed_body`,
+/// `missing_access_token`, then the credential check, then
+/// `bad_expires_in`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Answer every login with this status (e.g. 503, 429, 400, 403) and a
+    /// Looker-like JSON error body, whatever the credentials.
+    pub login_status: Option<u16>,
+    /// Seconds for a `Retry-After` header on the `login_status` answers.
+    pub retry_after: Option<u64>,
+    /// Wait this long (on tokio's clock) before answering a login.
+    pub login_delay: Duration,
+    /// Wait this long before answering a logout.
+    pub logout_delay: Duration,
+    /// Wait this long before answering any other request.
+    pub api_delay: Duration,
+    /// Close the connection without answering, for every request
+    /// (after the delay that applies to it).
+    pub drop_connections: bool,
+    /// Answer logins `200` with a body that is not JSON.
+    pub malformed_body: bool,
+    /// Answer logins `200` with JSON that lacks `access_token`.
+    pub missing_access_token: bool,
+    /// Report this `expires_in` (e.g. 0 or -5) on successful logins; the
+    /// token issued still lives for the configured lifetime.
+    pub bad_expires_in: Option<i64>,
+}
+
+/// A running Looker API emulator. Stops serving when shut down or dropped.
+///
+/// All methods take `&self`; share it behind an `Arc` where several tasks
+/// need it.
+pub struct Emulator {
+    ctx: Arc<Ctx>,
+    addr: SocketAddr,
+    stop: Option<watch::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts an emulator on `127.0.0.1` and a free port.
+    pub async fn start(config: EmulatorConfig) -> io::Result<Emulator> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Starts an emulator on the given address (port 0 picks a free one).
+    pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> io::Result<Emulator> {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
+        let addr = listener.local_addr()?;
+        let ctx = Arc::new(Ctx {
+            state: State::new(config.token_lifetime, config.faults),
+            base_url: format!("http://{addr}"),
+        });
+        let (stop, stopped) = watch::channel(());
+        let task = tokio::spawn(serve(listener, Arc::clone(&ctx), stopped));
+        tracing::debug!(%addr, "Looker API emulator listening");
+        Ok(Emulator { ctx, addr, stop: Some(stop), task: Some(task) })
+    }
+
+    /// The base URL to configure a profile or SDK with:
+    /// `http://127.0.0.1:PORT`, without `/api/4.0`.
+    pub fn base_url(&self) -> String {
+        self.ctx.base_url.clone()
+    }
+
+    /// The address the emulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Registers (or replaces) an API credential acting as `user`.
+    pub fn add_credential(&self, client_id: &str, client_secret: &str, user: EmulatorUser) {
+        self.ctx.state.add_credential(client_id, client_secret, user);
+    }
+
+    /// Forgets a credential: its next logins answer `404`. Tokens it
+    /// already obtained stay valid until they expire or are revoked.
+    pub fn remove_credential(&self, client_id: &str) {
+        self.ctx.state.remove_credential(client_id);
+    }
+
+    /// The counters as of now.
+    pub fn counters(&self) -> Counters {
+        self.ctx.state.counters()
+    }
+
+    /// How many authenticated API calls (other than login and logout)
+    /// were answered with data.
+    pub fn api_calls(&self) -> u64 {
+        self.ctx.state.api_calls()
+    }
+
+    /// Whether the token was issued here and is neither revoked nor expired.
+    pub fn is_live(&self, token: &str) -> bool {
+        self.ctx.state.is_live(token)
+    }
+
+    /// Sets the lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, d: Duration) {
+        self.ctx.state.set_token_lifetime(d);
+    }
+
+    /// Replaces all the fault knobs.
+    pub fn set_faults(&self, f: Faults) {
+        self.ctx.state.set_faults(f);
+    }
+
+    /// The fault knobs in force.
+    pub fn faults(&self) -> Faults {
+        self.ctx.state.faults()
+    }
+
+    /// Moves the emulator's own clock forward, so tokens expire sooner than
+    /// their holders expect (like a Looker whose clock runs ahead, or a
+    /// token revoked by its lifetime while the client slept).
+    pub fn advance_clock(&self, by: Duration) {
+        self.ctx.state.advance_clock(by);
+    }
+
+    /// Revokes every token, as an admin or a Looker restart would; returns
+    /// how many were live. Does not count as logouts.
+    pub fn revoke_all(&self) -> usize {
+        self.ctx.state.revoke_all()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (for at
+    /// most a second), closes every connection and releases the port.
+    pub async fn shutdown(mut self) {
+        drop(self.stop.take());
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                tracing::debug!(error = %e, "emulator task ended abnormally");
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Dropping the sender tells the accept loop and every connection to
+        // stop; they wind down on their own.
+        drop(self.stop.take());
+    }
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// The accept loop: one task per connection, until told to stop.
+async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<()>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    // Answers are small; do not let Nagle hold them back.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "emulator: TCP_NODELAY");
+                    }
+                    conns.spawn(connection(stream, Arc::clone(&ctx), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(error = %e, "emulator: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::debug!(left = conns.len(), "emulator: aborting slow connections");
+        conns.shutdown().await;
+    }
+}
+
+/// Serves one keep-alive connection, shutting it down gracefully on stop.
+async fn connection(stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<()>) {
+    let service = service_fn(move |req| handler::handle(Arc::clone(&ctx), req));
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::trace!(error = %e, "emulator connection ended");
+                }
+                break;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

@@ -1,31 +1,364 @@
-//! PLACEHOLDER: being written (0600 files under XDG_DATA_HOME).
+//! Client secrets as 0600 files under `$XDG_DATA_HOME/looker-agent/`.
+//!
+//! Layout, every folder 0700 and every file 0600:
+//!
+//! ```text
+//! looker-agent/
+//!   secrets/
+//!     <profile>/
+//!       <credential>.json     {"client_id": "...", "client_secret": "..."}
+//! ```
+//!
+//! Writes are atomic: a temporary file in the same folder, written, synced, renamed
+//! over the old one, then the folder synced, so a crash leaves the old or the new
+//! secret, never half of one. Reads refuse, like ssh refuses a loose private key, a
+//! file that is a symbolic link or not a regular file, belongs to another user, or
+//! grants any permission to group or others, and say how to fix it.
+
 use super::{SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
-/// Secrets in 0600 files.
+/// No legitimate entry comes near this; a bigger file is not read into memory.
+const MAX_ENTRY_LEN: u64 = 64 * 1024;
+
+/// Secrets in 0600 files, one per credential set (see the module documentation).
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }
+
 impl FileStore {
-    /// A store rooted at `dir`.
+    /// A store rooted at `dir` (normally `$XDG_DATA_HOME/looker-agent/`). Nothing is
+    /// created until the first secret is written.
     pub fn new(dir: PathBuf) -> Self {
         FileStore { dir }
     }
+
+    /// The folder the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that holds, or would hold, the secret of `key`. Fails for names that
+    /// are not `[A-Za-z0-9][A-Za-z0-9._-]*`, so no name can leave the store's folder.
+    pub fn path_of(&self, key: &SecretKey) -> Result<PathBuf, StoreError> {
+        Ok(profile_dir(&self.dir, key)?
+            .join(format!("{}.json", checked_name(&self.dir, "credential", &key.credential)?)))
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io {
+            path: self.dir.clone(),
+            source: io::Error::other(format!("file store task failed: {e}")),
+        })?
+    }
 }
+
 #[async_trait]
 impl SecretStore for FileStore {
     fn describe(&self) -> String {
         format!("file ({})", self.dir.display())
     }
+
     async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
-        Err(StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() })
+        let (dir, key) = (self.dir.clone(), key.clone());
+        self.blocking(move || read_entry(&dir, &key)).await
     }
-    async fn set(&self, _key: &SecretKey, _client_id: &str, _secret: &Secret) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable { reason: "todo".into() })
+
+    async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
+        let (dir, key, client_id, secret) =
+            (self.dir.clone(), key.clone(), client_id.to_owned(), secret.clone());
+        self.blocking(move || write_entry(&dir, &key, &client_id, &secret)).await
     }
-    async fn delete(&self, _key: &SecretKey) -> Result<bool, StoreError> {
-        Ok(false)
+
+    async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
+        let (dir, key) = (self.dir.clone(), key.clone());
+        self.blocking(move || delete_entry(&dir, &key)).await
+    }
+}
+
+/// What is written. No `Debug`: it holds the secret.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    client_id: &'a str,
+    client_secret: &'a str,
+}
+
+/// What is read back. No `Debug`: it holds the secret.
+#[derive(Deserialize)]
+struct EntryIn {
+    #[allow(dead_code)] // kept in the file for people and tools, not needed to log in
+    client_id: String,
+    client_secret: String,
+}
+
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() <= 128
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// Re-checks a name even though config validation already did: it becomes a path.
+fn checked_name<'a>(dir: &Path, what: &str, name: &'a str) -> Result<&'a str, StoreError> {
+    if valid_name(name) {
+        Ok(name)
+    } else {
+        Err(StoreError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid {what} name {name:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit"),
+            ),
+        })
+    }
+}
+
+fn secrets_dir(dir: &Path) -> PathBuf {
+    dir.join("secrets")
+}
+
+fn profile_dir(dir: &Path, key: &SecretKey) -> Result<PathBuf, StoreError> {
+    Ok(secrets_dir(dir).join(checked_name(dir, "profile", &key.profile)?))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn add_again(key: &SecretKey) -> String {
+    format!("lookerctl credential add {} {} --client-id ID", key.profile, key.credential)
+}
+
+/// Refuses a secret file that someone else could have written or read.
+fn check_file(path: &Path, meta: &fs::Metadata, key: &SecretKey) -> Result<(), StoreError> {
+    let insecure =
+        |problem: String, fix: String| StoreError::Insecure { path: path.to_path_buf(), problem, fix };
+    if meta.file_type().is_symlink() {
+        return Err(insecure(
+            "a symbolic link".into(),
+            format!(
+                "the store only trusts regular files it wrote itself: remove the link (`rm {}`) and store the secret again with `{}`",
+                path.display(),
+                add_again(key)
+            ),
+        ));
+    }
+    if !meta.file_type().is_file() {
+        return Err(insecure(
+            "not a regular file".into(),
+            format!("remove it and store the secret again with `{}`", add_again(key)),
+        ));
+    }
+    if meta.uid() != euid() {
+        return Err(insecure(
+            format!("owned by uid {} instead of you (uid {})", meta.uid(), euid()),
+            format!(
+                "if the file really is yours, run `chown $(id -u) {p} && chmod 600 {p}`; otherwise remove it and store the secret again with `{}`",
+                add_again(key),
+                p = path.display()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(insecure(
+            format!("accessible to other users (mode {mode:04o})"),
+            format!(
+                "fix it with `chmod 600 {}`, and consider rotating the client secret, since others could read it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a folder of the store that another user owns or could write into (and so
+/// swap a secret file in it).
+fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+    let insecure =
+        |problem: String, fix: String| StoreError::Insecure { path: path.to_path_buf(), problem, fix };
+    if !meta.is_dir() {
+        return Err(insecure(
+            "not a directory".into(),
+            format!("move it away; the secret store keeps its files in {}", path.display()),
+        ));
+    }
+    if meta.uid() != euid() {
+        return Err(insecure(
+            format!("a directory owned by uid {} instead of you (uid {})", meta.uid(), euid()),
+            format!("if it really is yours, run `chown $(id -u) {p} && chmod 700 {p}`", p = path.display()),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(insecure(
+            format!("a directory other users can write into (mode {mode:04o})"),
+            format!("fix it with `chmod 700 {}`", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn read_entry(dir: &Path, key: &SecretKey) -> Result<Secret, StoreError> {
+    let pdir = profile_dir(dir, key)?;
+    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
+    let not_found =
+        || StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() };
+
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    check_file(&path, &meta, key)?;
+    for d in [dir.to_path_buf(), secrets_dir(dir), pdir] {
+        // The store's own folder may be reached through a symlink (a moved home); the
+        // folders inside it may not.
+        let m = if d == dir { fs::metadata(&d) } else { fs::symlink_metadata(&d) };
+        check_dir(&d, &m.map_err(io_err(&d))?)?;
+    }
+
+    // O_NOFOLLOW and fstat: the file checked is the file read, even if it was
+    // swapped since the check above. O_NONBLOCK: a FIFO cannot make us hang.
+    let nofollow = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let mut file = match OpenOptions::new().read(true).custom_flags(nofollow).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            check_file(&path, &m, key)?;
+            return Err(io_err(&path)(e));
+        }
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    check_file(&path, &file.metadata().map_err(io_err(&path))?, key)?;
+
+    let mut buf = Zeroizing::new(Vec::new());
+    (&mut file).take(MAX_ENTRY_LEN + 1).read_to_end(&mut buf).map_err(io_err(&path))?;
+    let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
+    if buf.len() as u64 > MAX_ENTRY_LEN {
+        return Err(corrupt(format!("larger than {MAX_ENTRY_LEN} bytes")));
+    }
+    // serde_json's messages can quote the input, so only the position is reported.
+    let entry: EntryIn = serde_json::from_slice(&buf).map_err(|e| {
+        corrupt(format!(
+            "not a JSON object with client_id and client_secret (line {}, column {}); store the secret again with `{}`",
+            e.line(),
+            e.column(),
+            add_again(key)
+        ))
+    })?;
+    let secret = Secret::new(entry.client_secret);
+    if secret.is_empty() {
+        return Err(corrupt(format!("the client_secret is empty; store it again with `{}`", add_again(key))));
+    }
+    Ok(secret)
+}
+
+/// Creates `path` as a 0700 folder, or checks and tightens an existing one we own.
+fn ensure_private_dir(path: &Path, follow_symlink: bool) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {
+            // The umask can only remove bits; set the mode anyway, as rbw does.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))?;
+            if let Some(parent) = path.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = if follow_symlink { fs::metadata(path) } else { fs::symlink_metadata(path) };
+            let meta = meta.map_err(io_err(path))?;
+            if meta.is_dir() && meta.uid() == euid() && meta.mode() & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))?;
+                return Ok(());
+            }
+            check_dir(path, &meta)
+        }
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
+}
+
+fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
+    let pdir = profile_dir(dir, key)?;
+    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    ensure_private_dir(dir, true)?;
+    ensure_private_dir(&secrets_dir(dir), false)?;
+    ensure_private_dir(&pdir, false)?;
+
+    let body = serde_json::to_vec_pretty(&EntryOut { client_id, client_secret: secret.expose() })
+        .map(Zeroizing::new)
+        .map_err(|_| StoreError::Corrupt {
+            what: path.display().to_string(),
+            reason: "cannot encode".into(),
+        })?;
+    // Names never start with '.', so a temporary file cannot collide with an entry.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&pdir)
+        .map_err(io_err(&pdir))?;
+    tmp.write_all(&body).map_err(io_err(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_err(&path))?;
+    // rename(2) replaces a symlink at `path` itself, never what it points to.
+    tmp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+    sync_dir(&pdir)
+}
+
+fn delete_entry(dir: &Path, key: &SecretKey) -> Result<bool, StoreError> {
+    let pdir = profile_dir(dir, key)?;
+    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    sync_dir(&pdir)?;
+    // Drop the profile's folder once its last secret is gone; failure (not empty) is fine.
+    if fs::remove_dir(&pdir).is_ok() {
+        sync_dir(&secrets_dir(dir))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "-x", "a\0b", "é"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        for good in ["prod", "a", "A.b_c-d", "0"] {
+            assert!(valid_name(good), "{good:?}");
+        }
+        let s = FileStore::new("/x".into());
+        assert!(s.path_of(&SecretKey::new("..", "c")).is_err());
+        assert!(s.path_of(&SecretKey::new("p", "../../etc/passwd")).is_err());
+        assert_eq!(s.path_of(&SecretKey::new("p", "c")).unwrap(), Path::new("/x/secrets/p/c.json"));
     }
 }

@@ -78,13 +78,15 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
-    /// A secret file's mode or owner is too loose to trust.
-    #[error("refusing {path}: it is {problem}; fix it with `chmod 600 {path}` (and make sure you own it)")]
+    /// A secret file's mode, owner or type is too loose to trust.
+    #[error("refusing {path}: it is {problem}; {fix}")]
     Insecure {
         /// The file.
         path: PathBuf,
         /// What is wrong (mode, owner, not a regular file).
         problem: String,
+        /// What the user should do about it, e.g. run `chmod 600` on the file.
+        fix: String,
     },
     /// Reading or writing a secret file failed.
     #[error("secret file {path}: {source}")]

@@ -1,28 +1,490 @@
-//! PLACEHOLDER: being written (freedesktop Secret Service).
+//! Client secrets in the freedesktop Secret Service (gnome-keyring, KWallet, KeePassXC...).
+//!
+//! One item per credential set, in the default collection (`login` with gnome-keyring),
+//! labelled `Looker API secret (PROFILE/CREDENTIAL)`, with the attributes
+//! `application=looker-agent`, `profile=NAME`, `credential=NAME` and `client_id=ID`,
+//! so `secret-tool search application looker-agent` lists them. Items are looked up by
+//! application, profile and credential only, so storing a new client_id replaces the
+//! old item instead of adding a second one.
+//!
+//! Nothing here may hang the daemon: connecting, every operation and the unlock
+//! prompt are each bounded in time. A locked collection is unlocked through the
+//! provider's own prompt when one can appear; otherwise (headless, no prompter) the
+//! answer is [`StoreError::Locked`] naming the collection.
+//!
+//! The connection (and its encrypted session) is opened once and reused; if the
+//! provider restarts, the next operation reconnects once and retries.
+
 use super::{SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use secret_service::{EncryptionType, SecretService};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+use zeroize::Zeroize;
 
-/// The Secret Service backend.
-pub struct SecretServiceStore;
-impl SecretServiceStore {
-    /// Connects to the session bus's Secret Service.
-    pub async fn connect() -> Result<Self, StoreError> {
-        Err(StoreError::Unavailable { reason: "todo".into() })
+/// The attribute value that marks this program's items.
+pub const APPLICATION: &str = "looker-agent";
+const SECRETS_NAME: &str = "org.freedesktop.secrets";
+const SERVICE_PATH: &str = "/org/freedesktop/secrets";
+const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
+const PROMPT_IFACE: &str = "org.freedesktop.Secret.Prompt";
+const COLLECTION_IFACE: &str = "org.freedesktop.Secret.Collection";
+
+/// Bus connection, provider check and session negotiation together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One D-Bus call; the provider answers in milliseconds when it is healthy.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// One whole store operation, not counting the unlock prompt.
+const OP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Unlock prompt wait with no display: there is nobody to type a password.
+const HEADLESS_UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unlock prompt wait in a graphical session: time for a person to type a password.
+const DESKTOP_UNLOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One live connection with its negotiated (Diffie-Hellman, AES) session.
+struct Connection {
+    bus: zbus::Connection,
+    service: SecretService<'static>,
+}
+
+/// The Secret Service backend. Cheap to share; holds one reusable connection.
+pub struct SecretServiceStore {
+    current: Mutex<Arc<Connection>>,
+    unlock_timeout: Duration,
+}
+
+impl std::fmt::Debug for SecretServiceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretServiceStore")
+            .field("unlock_timeout", &self.unlock_timeout)
+            .finish_non_exhaustive()
     }
 }
+
+/// Why an operation failed: `Stale` means the connection is dead and one reconnect
+/// is worth trying; `Store` is final.
+enum Failure {
+    Stale(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<secret_service::Error> for Failure {
+    fn from(e: secret_service::Error) -> Self {
+        use secret_service::Error as E;
+        let stale = match &e {
+            E::Zbus(z) => zbus_is_stale(z),
+            E::ZbusFdo(f) => fdo_is_stale(f),
+            _ => false,
+        };
+        if stale {
+            return Failure::Stale(e.to_string());
+        }
+        Failure::Store(match e {
+            E::Unavailable => unavailable("no Secret Service provider or session bus found"),
+            E::Locked | E::Prompt | E::PromptDisconnected => {
+                StoreError::Locked { collection: "(unknown collection)".into() }
+            }
+            other => unavailable(format!("the Secret Service failed: {other}")),
+        })
+    }
+}
+
+impl From<zbus::Error> for Failure {
+    fn from(e: zbus::Error) -> Self {
+        if zbus_is_stale(&e) {
+            Failure::Stale(e.to_string())
+        } else {
+            Failure::Store(unavailable(format!("the Secret Service failed: {e}")))
+        }
+    }
+}
+
+/// D-Bus errors after which the same connection or session cannot work again.
+fn zbus_is_stale(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::InputOutput(_) => true,
+        zbus::Error::FDO(f) => fdo_is_stale(f),
+        zbus::Error::MethodError(name, _, _) => matches!(
+            name.as_str(),
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                | "org.freedesktop.DBus.Error.UnknownObject"
+                | "org.freedesktop.DBus.Error.NoReply"
+                | "org.freedesktop.DBus.Error.Disconnected"
+                | "org.freedesktop.Secret.Error.NoSession"
+        ),
+        _ => false,
+    }
+}
+
+fn fdo_is_stale(e: &zbus::fdo::Error) -> bool {
+    use zbus::fdo::Error as F;
+    matches!(
+        e,
+        F::ServiceUnknown(_)
+            | F::NameHasNoOwner(_)
+            | F::UnknownObject(_)
+            | F::NoReply(_)
+            | F::Disconnected(_)
+            | F::IOError(_)
+            | F::ZBus(zbus::Error::InputOutput(_))
+    )
+}
+
+fn unavailable(reason: impl Into<String>) -> StoreError {
+    StoreError::Unavailable { reason: reason.into() }
+}
+
+fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Bounds a step with a timeout, turning expiry into `Unavailable`.
+async fn bounded<T, F>(limit: Duration, what: &str, fut: F) -> Result<T, Failure>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Store(unavailable(format!(
+            "the Secret Service did not answer within {} s while {what}",
+            limit.as_secs()
+        )))),
+    }
+}
+
+impl SecretServiceStore {
+    /// Connects to the session bus's Secret Service, within a few seconds.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when there is no session bus, or when no
+    /// program owns `org.freedesktop.secrets` on it. A provider that the bus could
+    /// start on demand is started only in a graphical session: headless, it would come
+    /// up locked with nobody to unlock it.
+    pub async fn connect() -> Result<Self, StoreError> {
+        let connection = open_connection().await?;
+        let unlock_timeout = if has_display() { DESKTOP_UNLOCK_TIMEOUT } else { HEADLESS_UNLOCK_TIMEOUT };
+        Ok(SecretServiceStore { current: Mutex::new(Arc::new(connection)), unlock_timeout })
+    }
+
+    /// Sets how long [`get`](SecretStore::get) and friends wait for the provider's
+    /// unlock prompt before answering [`StoreError::Locked`]. Defaults to 5 s without
+    /// a display (`DISPLAY`/`WAYLAND_DISPLAY`) and 60 s with one.
+    pub fn with_unlock_timeout(mut self, timeout: Duration) -> Self {
+        self.unlock_timeout = timeout;
+        self
+    }
+
+    /// How long an unlock prompt is waited for (see [`Self::with_unlock_timeout`]).
+    pub fn unlock_timeout(&self) -> Duration {
+        self.unlock_timeout
+    }
+
+    fn connection(&self) -> Arc<Connection> {
+        // A poisoned lock still holds a valid handle.
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces a dead connection (unless another task already did).
+    async fn reconnect(&self, dead: &Arc<Connection>) -> Result<Arc<Connection>, StoreError> {
+        let fresh = Arc::new(open_connection().await?);
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::ptr_eq(&cur, dead) {
+            *cur = fresh;
+        }
+        Ok(cur.clone())
+    }
+
+    /// Runs `op` on the current connection, bounded in time; on a dead connection,
+    /// reconnects and runs it once more.
+    async fn run<'s, T, F, Fut>(&'s self, what: &str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Arc<Connection>) -> Fut,
+        Fut: Future<Output = Result<T, Failure>> + 's,
+    {
+        let limit = OP_TIMEOUT + self.unlock_timeout;
+        let conn = self.connection();
+        match bounded(limit, what, op(conn.clone())).await {
+            Ok(v) => Ok(v),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Stale(reason)) => {
+                tracing::info!(%reason, "Secret Service connection lost; reconnecting");
+                let conn = self.reconnect(&conn).await?;
+                match bounded(limit, what, op(conn)).await {
+                    Ok(v) => Ok(v),
+                    Err(Failure::Store(e)) => Err(e),
+                    Err(Failure::Stale(reason)) => {
+                        Err(unavailable(format!("the Secret Service failed: {reason}")))
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn open_connection() -> Result<Connection, StoreError> {
+    let attempt = async {
+        let bus = zbus::connection::Builder::session()
+            .map(|b| b.method_timeout(CALL_TIMEOUT))
+            .map_err(|e| unavailable(format!("no session bus ({e})")))?;
+        let bus =
+            bus.build().await.map_err(|e| unavailable(format!("cannot connect to the session bus ({e})")))?;
+        let dbus = zbus::fdo::DBusProxy::new(&bus).await.map_err(|e| unavailable(e.to_string()))?;
+        let name = zbus::names::BusName::try_from(SECRETS_NAME).map_err(|e| unavailable(e.to_string()))?;
+        let owned = dbus.name_has_owner(name).await.map_err(|e| unavailable(e.to_string()))?;
+        if !owned {
+            let activatable = dbus
+                .list_activatable_names()
+                .await
+                .map(|names| names.iter().any(|n| n.as_str() == SECRETS_NAME))
+                .unwrap_or(false);
+            if !(activatable && has_display()) {
+                return Err(unavailable(format!(
+                    "no program owns {SECRETS_NAME} on the session bus (no keyring is running{})",
+                    if activatable { "; not starting one without a graphical session" } else { "" }
+                )));
+            }
+        }
+        let service = SecretService::connect_with_existing(EncryptionType::Dh, bus.clone())
+            .await
+            .map_err(|e| unavailable(format!("cannot open a Secret Service session ({e})")))?;
+        Ok(Connection { bus, service })
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.unwrap_or_else(|_| {
+        Err(unavailable(format!(
+            "the session bus or the Secret Service did not answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )))
+    })
+}
+
+fn search_attributes(key: &SecretKey) -> HashMap<&str, &str> {
+    HashMap::from([
+        ("application", APPLICATION),
+        ("profile", key.profile.as_str()),
+        ("credential", key.credential.as_str()),
+    ])
+}
+
+fn label(key: &SecretKey) -> String {
+    format!("Looker API secret ({}/{})", key.profile, key.credential)
+}
+
+/// The collection an item lives in: its object path's parent.
+fn parent_path(item: &ObjectPath<'_>) -> Option<OwnedObjectPath> {
+    let (parent, _) = item.as_str().rsplit_once('/')?;
+    OwnedObjectPath::try_from(parent.to_owned()).ok()
+}
+
+/// A collection's label for messages (e.g. `Login`), or its path when it has none.
+async fn collection_name(bus: &zbus::Connection, path: &ObjectPath<'_>) -> String {
+    let label = async {
+        let proxy = zbus::Proxy::new(bus, SECRETS_NAME, path.to_owned(), COLLECTION_IFACE).await?;
+        proxy.get_property::<String>("Label").await
+    };
+    match label.await {
+        Ok(l) if !l.is_empty() => l,
+        _ => path.as_str().rsplit('/').next().unwrap_or(path.as_str()).to_owned(),
+    }
+}
+
+/// Asks the provider to unlock `objects`, waiting at most `limit` for its prompt.
+/// Returns whether they are unlocked. A prompt still open at the deadline is dismissed.
+async fn unlock(
+    bus: &zbus::Connection,
+    objects: Vec<OwnedObjectPath>,
+    limit: Duration,
+) -> Result<bool, Failure> {
+    let service = zbus::Proxy::new(bus, SECRETS_NAME, SERVICE_PATH, SERVICE_IFACE).await?;
+    let (unlocked, prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) =
+        service.call("Unlock", &(objects,)).await?;
+    if prompt.as_str() == "/" {
+        return Ok(!unlocked.is_empty());
+    }
+    let prompt = zbus::Proxy::new(bus, SECRETS_NAME, prompt, PROMPT_IFACE).await?;
+    let waited = async {
+        let mut completed = prompt.receive_signal("Completed").await?;
+        let _: () = prompt.call("Prompt", &("",)).await?;
+        Ok::<_, zbus::Error>(completed.next().await)
+    };
+    match tokio::time::timeout(limit, waited).await {
+        Ok(Ok(Some(msg))) => {
+            let (dismissed, _result): (bool, OwnedValue) = msg.body().deserialize()?;
+            Ok(!dismissed)
+        }
+        Ok(Ok(None)) => Ok(false),
+        Ok(Err(e)) => {
+            // A provider that cannot show a prompt (no prompter, no display) may fail
+            // the call itself; for the user that is still "locked".
+            tracing::debug!(error = %e, "Secret Service unlock prompt failed");
+            Ok(false)
+        }
+        Err(_) => {
+            tracing::debug!("Secret Service unlock prompt timed out; dismissing it");
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), prompt.call::<_, _, ()>("Dismiss", &())).await;
+            Ok(false)
+        }
+    }
+}
+
+/// Unlocks the collection at `path` or fails with `Locked` naming it.
+async fn unlock_or_fail(
+    bus: &zbus::Connection,
+    path: OwnedObjectPath,
+    limit: Duration,
+) -> Result<(), Failure> {
+    if unlock(bus, vec![path.clone()], limit).await? {
+        Ok(())
+    } else {
+        Err(Failure::Store(StoreError::Locked { collection: collection_name(bus, &path).await }))
+    }
+}
+
+fn secret_from_bytes(mut bytes: Vec<u8>) -> Result<Secret, StoreError> {
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(Secret::new(s)),
+        Err(e) => {
+            bytes = e.into_bytes();
+            bytes.zeroize();
+            Err(StoreError::Corrupt {
+                what: "Secret Service item".into(),
+                reason: "the secret is not UTF-8 text".into(),
+            })
+        }
+    }
+}
+
+async fn get_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Result<Secret, Failure> {
+    let ss = &conn.service;
+    let mut found = ss.search_items(search_attributes(&key)).await?;
+    if found.unlocked.is_empty() {
+        let Some(locked) = found.locked.first() else {
+            return Err(Failure::Store(StoreError::NotFound {
+                profile: key.profile.clone(),
+                credential: key.credential.clone(),
+            }));
+        };
+        let collection = parent_path(&locked.item_path).unwrap_or_else(|| locked.item_path.clone());
+        unlock_or_fail(&conn.bus, collection, limit).await?;
+        found = ss.search_items(search_attributes(&key)).await?;
+    }
+    let Some(item) = found.unlocked.first() else {
+        return Err(Failure::Store(StoreError::NotFound {
+            profile: key.profile,
+            credential: key.credential,
+        }));
+    };
+    Ok(secret_from_bytes(item.get_secret().await?)?)
+}
+
+async fn set_once(
+    conn: Arc<Connection>,
+    key: SecretKey,
+    client_id: String,
+    secret: Secret,
+    limit: Duration,
+) -> Result<(), Failure> {
+    let ss = &conn.service;
+    let collection =
+        match ss.get_default_collection().await {
+            Ok(c) => c,
+            Err(secret_service::Error::NoResult) => return Err(Failure::Store(unavailable(
+                "the Secret Service has no default collection; create one (e.g. with seahorse) and try again",
+            ))),
+            Err(e) => return Err(e.into()),
+        };
+    if collection.is_locked().await? {
+        unlock_or_fail(&conn.bus, collection.collection_path.clone(), limit).await?;
+    }
+    let mut attributes = search_attributes(&key);
+    attributes.insert("client_id", client_id.as_str());
+    let item = collection
+        .create_item(&label(&key), attributes, secret.expose().as_bytes(), true, "text/plain")
+        .await?;
+    // The provider replaced an item with the very same attributes; one with an older
+    // client_id (or in another collection) is still there: remove it.
+    let found = ss.search_items(search_attributes(&key)).await?;
+    for old in found.unlocked.iter().filter(|i| i.item_path != item.item_path) {
+        old.delete().await?;
+    }
+    if !found.locked.is_empty() {
+        tracing::warn!(
+            profile = %key.profile,
+            credential = %key.credential,
+            "older Secret Service items for this credential sit in a locked collection and were left alone"
+        );
+    }
+    Ok(())
+}
+
+async fn delete_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Result<bool, Failure> {
+    let ss = &conn.service;
+    let mut found = ss.search_items(search_attributes(&key)).await?;
+    if let Some(locked) = found.locked.first() {
+        let collection = parent_path(&locked.item_path).unwrap_or_else(|| locked.item_path.clone());
+        unlock_or_fail(&conn.bus, collection, limit).await?;
+        found = ss.search_items(search_attributes(&key)).await?;
+    }
+    for item in &found.unlocked {
+        item.delete().await?;
+    }
+    Ok(!found.unlocked.is_empty())
+}
+
 #[async_trait]
 impl SecretStore for SecretServiceStore {
     fn describe(&self) -> String {
         "secret-service".into()
     }
+
     async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
-        Err(StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() })
+        let limit = self.unlock_timeout;
+        self.run("reading a secret", |c| get_once(c, key.clone(), limit)).await
     }
-    async fn set(&self, _key: &SecretKey, _client_id: &str, _secret: &Secret) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable { reason: "todo".into() })
+
+    async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("storing a secret", |c| {
+            set_once(c, key.clone(), client_id.to_owned(), secret.clone(), limit)
+        })
+        .await
     }
-    async fn delete(&self, _key: &SecretKey) -> Result<bool, StoreError> {
-        Ok(false)
+
+    async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("deleting a secret", |c| delete_once(c, key.clone(), limit)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_parent_is_its_collection() {
+        let item = ObjectPath::try_from("/org/freedesktop/secrets/collection/login/7").unwrap();
+        assert_eq!(parent_path(&item).unwrap().as_str(), "/org/freedesktop/secrets/collection/login");
+    }
+
+    #[test]
+    fn dead_connections_are_told_apart_from_answers() {
+        let io = zbus::Error::InputOutput(Arc::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+        assert!(zbus_is_stale(&io));
+        assert!(!zbus_is_stale(&zbus::Error::InvalidReply));
+        assert!(matches!(
+            Failure::from(secret_service::Error::Locked),
+            Failure::Store(StoreError::Locked { .. })
+        ));
     }
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The project's test command: `scripts/test.sh [CARGO TEST ARGS...]`.
+#
+# Gives the tests what they need from the machine, then runs `cargo test --all-targets`:
+# - installs gnome-keyring, secret-tool and the D-Bus tools when missing (apt-get,
+#   with sudo when not root);
+# - starts a private session bus and an unlocked gnome-keyring on it (never the
+#   desktop's own), and exports DBUS_SESSION_BUS_ADDRESS;
+# - exports LOOKER_AGENT_PYTHON (a venv with the Looker SDK) via scripts/python-venv.sh;
+# - points the XDG directories at a temporary tree, so a test that forgets to
+#   isolate itself still cannot touch your real config, data or sockets.
+# Everything it started is stopped on exit; the exit status is cargo's.
+#
+# Examples: scripts/test.sh
+#           scripts/test.sh --test secret_service --test file_store
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+# shellcheck source=scripts/session-env.sh
+. "$repo/scripts/session-env.sh"
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+sandbox=""
+cleanup() {
+    local status=$?
+    session_env_stop
+    [ -n "$sandbox" ] && rm -rf "$sandbox"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start=$SECONDS
+session_env_install_missing
+session_env_start
+
+if [ -f "$repo/scripts/python-venv.sh" ]; then
+    if ! LOOKER_AGENT_PYTHON="$(bash "$repo/scripts/python-venv.sh")"; then
+        log "scripts/python-venv.sh failed (see above)"
+        exit 1
+    fi
+    export LOOKER_AGENT_PYTHON
+    log "LOOKER_AGENT_PYTHON=$LOOKER_AGENT_PYTHON"
+fi
+
+sandbox="$(mktemp -d "${TMPDIR:-/tmp}/looker-agent-test.XXXXXX")"
+mkdir -m 700 "$sandbox/config" "$sandbox/data" "$sandbox/state" "$sandbox/runtime"
+export XDG_CONFIG_HOME="$sandbox/config" XDG_DATA_HOME="$sandbox/data" \
+    XDG_STATE_HOME="$sandbox/state" XDG_RUNTIME_DIR="$sandbox/runtime"
+unset LOOKER_AGENT_CONFIG LOOKER_AGENT_SOCKET LOOKER_AGENT_SECRET_STORE LOOKER_AGENT_PROFILE
+
+log "environment ready in $((SECONDS - start)) s; running cargo test --all-targets $*"
+status=0
+cargo test --all-targets "$@" || status=$?
+log "cargo test exited with $status after $((SECONDS - start)) s in total"
+exit "$status"

@@ -1,0 +1,407 @@
+//! [`CredSlot`]: one credential set's token cache, single-flight login and health.
+//!
+//! Locking rule: the slot's `std::sync::Mutex` is only held for quick state
+//! changes, never across an `.await` (no I/O under the lock).
+
+use super::error::BrokerError;
+use super::token::{safety_margin, LiveToken};
+use super::{BrokerEvent, BrokerSettings};
+use crate::looker::{LookerApi, LookerError};
+use crate::protocol::CredentialStatus;
+use crate::store::{SecretKey, SharedStore};
+use rand::Rng;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+/// The outcome of one login, shared by every waiter.
+type Outcome = Option<Result<Arc<LiveToken>, BrokerError>>;
+
+/// One credential set of one profile, with its cached token.
+pub struct CredSlot {
+    /// Profile name.
+    pub profile: Arc<str>,
+    /// Credential set name.
+    pub name: Arc<str>,
+    /// Looker client_id (not secret).
+    pub client_id: String,
+    /// The profile's base URL.
+    pub base_url: Arc<str>,
+    /// How long a waiting client may wait on a login.
+    pub wait_timeout: Duration,
+    api: Result<Arc<dyn LookerApi>, LookerError>,
+    store: SharedStore,
+    events: broadcast::Sender<BrokerEvent>,
+    settings: Arc<BrokerSettings>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    current: Option<Arc<LiveToken>>,
+    /// Superseded tokens that clients may still hold; revoked at shutdown or when expired.
+    older: Vec<Arc<LiveToken>>,
+    inflight: Option<watch::Receiver<Outcome>>,
+    /// Usable lifetime of the last token Looker gave (for the min_ttl check).
+    lifetime: Option<Duration>,
+    logins: u64,
+    last_login: Option<SystemTime>,
+    last_error: Option<(SystemTime, String)>,
+    failures: u32,
+    backoff_until: Option<(Instant, SystemTime)>,
+    rejected: Option<Rejection>,
+    last_used: Option<Instant>,
+}
+
+#[derive(Clone)]
+struct Rejection {
+    at: SystemTime,
+    retry_at: Instant,
+    status: u16,
+    message: String,
+}
+
+/// Parameters that identify a slot: a reload keeps a slot (and its tokens) when these are unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotIdentity {
+    /// Profile name.
+    pub profile: String,
+    /// Credential name.
+    pub name: String,
+    /// Looker client_id.
+    pub client_id: String,
+    /// The full profile settings (URL, TLS, timeout) the client was built from.
+    pub profile_settings: crate::config::Profile,
+}
+
+impl CredSlot {
+    /// A slot with no token yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        profile: &str,
+        name: &str,
+        client_id: &str,
+        base_url: &str,
+        wait_timeout: Duration,
+        api: Result<Arc<dyn LookerApi>, LookerError>,
+        store: SharedStore,
+        events: broadcast::Sender<BrokerEvent>,
+        settings: Arc<BrokerSettings>,
+    ) -> CredSlot {
+        CredSlot {
+            profile: profile.into(),
+            name: name.into(),
+            client_id: client_id.to_string(),
+            base_url: base_url.into(),
+            wait_timeout,
+            api,
+            store,
+            events,
+            settings,
+            state: Mutex::new(SlotState::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // The state stays consistent at every unlock, so a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The API client for this slot's profile.
+    pub fn api(&self) -> Result<Arc<dyn LookerApi>, LookerError> {
+        self.api.clone()
+    }
+
+    /// True when the last login was rejected and the long backoff has not passed.
+    pub fn is_rejected(&self, now: Instant) -> bool {
+        self.lock().rejected.as_ref().is_some_and(|r| now < r.retry_at)
+    }
+
+    /// True while a login runs.
+    pub fn has_inflight(&self) -> bool {
+        self.lock().inflight.is_some()
+    }
+
+    /// Forgets a rejection (after a config change the secret may be fixed).
+    pub fn clear_rejection(&self) {
+        self.lock().rejected = None;
+    }
+
+    /// A token with at least `min_ttl` left: from cache, or from the one login
+    /// that runs for every waiting client.
+    pub async fn get(self: &Arc<Self>, min_ttl: Duration) -> Result<Arc<LiveToken>, BrokerError> {
+        let now = Instant::now();
+        let mut rx = {
+            let mut st = self.lock();
+            st.last_used = Some(now);
+            if let Some(t) = &st.current {
+                if t.remaining(now) >= min_ttl {
+                    return Ok(t.clone());
+                }
+            }
+            if let Some(lifetime) = st.lifetime {
+                if min_ttl > lifetime {
+                    return Err(self.min_ttl_too_long(min_ttl, lifetime));
+                }
+            }
+            if let Some(r) = &st.rejected {
+                if now < r.retry_at {
+                    return Err(self.rejected_error(r.status, &r.message));
+                }
+            }
+            match &st.inflight {
+                Some(rx) => rx.clone(),
+                None => {
+                    if let Some((until, _)) = st.backoff_until {
+                        if now < until {
+                            let last = st.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or("earlier failures");
+                            return Err(BrokerError::Unavailable {
+                                profile: self.profile.to_string(),
+                                reason: format!(
+                                    "{last}; next login attempt in {}s",
+                                    until.saturating_duration_since(now).as_secs().max(1)
+                                ),
+                            });
+                        }
+                    }
+                    self.start_login(&mut st)
+                }
+            }
+        };
+        let outcome = match tokio::time::timeout(self.wait_timeout, rx.wait_for(|o| o.is_some())).await {
+            Ok(Ok(o)) => o.clone(),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                return Err(BrokerError::Unavailable {
+                    profile: self.profile.to_string(),
+                    reason: format!("no answer from Looker within {}s", self.wait_timeout.as_secs()),
+                })
+            }
+        };
+        let token = match outcome {
+            Some(r) => r?,
+            None => return Err(BrokerError::ShuttingDown),
+        };
+        if token.remaining(Instant::now()) >= min_ttl {
+            Ok(token)
+        } else {
+            Err(self.min_ttl_too_long(min_ttl, token.lifetime()))
+        }
+    }
+
+    /// Starts a login unless one runs; for refreshes that nobody waits on.
+    pub fn refresh_in_background(self: &Arc<Self>) {
+        let mut st = self.lock();
+        if st.inflight.is_none() {
+            drop(self.start_login(&mut st));
+        }
+    }
+
+    fn min_ttl_too_long(&self, min_ttl: Duration, lifetime: Duration) -> BrokerError {
+        BrokerError::BadRequest(format!(
+            "min_ttl {}s is longer than a token of profile {:?} can live ({}s); ask for less",
+            min_ttl.as_secs(),
+            self.profile,
+            lifetime.as_secs()
+        ))
+    }
+
+    fn rejected_error(&self, status: u16, message: &str) -> BrokerError {
+        BrokerError::Rejected {
+            profile: self.profile.to_string(),
+            credential: self.name.to_string(),
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    /// Registers a login as in flight and spawns it, so a client giving up does not cancel it.
+    fn start_login(self: &Arc<Self>, st: &mut SlotState) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        st.inflight = Some(rx.clone());
+        let slot = self.clone();
+        tokio::spawn(async move {
+            let result = slot.login_once().await;
+            slot.finish(result, tx);
+        });
+        rx
+    }
+
+    async fn login_once(&self) -> Result<Arc<LiveToken>, LoginFailure> {
+        let api = self.api.clone().map_err(LoginFailure::Looker)?;
+        let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
+        let secret = self.store.get(&key).await.map_err(|e| LoginFailure::Store(e.to_string()))?;
+        let sent = Instant::now();
+        let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
+        drop(secret);
+        let received = Instant::now();
+        let expires_in = Duration::from_secs(answer.expires_in);
+        Ok(Arc::new(LiveToken {
+            token: answer.access_token,
+            obtained: sent,
+            expires: sent + expires_in - safety_margin(expires_in),
+            hard_expires: received + expires_in,
+        }))
+    }
+
+    fn finish(&self, result: Result<Arc<LiveToken>, LoginFailure>, tx: watch::Sender<Outcome>) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let shared = {
+            let mut st = self.lock();
+            st.inflight = None;
+            match result {
+                Ok(token) => {
+                    if let Some(old) = st.current.replace(token.clone()) {
+                        st.older.push(old);
+                    }
+                    st.older.retain(|t| t.may_be_live(now));
+                    st.lifetime = Some(token.lifetime());
+                    st.logins += 1;
+                    st.last_login = Some(wall);
+                    st.failures = 0;
+                    st.backoff_until = None;
+                    st.rejected = None;
+                    let expires_at = wall + token.remaining(now);
+                    let _ = self.events.send(BrokerEvent::TokenRefreshed {
+                        profile: self.profile.to_string(),
+                        credential: self.name.to_string(),
+                        expires_at_unix: unix(expires_at),
+                    });
+                    tracing::info!(profile = %self.profile, credential = %self.name,
+                        expires_in = token.remaining(now).as_secs(), "logged in to Looker");
+                    Ok(token)
+                }
+                Err(LoginFailure::Looker(LookerError::Rejected { status, message })) => {
+                    let err = self.rejected_error(status, &message);
+                    st.last_error = Some((wall, format!("Looker rejected the credentials (HTTP {status}: {message})")));
+                    st.rejected = Some(Rejection {
+                        at: wall,
+                        retry_at: now + self.settings.rejected_retry,
+                        status,
+                        message: message.clone(),
+                    });
+                    self.failed(&err);
+                    Err(err)
+                }
+                Err(LoginFailure::Looker(e)) => {
+                    st.failures = st.failures.saturating_add(1);
+                    let retry_after = match &e {
+                        LookerError::Unavailable { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let delay = self.settings.backoff(st.failures, retry_after);
+                    st.backoff_until = Some((now + delay, wall + delay));
+                    let reason = e.to_string();
+                    st.last_error = Some((wall, reason.clone()));
+                    let err = BrokerError::Unavailable { profile: self.profile.to_string(), reason };
+                    self.failed(&err);
+                    Err(err)
+                }
+                Err(LoginFailure::Store(message)) => {
+                    st.last_error = Some((wall, message.clone()));
+                    let err = BrokerError::Store(message);
+                    self.failed(&err);
+                    Err(err)
+                }
+            }
+        };
+        let _ = tx.send(Some(shared));
+    }
+
+    fn failed(&self, err: &BrokerError) {
+        tracing::warn!(profile = %self.profile, credential = %self.name, error = %err, "login failed");
+        let _ = self.events.send(BrokerEvent::CredentialFailed {
+            profile: self.profile.to_string(),
+            credential: self.name.to_string(),
+            reason: err.to_string(),
+        });
+    }
+
+    /// Drops the current token if it is `access_token` (a client saw it rejected) and
+    /// returns whatever matched, for revocation.
+    pub fn invalidate(&self, access_token: &str) -> Option<Arc<LiveToken>> {
+        let mut st = self.lock();
+        if st.current.as_ref().is_some_and(|t| t.token.expose() == access_token) {
+            return st.current.take();
+        }
+        let idx = st.older.iter().position(|t| t.token.expose() == access_token)?;
+        Some(st.older.swap_remove(idx))
+    }
+
+    /// Takes every token that Looker may still accept, leaving the slot empty.
+    pub fn take_live(&self, now: Instant) -> Vec<Arc<LiveToken>> {
+        let mut st = self.lock();
+        let mut out: Vec<_> = st.current.take().into_iter().collect();
+        out.append(&mut st.older);
+        out.retain(|t| t.may_be_live(now));
+        out
+    }
+
+    /// Status without token values.
+    pub fn status(&self, now: Instant) -> CredentialStatus {
+        let wall = SystemTime::now();
+        let st = self.lock();
+        let current = st.current.as_ref().filter(|t| t.remaining(now) > Duration::ZERO);
+        let rejected = st.rejected.as_ref().filter(|r| now < r.retry_at);
+        let backing_off = st.backoff_until.filter(|(until, _)| now < *until);
+        let state = if rejected.is_some() {
+            "rejected"
+        } else if st.inflight.is_some() {
+            if current.is_some() {
+                "refreshing"
+            } else {
+                "logging_in"
+            }
+        } else if backing_off.is_some() {
+            "backing_off"
+        } else if current.is_some() {
+            "fresh"
+        } else {
+            "idle"
+        };
+        let live = st.current.iter().chain(st.older.iter()).filter(|t| t.may_be_live(now)).count();
+        CredentialStatus {
+            name: self.name.to_string(),
+            client_id: self.client_id.clone(),
+            state: state.into(),
+            expires_in: current.map(|t| t.remaining(now).as_secs()),
+            expires_at: current.map(|t| rfc3339(wall + t.remaining(now))),
+            last_login: st.last_login.map(rfc3339),
+            last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
+            last_error_at: st.last_error.as_ref().map(|(t, _)| rfc3339(*t)),
+            backoff_until: backing_off.map(|(_, w)| rfc3339(w)).or_else(|| rejected.map(|r| rfc3339(r.at))),
+            logins: st.logins,
+            live_tokens: live as u32,
+        }
+    }
+}
+
+enum LoginFailure {
+    Looker(LookerError),
+    Store(String),
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// RFC 3339 UTC, whole seconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl BrokerSettings {
+    /// Exponential backoff with full jitter, at least the server's `Retry-After`.
+    pub fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let ceiling = exp.min(self.backoff_cap);
+        let jittered = if ceiling.is_zero() {
+            ceiling
+        } else {
+            rand::rng().random_range(Duration::ZERO..=ceiling)
+        };
+        jittered.max(retry_after.unwrap_or(Duration::ZERO).min(self.backoff_cap))
+    }
+}

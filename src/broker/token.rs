@@ -1,0 +1,149 @@
+//! A token the agent obtained ([`LiveToken`]) and a token handed to a client ([`IssuedToken`]).
+
+use crate::secret::Secret;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// A token obtained from Looker and not yet revoked by the agent.
+///
+/// Expiry is kept on the monotonic clock (wall-clock jumps cannot extend a
+/// token's life) and already includes the safety margin.
+#[derive(Debug)]
+pub struct LiveToken {
+    /// The token value.
+    pub token: Secret,
+    /// When the login request was sent (the token cannot be older than this).
+    pub obtained: Instant,
+    /// When the agent stops considering it usable (Looker's expiry minus the margin).
+    pub expires: Instant,
+    /// Looker's own expiry (no margin): after this, revoking is pointless.
+    pub hard_expires: Instant,
+}
+
+impl LiveToken {
+    /// Time left before [`LiveToken::expires`], zero when past.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.expires.saturating_duration_since(now)
+    }
+
+    /// Usable lifetime this token was born with (after the margin).
+    pub fn lifetime(&self) -> Duration {
+        self.expires.saturating_duration_since(self.obtained)
+    }
+
+    /// True while Looker may still accept it (so revoking it is worth a request).
+    pub fn may_be_live(&self, now: Instant) -> bool {
+        now < self.hard_expires
+    }
+}
+
+/// The safety margin taken off Looker's `expires_in`: clock skew and request
+/// latency must never make the agent hand out a token Looker already dropped.
+/// A tenth of the lifetime, between 1 s and 30 s.
+pub fn safety_margin(expires_in: Duration) -> Duration {
+    (expires_in / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)).min(expires_in / 2)
+}
+
+/// What a client receives: a live token plus where it belongs.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token.
+    pub token: Arc<LiveToken>,
+    /// Profile name.
+    pub profile: Arc<str>,
+    /// Credential set name.
+    pub credential: Arc<str>,
+    /// The profile's base URL.
+    pub base_url: Arc<str>,
+}
+
+impl IssuedToken {
+    /// Whole seconds left, as of `now`.
+    pub fn expires_in(&self, now: Instant) -> u64 {
+        self.token.remaining(now).as_secs()
+    }
+
+    /// Wall-clock expiry for `expires_in` seconds from now.
+    pub fn expires_at_wall(&self, now: Instant) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(self.expires_in(now))
+    }
+
+    /// Unix time of the expiry.
+    pub fn expires_at_unix(&self, now: Instant) -> i64 {
+        self.expires_at_wall(now).duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    }
+
+    /// The SPEC's token object as JSON, written straight into one buffer
+    /// (this is the hot path: no intermediate structs or strings).
+    pub fn to_json(&self, now: Instant) -> Vec<u8> {
+        let expires_in = self.expires_in(now);
+        let mut out = String::with_capacity(
+            160 + self.token.token.expose().len() + self.profile.len() + self.credential.len() + self.base_url.len(),
+        );
+        out.push_str("{\"access_token\":");
+        json_str(&mut out, self.token.token.expose());
+        let _ = write!(out, ",\"token_type\":\"Bearer\",\"expires_in\":{expires_in},\"expires_at\":\"");
+        let _ = write!(out, "{}", humantime::format_rfc3339_seconds(self.expires_at_wall(now)));
+        out.push_str("\",\"profile\":");
+        json_str(&mut out, &self.profile);
+        out.push_str(",\"credential\":");
+        json_str(&mut out, &self.credential);
+        out.push_str(",\"base_url\":");
+        json_str(&mut out, &self.base_url);
+        out.push('}');
+        out.into_bytes()
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TokenObject;
+
+    #[test]
+    fn margin_bounds() {
+        assert_eq!(safety_margin(Duration::from_secs(3600)), Duration::from_secs(30));
+        assert_eq!(safety_margin(Duration::from_secs(40)), Duration::from_secs(4));
+        assert_eq!(safety_margin(Duration::from_secs(2)), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn json_matches_protocol_type() {
+        let now = Instant::now();
+        let t = IssuedToken {
+            token: Arc::new(LiveToken {
+                token: Secret::new("tok\"en"),
+                obtained: now,
+                expires: now + Duration::from_secs(100),
+                hard_expires: now + Duration::from_secs(110),
+            }),
+            profile: "prod".into(),
+            credential: "c\\1".into(),
+            base_url: "https://x".into(),
+        };
+        let o: TokenObject = serde_json::from_slice(&t.to_json(now)).unwrap();
+        assert_eq!(o.access_token, "tok\"en");
+        assert_eq!(o.expires_in, 100);
+        assert_eq!(o.credential, "c\\1");
+        assert_eq!(o.token_type, "Bearer");
+        assert!(humantime::parse_rfc3339(&o.expires_at).is_ok());
+    }
+}

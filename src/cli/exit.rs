@@ -1,0 +1,91 @@
+//! Exit statuses (SPEC.md) and the error type that carries one.
+
+use crate::client::ClientError;
+use crate::protocol::ErrorCode;
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any other failure.
+pub const FAILURE: u8 = 1;
+/// Usage error.
+pub const USAGE: u8 = 2;
+/// The agent is not reachable.
+pub const AGENT_UNREACHABLE: u8 = 3;
+/// Unknown profile or credential.
+pub const UNKNOWN: u8 = 4;
+/// Looker rejected the credentials.
+pub const REJECTED: u8 = 5;
+/// Looker unreachable or failing.
+pub const UPSTREAM: u8 = 6;
+
+/// A failure with its exit status and a message that says what to do next.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit status.
+    pub code: u8,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl CliError {
+    /// Exit status 1.
+    pub fn failure(message: impl Into<String>) -> Self {
+        CliError { code: FAILURE, message: message.into() }
+    }
+
+    /// Exit status 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError { code: USAGE, message: message.into() }
+    }
+
+    /// Exit status 4.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        CliError { code: UNKNOWN, message: message.into() }
+    }
+}
+
+/// The exit status for a socket API error code.
+pub fn for_code(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::UnknownProfile | ErrorCode::UnknownCredential => UNKNOWN,
+        ErrorCode::CredentialsRejected => REJECTED,
+        ErrorCode::UpstreamUnavailable => UPSTREAM,
+        ErrorCode::BadRequest => USAGE,
+        ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::SecretStore | ErrorCode::Internal => FAILURE,
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::NotRunning { .. } => AGENT_UNREACHABLE,
+            ClientError::Api { code, .. } => for_code(*code),
+            ClientError::Protocol(_) => FAILURE,
+        };
+        CliError { code, message: e.to_string() }
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError::failure(e.to_string())
+    }
+}
+
+impl From<crate::config_edit::EditError> for CliError {
+    fn from(e: crate::config_edit::EditError) -> Self {
+        use crate::config_edit::EditError;
+        let code = match &e {
+            EditError::UnknownProfile { .. } | EditError::UnknownCredential { .. } => UNKNOWN,
+            EditError::ProfileExists { .. } | EditError::Invalid(_) => USAGE,
+            EditError::Config(_) => FAILURE,
+        };
+        CliError { code, message: e.to_string() }
+    }
+}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CliError::failure(e.to_string())
+    }
+}

@@ -1,0 +1,321 @@
+//! `lookerctl status|revoke|profile|credential`.
+//!
+//! Profile and credential edits go to the config file and the secret store
+//! directly, then a running agent is told to reload (it is fine if none runs).
+
+use super::args::{Cli, CredentialCommand, ProfileAddArgs, ProfileCommand, RevokeArgs, StatusArgs};
+use super::exit::{self, CliError};
+use super::output::{self, countdown, table};
+use super::token::agent;
+use crate::client::ClientError;
+use crate::config::Config;
+use crate::config_edit::{ConfigEditor, ProfileSettings};
+use crate::paths;
+use crate::protocol::RevokeRequest;
+use crate::secret::Secret;
+use crate::store::{self, SecretKey, SharedStore};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config.clone().unwrap_or_else(paths::default_config)
+}
+
+async fn open_store(cli: &Cli) -> Result<SharedStore, CliError> {
+    let (s, _) = store::open(cli.secret_store, paths::default_data_dir()).await?;
+    Ok(s)
+}
+
+/// Tells a running agent to re-read its config; silent when none runs.
+async fn poke(cli: &Cli) -> Result<(), CliError> {
+    match agent(cli).reload().await {
+        Ok(_) | Err(ClientError::NotRunning { .. }) => Ok(()),
+        Err(ClientError::Api { message, .. }) => {
+            Err(CliError::failure(format!("saved, but the running agent did not accept it: {message}")))
+        }
+        Err(e) => {
+            eprintln!("lookerctl: saved; could not tell the running agent ({e}); it picks the change up on SIGHUP");
+            Ok(())
+        }
+    }
+}
+
+/// `lookerctl status`.
+pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
+    let report = agent(cli).status().await?;
+    if cli.json {
+        output::json(&report)?;
+        return Ok(exit::OK);
+    }
+    output::line(&format!(
+        "looker-agent {} (pid {}), up {}; secret store: {}",
+        report.version,
+        report.pid,
+        countdown(report.uptime_secs),
+        report.secret_store
+    ))?;
+    if report.profiles.is_empty() {
+        output::line("no profiles: add one with `lookerctl profile add NAME --base-url URL`")?;
+        return Ok(exit::OK);
+    }
+    let mut rows = Vec::new();
+    for p in &report.profiles {
+        let default = if report.default_profile.as_deref() == Some(p.name.as_str()) { " (default)" } else { "" };
+        if p.credentials.is_empty() {
+            rows.push(vec![format!("{}{default}", p.name), "-".into(), "no credentials".into(), "".into(), "".into(), "".into()]);
+        }
+        for c in &p.credentials {
+            rows.push(vec![
+                format!("{}{default}", p.name),
+                c.name.clone(),
+                c.state.clone(),
+                c.expires_in.map(countdown).unwrap_or_else(|| "-".into()),
+                c.logins.to_string(),
+                c.last_error.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    output::line(&table(&["PROFILE", "CREDENTIAL", "STATE", "EXPIRES IN", "LOGINS", "LAST ERROR"], &rows))?;
+    Ok(exit::OK)
+}
+
+/// `lookerctl revoke`.
+pub async fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<u8, CliError> {
+    let req = RevokeRequest { profile: args.profile.clone(), credential: args.credential.clone() };
+    let r = agent(cli).revoke(&req).await?;
+    if cli.json {
+        output::json(&r)?;
+    } else {
+        output::line(&format!("revoked {} token(s)", r.revoked))?;
+    }
+    Ok(exit::OK)
+}
+
+fn load(cli: &Cli) -> Result<Config, CliError> {
+    Ok(Config::load(&config_path(cli))?)
+}
+
+/// `lookerctl profile …`.
+pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
+    match cmd {
+        ProfileCommand::Add(a) => profile_add(cli, a).await,
+        ProfileCommand::List => {
+            let cfg = load(cli)?;
+            let default = cfg.resolve_profile(None).map(str::to_string);
+            if cli.json {
+                let v: Vec<_> = cfg
+                    .profiles
+                    .iter()
+                    .map(|(n, p)| profile_json(n, p, default.as_deref() == Some(n.as_str())))
+                    .collect();
+                output::json(&v)?;
+            } else if cfg.profiles.is_empty() {
+                output::line("no profiles: add one with `lookerctl profile add NAME --base-url URL`")?;
+            } else {
+                let rows: Vec<Vec<String>> = cfg
+                    .profiles
+                    .iter()
+                    .map(|(n, p)| {
+                        vec![
+                            if default.as_deref() == Some(n.as_str()) { format!("{n} (default)") } else { n.clone() },
+                            p.base_url.clone(),
+                            p.credentials.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                output::line(&table(&["PROFILE", "BASE URL", "CREDENTIALS"], &rows))?;
+            }
+            Ok(exit::OK)
+        }
+        ProfileCommand::Show { name } => {
+            let cfg = load(cli)?;
+            let p = cfg.profiles.get(name).ok_or_else(|| unknown_profile(name))?;
+            let is_default = cfg.resolve_profile(None) == Some(name.as_str());
+            if cli.json {
+                output::json(&profile_json(name, p, is_default))?;
+            } else {
+                output::line(&format!("profile:      {name}{}", if is_default { " (default)" } else { "" }))?;
+                output::line(&format!("base_url:     {}", p.base_url))?;
+                output::line(&format!("verify_tls:   {}", p.verify_tls))?;
+                if let Some(ca) = &p.ca_file {
+                    output::line(&format!("ca_file:      {}", ca.display()))?;
+                }
+                output::line(&format!("timeout:      {}", crate::duration::format(p.timeout())))?;
+                if p.allow_insecure_http {
+                    output::line("allow_insecure_http: true")?;
+                }
+                let rows: Vec<Vec<String>> =
+                    p.credentials.iter().map(|c| vec![c.name.clone(), c.client_id.clone()]).collect();
+                output::line(&table(&["CREDENTIAL", "CLIENT ID"], &rows))?;
+            }
+            Ok(exit::OK)
+        }
+        ProfileCommand::Remove { name } => {
+            let mut ed = ConfigEditor::open(&config_path(cli))?;
+            let removed = ed.remove_profile(name)?;
+            ed.save()?;
+            let store = open_store(cli).await;
+            let mut warn = None;
+            match store {
+                Ok(s) => {
+                    for c in &removed.credentials {
+                        if let Err(e) = s.delete(&SecretKey::new(name.as_str(), c.name.as_str())).await {
+                            warn = Some(e.to_string());
+                        }
+                    }
+                }
+                Err(e) => warn = Some(e.message),
+            }
+            poke(cli).await?;
+            if let Some(w) = warn {
+                eprintln!("lookerctl: profile removed, but a secret could not be deleted: {w}");
+            }
+            if !cli.json {
+                output::line(&format!("removed profile {name} ({} credential set(s))", removed.credentials.len()))?;
+            } else {
+                output::json(&serde_json::json!({ "removed": name, "credentials": removed.credentials.len() }))?;
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn unknown_profile(name: &str) -> CliError {
+    CliError::unknown(format!(
+        "no profile named {name:?}; `lookerctl profile list` shows the profiles, `lookerctl profile add` adds one"
+    ))
+}
+
+fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "default": is_default,
+        "base_url": p.base_url,
+        "verify_tls": p.verify_tls,
+        "ca_file": p.ca_file,
+        "timeout_secs": p.timeout().as_secs(),
+        "allow_insecure_http": p.allow_insecure_http,
+        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id})).collect::<Vec<_>>(),
+    })
+}
+
+async fn profile_add(cli: &Cli, a: &ProfileAddArgs) -> Result<u8, CliError> {
+    let mut ed = ConfigEditor::open(&config_path(cli))?;
+    let settings = ProfileSettings {
+        base_url: a.base_url.clone(),
+        verify_tls: !a.no_verify_tls,
+        ca_file: a.ca_file.clone(),
+        timeout: a.timeout,
+        allow_insecure_http: a.allow_insecure_http,
+    };
+    ed.add_profile(&a.name, &settings)?;
+    if a.default {
+        ed.set_default_profile(Some(&a.name))?;
+    }
+    ed.save()?;
+    poke(cli).await?;
+    if cli.json {
+        output::json(&serde_json::json!({ "added": a.name }))?;
+    } else {
+        output::line(&format!(
+            "added profile {}; now add a credential: lookerctl credential add {} NAME --client-id ID",
+            a.name, a.name
+        ))?;
+    }
+    Ok(exit::OK)
+}
+
+/// Reads a client secret from stdin (piped) or a no-echo prompt (terminal).
+fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError> {
+    let stdin = std::io::stdin();
+    let raw = if stdin.is_terminal() {
+        rpassword::prompt_password(format!("client_secret for {profile}/{name}: "))
+            .map_err(|e| CliError::failure(format!("cannot read the secret: {e}")))?
+    } else {
+        let mut s = String::new();
+        stdin
+            .lock()
+            .take(64 * 1024)
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::failure(format!("cannot read the secret from stdin: {e}")))?;
+        s
+    };
+    let secret = Secret::new(raw.trim_end_matches(['\r', '\n']));
+    drop(raw);
+    if secret.is_empty() {
+        return Err(CliError::usage(
+            "empty client_secret: pipe it on stdin (e.g. `printf '%s' \"$SECRET\" | lookerctl credential add …`) or type it at the prompt",
+        ));
+    }
+    Ok(secret)
+}
+
+/// `lookerctl credential …`.
+pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliError> {
+    match cmd {
+        CredentialCommand::Add { profile, name, client_id } => {
+            let path = config_path(cli);
+            let mut ed = ConfigEditor::open(&path)?;
+            // Validate everything before asking for the secret.
+            let mut probe = ConfigEditor::open(&path)?;
+            probe.add_credential(profile, name, client_id)?;
+            let secret = read_secret(profile, name)?;
+            let store = open_store(cli).await?;
+            store.set(&SecretKey::new(profile.as_str(), name.as_str()), client_id, &secret).await?;
+            drop(secret);
+            let change = ed.add_credential(profile, name, client_id)?;
+            ed.save()?;
+            poke(cli).await?;
+            if cli.json {
+                output::json(&serde_json::json!({ "profile": profile, "credential": name, "change": format!("{change:?}").to_lowercase() }))?;
+            } else {
+                output::line(&format!(
+                    "stored the secret of {profile}/{name} in {}; try: lookerctl token {profile}",
+                    store.describe()
+                ))?;
+            }
+            Ok(exit::OK)
+        }
+        CredentialCommand::List { profile } => {
+            let cfg = load(cli)?;
+            if let Some(p) = profile {
+                if !cfg.profiles.contains_key(p) {
+                    return Err(unknown_profile(p));
+                }
+            }
+            let items: Vec<(String, String, String)> = cfg
+                .profiles
+                .iter()
+                .filter(|(n, _)| profile.as_deref().is_none_or(|p| p == n.as_str()))
+                .flat_map(|(n, p)| p.credentials.iter().map(move |c| (n.clone(), c.name.clone(), c.client_id.clone())))
+                .collect();
+            if cli.json {
+                let v: Vec<_> = items
+                    .iter()
+                    .map(|(p, n, id)| serde_json::json!({"profile": p, "name": n, "client_id": id}))
+                    .collect();
+                output::json(&v)?;
+            } else if items.is_empty() {
+                output::line("no credential sets: add one with `lookerctl credential add PROFILE NAME --client-id ID`")?;
+            } else {
+                let rows: Vec<Vec<String>> = items.into_iter().map(|(p, n, id)| vec![p, n, id]).collect();
+                output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID"], &rows))?;
+            }
+            Ok(exit::OK)
+        }
+        CredentialCommand::Remove { profile, name } => {
+            let mut ed = ConfigEditor::open(&config_path(cli))?;
+            ed.remove_credential(profile, name)?;
+            ed.save()?;
+            let store = open_store(cli).await?;
+            store.delete(&SecretKey::new(profile.as_str(), name.as_str())).await?;
+            poke(cli).await?;
+            if cli.json {
+                output::json(&serde_json::json!({ "removed": { "profile": profile, "credential": name } }))?;
+            } else {
+                output::line(&format!("removed credential {profile}/{name} and its secret"))?;
+            }
+            Ok(exit::OK)
+        }
+    }
+}

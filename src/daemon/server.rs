@@ -1,0 +1,126 @@
+//! The accept loop: caps connections, applies time and size limits, and hands
+//! each connection to hyper with the peer's credentials attached.
+
+use super::handler::{self, Ctx};
+use super::listener::Peer;
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Size, count and time limits of the socket server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Largest request body accepted.
+    pub max_body: usize,
+    /// Largest request line plus headers.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a request's headers (also bounds idle connections).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Duration,
+    /// Requests served on one connection before it is closed.
+    pub max_requests_per_connection: u32,
+    /// How long open connections get to finish at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_body: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 100_000,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` turns true, then lets open connections
+/// finish their current request (bounded by `drain_timeout`).
+pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let mut conns = JoinSet::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.limits.header_timeout)
+        .max_buf_size(ctx.limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    let mut full_warned = false;
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while conns.try_join_next().is_some() {}
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if !full_warned {
+                tracing::warn!(max = ctx.limits.max_connections, "connection limit reached; closing new connections");
+                full_warned = true;
+            }
+            drop(stream);
+            continue;
+        };
+        full_warned = false;
+        let peer = Peer::of(&stream);
+        let ctx = ctx.clone();
+        let builder = builder.clone();
+        let mut shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let served = Arc::new(AtomicU32::new(0));
+            let max = ctx.limits.max_requests_per_connection;
+            let svc = service_fn(move |req| {
+                let ctx = ctx.clone();
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    let mut resp = handler::handle(ctx, peer, req).await?;
+                    if n >= max {
+                        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(ctx.limits.drain_timeout, drain).await.is_err() {
+        conns.abort_all();
+    }
+}
+
+/// Completes once the shutdown flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,99 @@
+//! The `looker-agent` binary's command line and start-up: parse, harden, log,
+//! load the config, open the store, then hand over to [`Daemon`].
+
+use super::{dev, shutdown, Daemon, DaemonError, DaemonOptions};
+use crate::broker::{Broker, BrokerSettings, RealUpstream};
+use crate::config::Config;
+use crate::paths::{self, Paths};
+use crate::store::{self, StoreChoice};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// looker-agent: keeps Looker API tokens fresh and hands them to your own processes.
+#[derive(Debug, Parser)]
+#[command(name = "looker-agent", version, after_help = "Quick start: looker-agent --dev")]
+pub struct AgentArgs {
+    /// The config file.
+    #[arg(long, env = "LOOKER_AGENT_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The agent socket.
+    #[arg(long, env = "LOOKER_AGENT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Where client secrets are kept.
+    #[arg(long, env = "LOOKER_AGENT_SECRET_STORE", value_enum, default_value_t = StoreChoice::Auto)]
+    pub secret_store: StoreChoice,
+    /// Run the self-contained demo: embedded Looker emulator, memory store, private socket.
+    #[arg(long)]
+    pub dev: bool,
+    /// Time allowed for revoking tokens at shutdown.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse)]
+    pub revoke_deadline: Duration,
+    /// Check the config and secret store, then exit (0 when usable).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Sets up logging on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+/// Entry point of the `looker-agent` binary.
+pub fn main() -> ExitCode {
+    let args = AgentArgs::parse();
+    super::hardening::harden_process();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("looker-agent: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("looker-agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: AgentArgs) -> Result<(), DaemonError> {
+    if args.dev {
+        return dev::run(args.socket, shutdown::terminate_signal()).await;
+    }
+    let paths = Paths::resolve(args.config.as_deref(), args.socket.as_deref());
+    // All or nothing: a broken config stops the start rather than running with half of it.
+    let config = Config::load(&paths.config)?;
+    if config.profiles.is_empty() {
+        tracing::warn!(config = %paths.config.display(),
+            "no profiles configured yet; add one with `lookerctl profile add NAME --base-url URL`");
+    }
+    let (store, description) = store::open(args.secret_store, paths::default_data_dir()).await?;
+    tracing::info!(store = %description, "secret store");
+    if args.check {
+        println!("config {} OK ({} profile(s)); secret store: {description}", paths.config.display(), config.profiles.len());
+        return Ok(());
+    }
+    let mut opts = DaemonOptions::new(paths.socket.clone());
+    opts.config_path = Some(paths.config.clone());
+    opts.revoke_deadline = args.revoke_deadline;
+    let daemon = Daemon::bind(opts)?;
+    let broker = Broker::new(config, store, description, Arc::new(RealUpstream), BrokerSettings::default());
+    daemon.run(broker, shutdown::terminate_signal()).await?;
+    Ok(())
+}

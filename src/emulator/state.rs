@@ -1,0 +1,241 @@
+//! The emulator's bookkeeping: registered credentials, issued tokens, the
+//! fault knobs and the counters. One short-held mutex guards it all; no lock
+//! is ever held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::{Counters, EmulatorUser, Faults};
+
+/// Length of the access tokens Looker hands out.
+const TOKEN_LEN: usize = 40;
+
+/// Expired tokens are swept out of the map once it grows past this size
+/// (and then past twice the size that survived the previous sweep).
+const FIRST_SWEEP: usize = 1024;
+
+/// A client_id's secret and the user it acts as.
+struct Credential {
+    secret: String,
+    user: Arc<EmulatorUser>,
+}
+
+/// What the emulator remembers about an access token it issued.
+struct IssuedToken {
+    user: Arc<EmulatorUser>,
+    expires_at: Instant,
+}
+
+/// Everything behind the mutex.
+struct Tables {
+    credentials: HashMap<String, Credential>,
+    tokens: HashMap<String, IssuedToken>,
+    token_lifetime: Duration,
+    faults: Faults,
+    clock_offset: Duration,
+    sweep_at: usize,
+}
+
+/// The outcome of checking a client_id / client_secret pair.
+pub(crate) enum LoginOutcome {
+    /// A new token was issued.
+    Issued {
+        /// The new access token.
+        token: String,
+        /// Its lifetime, as reported in `expires_in`.
+        lifetime: Duration,
+    },
+    /// Unknown client_id or wrong secret.
+    Rejected,
+}
+
+/// The shared state of one emulator.
+pub(crate) struct State {
+    tables: Mutex<Tables>,
+    logins: AtomicU64,
+    failed_logins: AtomicU64,
+    logouts: AtomicU64,
+    api_calls: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn new(token_lifetime: Duration, faults: Faults) -> Self {
+        Self {
+            tables: Mutex::new(Tables {
+                credentials: HashMap::new(),
+                tokens: HashMap::new(),
+                token_lifetime,
+                faults,
+                clock_offset: Duration::ZERO,
+                sweep_at: FIRST_SWEEP,
+            }),
+            logins: AtomicU64::new(0),
+            failed_logins: AtomicU64::new(0),
+            logouts: AtomicU64::new(0),
+            api_calls: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding this lock cannot leave the tables half
+        // updated in a way that matters to an emulator, so carry on.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn add_credential(&self, client_id: &str, client_secret: &str, user: EmulatorUser) {
+        self.lock().credentials.insert(
+            client_id.to_owned(),
+            Credential { secret: client_secret.to_owned(), user: Arc::new(user) },
+        );
+    }
+
+    pub(crate) fn remove_credential(&self, client_id: &str) {
+        self.lock().credentials.remove(client_id);
+    }
+
+    pub(crate) fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().token_lifetime = lifetime;
+    }
+
+    pub(crate) fn token_lifetime(&self) -> Duration {
+        self.lock().token_lifetime
+    }
+
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub(crate) fn advance_clock(&self, by: Duration) {
+        let mut tables = self.lock();
+        tables.clock_offset = tables.clock_offset.saturating_add(by);
+    }
+
+    /// Checks the pair and, when it is right, issues a fresh token.
+    /// Counts neither success nor failure: the caller knows which answer
+    /// finally went out.
+    pub(crate) fn login(&self, client_id: &str, client_secret: &str) -> LoginOutcome {
+        let mut tables = self.lock();
+        let user = match tables.credentials.get(client_id) {
+            Some(cred) if !client_secret.is_empty() && cred.secret == client_secret => Arc::clone(&cred.user),
+            _ => return LoginOutcome::Rejected,
+        };
+        let now = tables.now();
+        if tables.tokens.len() >= tables.sweep_at {
+            tables.tokens.retain(|_, t| t.expires_at > now);
+            tables.sweep_at = FIRST_SWEEP.max(tables.tokens.len().saturating_mul(2));
+        }
+        let lifetime = tables.token_lifetime;
+        let token = loop {
+            let candidate = random_token();
+            if !tables.tokens.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        tables.tokens.insert(token.clone(), IssuedToken { user, expires_at: now + lifetime });
+        LoginOutcome::Issued { token, lifetime }
+    }
+
+    /// The user a live token acts as.
+    pub(crate) fn authenticate(&self, token: &str) -> Option<Arc<EmulatorUser>> {
+        let tables = self.lock();
+        let now = tables.now();
+        tables.tokens.get(token).filter(|t| t.expires_at > now).map(|t| Arc::clone(&t.user))
+    }
+
+    /// Revokes a live token; false when it is unknown, revoked or expired.
+    pub(crate) fn logout(&self, token: &str) -> bool {
+        let mut tables = self.lock();
+        let now = tables.now();
+        match tables.tokens.remove(token) {
+            Some(t) if t.expires_at > now => {
+                self.logouts.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Revokes every token; returns how many were still live.
+    pub(crate) fn revoke_all(&self) -> usize {
+        let mut tables = self.lock();
+        let now = tables.now();
+        let live = tables.tokens.values().filter(|t| t.expires_at > now).count();
+        tables.tokens.clear();
+        live
+    }
+
+    pub(crate) fn is_live(&self, token: &str) -> bool {
+        self.authenticate(token).is_some()
+    }
+
+    /// A configured user with this id, whichever credential it belongs to.
+    pub(crate) fn find_user(&self, id: &str) -> Option<Arc<EmulatorUser>> {
+        self.lock().credentials.values().find(|c| c.user.id == id).map(|c| Arc::clone(&c.user))
+    }
+
+    /// The client_ids bound to a user id, sorted (for `credentials_api3`).
+    pub(crate) fn client_ids_of(&self, user_id: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lock()
+            .credentials
+            .iter()
+            .filter(|(_, c)| c.user.id == user_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn count_login(&self) {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_failed_login(&self) {
+        self.failed_logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_api_call(&self) {
+        self.api_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn api_calls(&self) -> u64 {
+        self.api_calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        let live_tokens = {
+            let tables = self.lock();
+            let now = tables.now();
+            tables.tokens.values().filter(|t| t.expires_at > now).count()
+        };
+        Counters {
+            logins: self.logins.load(Ordering::Relaxed),
+            failed_logins: self.failed_logins.load(Ordering::Relaxed),
+            logouts: self.logouts.load(Ordering::Relaxed),
+            live_tokens: u64::try_from(live_tokens).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Tables {
+    /// The emulator's idea of now: tokio's clock (so `tokio::time::pause`
+    /// and `advance` work) plus whatever `advance_clock` added.
+    fn now(&self) -> Instant {
+        Instant::now() + self.clock_offset
+    }
+}
+
+/// 40 random ASCII letters and digits, like Looker's access tokens.
+fn random_token() -> String {
+    rand::rng().sample_iter(Alphanumeric).take(TOKEN_LEN).map(char::from).collect()
+}

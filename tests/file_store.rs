@@ -1,0 +1,224 @@
+//! The 0600-file secret store, on a real file system in a temporary folder.
+
+use looker_agent::secret::Secret;
+use looker_agent::store::file::FileStore;
+use looker_agent::store::{SecretKey, SecretStore, StoreError};
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+const SECRET: &str = "s3cr3t-Value-that-must-not-leak";
+
+fn store() -> (tempfile::TempDir, FileStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::new(tmp.path().join("data/looker-agent"));
+    (tmp, store)
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn assert_no_leak(e: &StoreError) {
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains(SECRET), "secret leaked into {shown}");
+}
+
+#[tokio::test]
+async fn round_trip_replace_and_delete() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    assert!(!s.delete(&k).await.unwrap());
+
+    s.set(&k, "client-1", &Secret::new(SECRET)).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+    s.set(&k, "client-2", &Secret::new("second")).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().expose(), "second");
+
+    let other = SecretKey::new("prod", "admin");
+    assert!(matches!(s.get(&other).await, Err(StoreError::NotFound { .. })));
+
+    assert!(s.delete(&k).await.unwrap());
+    assert!(!s.delete(&k).await.unwrap());
+    let e = s.get(&k).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("lookerctl credential add prod reporting"), "{e}");
+    assert!(s.describe().starts_with("file ("), "{}", s.describe());
+}
+
+#[tokio::test]
+async fn files_are_0600_in_0700_folders_with_the_client_id_alongside() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "the-client-id", &Secret::new(SECRET)).await.unwrap();
+
+    let file = s.path_of(&k).unwrap();
+    assert_eq!(file, s.dir().join("secrets/prod/reporting.json"));
+    assert_eq!(mode(&file), 0o600);
+    for d in [s.dir().to_path_buf(), s.dir().join("secrets"), s.dir().join("secrets/prod")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(json["client_id"], "the-client-id");
+    assert_eq!(json["client_secret"], SECRET);
+}
+
+#[tokio::test]
+async fn a_loose_existing_folder_is_tightened_on_write() {
+    let (_tmp, s) = store();
+    fs::create_dir_all(s.dir()).unwrap();
+    fs::set_permissions(s.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    s.set(&SecretKey::new("p", "c"), "id", &Secret::new(SECRET)).await.unwrap();
+    assert_eq!(mode(s.dir()), 0o700);
+}
+
+#[tokio::test]
+async fn a_file_readable_by_others_is_refused_with_the_fix() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
+    let file = s.path_of(&k).unwrap();
+    for loose in [0o644, 0o640, 0o604, 0o660] {
+        fs::set_permissions(&file, fs::Permissions::from_mode(loose)).unwrap();
+        let e = s.get(&k).await.unwrap_err();
+        assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("chmod 600 {}", file.display())), "{msg}");
+        assert!(msg.contains(&format!("{loose:04o}")), "{msg}");
+        assert_no_leak(&e);
+    }
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+    // 0400 is stricter than needed, not looser: fine.
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).unwrap();
+    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+}
+
+#[tokio::test]
+async fn a_symlink_is_refused_even_to_a_0600_file() {
+    let (tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new("placeholder")).await.unwrap();
+    let file = s.path_of(&k).unwrap();
+
+    let elsewhere = tmp.path().join("elsewhere.json");
+    fs::write(&elsewhere, format!(r#"{{"client_id":"x","client_secret":"{SECRET}"}}"#)).unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(&file).unwrap();
+    symlink(&elsewhere, &file).unwrap();
+
+    let e = s.get(&k).await.unwrap_err();
+    assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("symbolic link"), "{msg}");
+    assert!(msg.contains(&format!("rm {}", file.display())), "{msg}");
+    assert!(msg.contains("lookerctl credential add prod reporting"), "{msg}");
+    assert_no_leak(&e);
+
+    // Writing replaces the link itself and never writes through it.
+    s.set(&k, "id", &Secret::new("new")).await.unwrap();
+    assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
+    assert!(fs::read_to_string(&elsewhere).unwrap().contains(SECRET));
+    assert_eq!(s.get(&k).await.unwrap().expose(), "new");
+}
+
+#[tokio::test]
+async fn a_file_of_another_user_is_refused() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root to give a file away");
+        return;
+    }
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
+    let file = s.path_of(&k).unwrap();
+    std::os::unix::fs::chown(&file, Some(54321), None).unwrap();
+    let e = s.get(&k).await.unwrap_err();
+    assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+    assert!(e.to_string().contains("owned by uid 54321"), "{e}");
+    assert_no_leak(&e);
+}
+
+#[tokio::test]
+async fn a_folder_others_can_write_is_refused() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
+    let pdir = s.dir().join("secrets/prod");
+    fs::set_permissions(&pdir, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = s.get(&k).await.unwrap_err();
+    assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("chmod 700 {}", pdir.display())), "{e}");
+}
+
+#[tokio::test]
+async fn replacing_is_atomic_and_leaves_no_temporary_files() {
+    let (_tmp, s) = store();
+    let s = Arc::new(s);
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new("v0")).await.unwrap();
+
+    // Readers racing with writers always see a whole old or new value.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, k) = (s.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            s.set(&k, "id", &Secret::new(format!("v{i}"))).await.unwrap();
+            let got = s.get(&k).await.unwrap();
+            assert!(got.expose().starts_with('v') && got.expose()[1..].parse::<u32>().is_ok(), "{got:?}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let names: Vec<String> = fs::read_dir(s.dir().join("secrets/prod"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["reporting.json"]);
+}
+
+#[tokio::test]
+async fn names_cannot_escape_the_store() {
+    let (tmp, s) = store();
+    for (p, c) in
+        [("..", "x"), ("../../evil", "x"), ("p", "../../../evil"), ("p", "a/b"), ("", "c"), (".p", "c")]
+    {
+        let k = SecretKey::new(p, c);
+        assert!(s.set(&k, "id", &Secret::new(SECRET)).await.is_err(), "{p:?}/{c:?}");
+        assert!(s.get(&k).await.is_err());
+        assert!(s.delete(&k).await.is_err());
+    }
+    assert!(!tmp.path().join("evil").exists() && !tmp.path().join("data/evil").exists());
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_reported_without_its_content() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    s.set(&k, "id", &Secret::new("x")).await.unwrap();
+    let file = s.path_of(&k).unwrap();
+    fs::write(&file, format!(r#"{{"client_id":"id","client_secret":{SECRET}}}"#)).unwrap();
+    let e = s.get(&k).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+    assert_no_leak(&e);
+
+    fs::write(&file, r#"{"client_id":"id","client_secret":""}"#).unwrap();
+    assert!(matches!(s.get(&k).await, Err(StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn deleting_the_last_secret_of_a_profile_removes_its_folder() {
+    let (_tmp, s) = store();
+    let (a, b) = (SecretKey::new("prod", "a"), SecretKey::new("prod", "b"));
+    s.set(&a, "id", &Secret::new("1")).await.unwrap();
+    s.set(&b, "id", &Secret::new("2")).await.unwrap();
+    assert!(s.delete(&a).await.unwrap());
+    assert!(s.dir().join("secrets/prod").is_dir());
+    assert_eq!(s.get(&b).await.unwrap().expose(), "2");
+    assert!(s.delete(&b).await.unwrap());
+    assert!(!s.dir().join("secrets/prod").exists());
+}

@@ -1,0 +1,325 @@
+//! The Secret Service store against a real gnome-keyring on a private session bus.
+//!
+//! `scripts/test.sh` provides both (and sets `LOOKER_AGENT_TEST_KEYRING=1`); these
+//! tests refuse to touch any other keyring, such as your desktop's. Set
+//! `LOOKER_AGENT_SKIP_SECRET_SERVICE=1` to skip them.
+//!
+//! Tests in this file run in parallel and share the keyring, so each uses its own
+//! profile name; the test that locks the `login` collection takes [`KEYRING`] for
+//! writing, every other one for reading.
+
+use looker_agent::secret::Secret;
+use looker_agent::store::secret_service::SecretServiceStore;
+use looker_agent::store::{SecretKey, SecretStore, StoreError};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
+
+static KEYRING: RwLock<()> = RwLock::const_new(());
+
+fn skipped() -> bool {
+    if std::env::var("LOOKER_AGENT_SKIP_SECRET_SERVICE").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: LOOKER_AGENT_SKIP_SECRET_SERVICE=1");
+        return true;
+    }
+    false
+}
+
+/// The store on the test keyring, or `None` when skipped; fails loudly otherwise.
+async fn store() -> Option<SecretServiceStore> {
+    if skipped() {
+        return None;
+    }
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "DBUS_SESSION_BUS_ADDRESS is not set: run these tests with `scripts/test.sh`, which starts a \
+         private session bus and gnome-keyring (or set LOOKER_AGENT_SKIP_SECRET_SERVICE=1 to skip them)"
+    );
+    assert!(
+        std::env::var("LOOKER_AGENT_TEST_KEYRING").is_ok_and(|v| v == "1"),
+        "refusing to write test items into the keyring of your own session bus: run these tests with \
+         `scripts/test.sh`, which starts a private one (or set LOOKER_AGENT_SKIP_SECRET_SERVICE=1 to skip them)"
+    );
+    match SecretServiceStore::connect().await {
+        Ok(s) => Some(s),
+        Err(e) => panic!("{e}\nrun these tests with `scripts/test.sh`, which starts gnome-keyring"),
+    }
+}
+
+/// A profile name no other test (or earlier run) uses.
+fn profile(test: &str) -> String {
+    format!("t{}-{test}", std::process::id())
+}
+
+/// `secret-tool search --all ATTR VALUE...`, as a user would run it.
+fn secret_tool_search(attrs: &[&str]) -> String {
+    let out = Command::new("secret-tool")
+        .args(["search", "--all"])
+        .args(attrs)
+        .output()
+        .expect("secret-tool is installed by scripts/test.sh");
+    assert!(out.status.success() || out.stdout.is_empty(), "secret-tool failed: {out:?}");
+    // secret-tool prints the attributes on stdout and some fields on stderr.
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn item_count(listing: &str) -> usize {
+    listing.lines().filter(|l| l.starts_with("[/")).count()
+}
+
+#[tokio::test]
+async fn round_trip() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let k = SecretKey::new(profile("round-trip"), "default");
+    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    s.set(&k, "client-1", &Secret::new("hunter2-round-trip")).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().expose(), "hunter2-round-trip");
+    // The connection is reused: many reads on one store.
+    for _ in 0..20 {
+        assert_eq!(s.get(&k).await.unwrap().expose(), "hunter2-round-trip");
+    }
+    assert_eq!(s.describe(), "secret-service");
+    assert!(s.delete(&k).await.unwrap());
+}
+
+#[tokio::test]
+async fn secret_tool_finds_the_item_with_all_four_attributes() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("secret-tool");
+    let k = SecretKey::new(&p, "reporting");
+    s.set(&k, "abc123clientid", &Secret::new("hunter2-secret-tool")).await.unwrap();
+
+    let listing = secret_tool_search(&["application", "looker-agent"]);
+    let ours: Vec<&str> = listing.split("\n[").filter(|block| block.contains(&format!("= {p}\n"))).collect();
+    assert_eq!(ours.len(), 1, "{listing}");
+    for line in [
+        format!("label = Looker API secret ({p}/reporting)"),
+        "attribute.application = looker-agent".to_string(),
+        format!("attribute.profile = {p}"),
+        "attribute.credential = reporting".to_string(),
+        "attribute.client_id = abc123clientid".to_string(),
+    ] {
+        assert!(ours[0].contains(&line), "{line:?} missing from:\n{}", ours[0]);
+    }
+    assert!(s.delete(&k).await.unwrap());
+}
+
+#[tokio::test]
+async fn storing_again_replaces_the_item_even_with_a_new_client_id() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("replace");
+    let k = SecretKey::new(&p, "default");
+    s.set(&k, "id-1", &Secret::new("first")).await.unwrap();
+    s.set(&k, "id-1", &Secret::new("second")).await.unwrap();
+    s.set(&k, "id-2", &Secret::new("third")).await.unwrap();
+
+    let listing = secret_tool_search(&["application", "looker-agent", "profile", &p]);
+    assert_eq!(item_count(&listing), 1, "{listing}");
+    assert!(listing.contains("attribute.client_id = id-2"), "{listing}");
+    assert_eq!(s.get(&k).await.unwrap().expose(), "third");
+
+    // Another credential of the same profile is a separate item.
+    let k2 = SecretKey::new(&p, "other");
+    s.set(&k2, "id-3", &Secret::new("fourth")).await.unwrap();
+    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 2);
+    assert_eq!(s.get(&k).await.unwrap().expose(), "third");
+    assert!(s.delete(&k).await.unwrap());
+    assert!(s.delete(&k2).await.unwrap());
+}
+
+#[tokio::test]
+async fn delete_removes_the_item() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("delete");
+    let k = SecretKey::new(&p, "default");
+    assert!(!s.delete(&k).await.unwrap());
+    s.set(&k, "id", &Secret::new("gone-soon")).await.unwrap();
+    assert!(s.delete(&k).await.unwrap());
+    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    assert!(!s.delete(&k).await.unwrap());
+    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 0);
+}
+
+/// The default collection's object path, through the Secret Service API.
+async fn default_collection(bus: &zbus::Connection) -> OwnedObjectPath {
+    let service = zbus::Proxy::new(
+        bus,
+        "org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.freedesktop.Secret.Service",
+    )
+    .await
+    .unwrap();
+    service.call("ReadAlias", &("default",)).await.unwrap()
+}
+
+/// `Lock` (no prompt needed) or unlock with the test keyring's password through
+/// gnome-keyring's own interface, as headless there is no prompt to answer.
+async fn set_locked(bus: &zbus::Connection, collection: &ObjectPath<'_>, locked: bool) {
+    let service = zbus::Proxy::new(
+        bus,
+        "org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.freedesktop.Secret.Service",
+    )
+    .await
+    .unwrap();
+    if locked {
+        let (done, _prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) =
+            service.call("Lock", &(vec![collection],)).await.unwrap();
+        assert_eq!(done.len(), 1, "Lock did not lock {collection}");
+        return;
+    }
+    let password = std::env::var("LOOKER_AGENT_TEST_KEYRING_PASSWORD")
+        .expect("LOOKER_AGENT_TEST_KEYRING_PASSWORD is set by scripts/test.sh");
+    let (_, session): (OwnedValue, OwnedObjectPath) =
+        service.call("OpenSession", &("plain", Value::from(""))).await.unwrap();
+    let internal = zbus::Proxy::new(
+        bus,
+        "org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+    )
+    .await
+    .unwrap();
+    let master = (session.clone(), Vec::<u8>::new(), password.into_bytes(), "text/plain");
+    let _: () = internal.call("UnlockWithMasterPassword", &(collection, master)).await.unwrap();
+    let session_proxy =
+        zbus::Proxy::new(bus, "org.freedesktop.secrets", session, "org.freedesktop.Secret.Session")
+            .await
+            .unwrap();
+    let _: () = session_proxy.call("Close", &()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_locked_collection_is_reported_by_name_within_a_bounded_time() {
+    let Some(s) = store().await else { return };
+    let _exclusive = KEYRING.write().await;
+    let p = profile("locked");
+    let k = SecretKey::new(&p, "default");
+    s.set(&k, "id", &Secret::new("behind-the-lock")).await.unwrap();
+
+    let bus = zbus::Connection::session().await.unwrap();
+    let login = default_collection(&bus).await;
+    set_locked(&bus, &login, true).await;
+
+    // Collect everything first and unlock before asserting, so a failure here
+    // cannot leave the keyring locked for the other tests.
+    let limit = s.unlock_timeout() + Duration::from_secs(5);
+    let started = Instant::now();
+    let got = s.get(&k).await;
+    let get_took = started.elapsed();
+    let set = s.set(&SecretKey::new(&p, "new"), "id", &Secret::new("x")).await;
+    let delete = s.delete(&k).await;
+    let fresh = SecretServiceStore::connect().await.map(|_| ());
+    let took = started.elapsed();
+
+    set_locked(&bus, &login, false).await;
+
+    eprintln!("locked: get answered in {get_took:?}, get+set+delete+connect in {took:?}");
+    for (what, r) in [("get", got.map(|_| ())), ("set", set), ("delete", delete.map(|_| ()))] {
+        match r {
+            Err(StoreError::Locked { collection }) => {
+                assert!(collection.to_lowercase().contains("login"), "{what}: {collection:?}")
+            }
+            other => panic!("{what} on a locked collection gave {other:?}"),
+        }
+    }
+    assert!(get_took < limit, "get took {get_took:?}");
+    assert!(took < limit * 3, "took {took:?}");
+    // Connecting never needs the collection unlocked.
+    fresh.unwrap();
+    let e = StoreError::Locked { collection: "Login".into() };
+    assert!(e.to_string().contains("Login"), "{e}");
+
+    // Unlocked again, everything works.
+    assert_eq!(s.get(&k).await.unwrap().expose(), "behind-the-lock");
+    assert!(s.delete(&k).await.unwrap());
+}
+
+/// Runs one `#[ignore]`d test of this binary in a child process with a changed
+/// environment (the environment is process-wide; the other tests need theirs).
+fn run_child(test: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+        .env("LOOKER_AGENT_TEST_CHILD", "1")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "child {test} failed:\n{text}");
+    text
+}
+
+/// In the child: `connect` must fail with `Unavailable`, quickly.
+#[tokio::test]
+#[ignore = "run by connect_fails_quickly_without_a_bus_or_a_keyring in a child process"]
+async fn child_connect_is_unavailable() {
+    assert_eq!(std::env::var("LOOKER_AGENT_TEST_CHILD").as_deref(), Ok("1"));
+    let started = Instant::now();
+    let r = SecretServiceStore::connect().await;
+    let took = started.elapsed();
+    match r {
+        Err(e @ StoreError::Unavailable { .. }) => println!("UNAVAILABLE after {took:?}: {e}"),
+        Err(e) => panic!("expected Unavailable, got {e:?}"),
+        Ok(_) => panic!("connected to a Secret Service that should not be there"),
+    }
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
+
+#[test]
+fn connect_fails_quickly_without_a_bus_or_a_keyring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = tmp.path().to_str().unwrap();
+
+    // No session bus at all (and none at $XDG_RUNTIME_DIR/bus either).
+    let out = run_child(
+        "child_connect_is_unavailable",
+        &[("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus"), ("XDG_RUNTIME_DIR", runtime)],
+    );
+    assert!(out.contains("UNAVAILABLE"), "{out}");
+    assert!(out.contains("session bus"), "{out}");
+
+    if skipped() {
+        return;
+    }
+    // A session bus on which nobody owns org.freedesktop.secrets.
+    let conf = tmp.path().join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<busconfig><type>session</type><listen>unix:path={runtime}/bus</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*"/><allow own="*"/></policy></busconfig>"#
+        ),
+    )
+    .unwrap();
+    let mut bus = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--nofork", "--nopidfile"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dbus-daemon is installed by scripts/test.sh");
+    let socket = tmp.path().join("bus");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let address = format!("unix:path={}", socket.display());
+    let out = std::panic::catch_unwind(|| {
+        run_child("child_connect_is_unavailable", &[("DBUS_SESSION_BUS_ADDRESS", &address)])
+    });
+    let _ = bus.kill();
+    let _ = bus.wait();
+    let out = out.unwrap();
+    assert!(out.contains("no program owns org.freedesktop.secrets"), "{out}");
+}

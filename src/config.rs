@@ -330,7 +330,8 @@ fn writable_by(mode: u32) -> Option<&'static str> {
 
 /// The file rule of [`read_trusted`]: owned by `me` or root; if `regular`, not group/world-writable.
 fn check_file_mode(path: &Path, owner: u32, mode: u32, me: u32, regular: bool) -> Result<(), String> {
-    const WHY: &str = "whoever can change it could point base_url at their own server and capture your client secrets";
+    const WHY: &str =
+        "whoever can change it could point base_url at their own server and capture your client secrets";
     if owner != me && owner != 0 {
         return Err(format!(
             "it is owned by uid {owner}, not by you (uid {me}); {WHY}. \

@@ -150,10 +150,9 @@ impl ConfigEditor {
                 profiles.insert(name, Item::Table(Table::new()));
             }
         }
-        let table = profiles
-            .get_mut(name)
-            .and_then(Item::as_table_like_mut)
-            .ok_or_else(|| EditError::Invalid(format!("profiles.{name} is not a table; fix the config file")))?;
+        let table = profiles.get_mut(name).and_then(Item::as_table_like_mut).ok_or_else(|| {
+            EditError::Invalid(format!("profiles.{name} is not a table; fix the config file"))
+        })?;
         for (key, value) in values {
             match value {
                 Some(v) => set_value(table, key, v),
@@ -179,7 +178,7 @@ impl ConfigEditor {
             profiles.remove(name);
         }
         if self.doc.get("default_profile").and_then(Item::as_str) == Some(name) {
-            self.doc.remove("default_profile");
+            remove_root_value(&mut self.doc, "default_profile");
         }
         Ok(removed)
     }
@@ -243,9 +242,10 @@ impl ConfigEditor {
         let unknown =
             || EditError::UnknownCredential { profile: profile.to_string(), credential: name.to_string() };
         let model = self.config()?;
-        let p = model.profiles.get(profile).ok_or_else(|| EditError::UnknownProfile {
-            profile: profile.to_string(),
-        })?;
+        let p = model
+            .profiles
+            .get(profile)
+            .ok_or_else(|| EditError::UnknownProfile { profile: profile.to_string() })?;
         let index = p.credentials.iter().position(|c| c.name == name).ok_or_else(unknown)?;
         let removed = p.credentials[index].clone();
         let path = vec![
@@ -276,14 +276,16 @@ impl ConfigEditor {
     /// Sets (or with `None` removes) `default_profile`.
     pub fn set_default_profile(&mut self, name: Option<&str>) -> Result<(), EditError> {
         match name {
-            None => {
-                self.doc.remove("default_profile");
-            }
+            None => remove_root_value(&mut self.doc, "default_profile"),
             Some(name) => {
                 if self.profile_table(name).is_none() {
                     return Err(EditError::UnknownProfile { profile: name.to_string() });
                 }
+                let first_root_value = !self.doc.iter().any(|(_, item)| item.is_value());
                 set_value(self.doc.as_table_mut(), "default_profile", Value::from(name));
+                if first_root_value {
+                    keep_header_above(&mut self.doc, "default_profile");
+                }
             }
         }
         Ok(())
@@ -354,10 +356,7 @@ impl ConfigEditor {
 }
 
 /// The keys a profile's settings write; `None` removes the key (its default).
-fn settings_values(
-    name: &str,
-    s: &ProfileSettings,
-) -> Result<Vec<(&'static str, Option<Value>)>, EditError> {
+fn settings_values(name: &str, s: &ProfileSettings) -> Result<Vec<(&'static str, Option<Value>)>, EditError> {
     let invalid = |m: String| EditError::Invalid(format!("profile {name:?}: {m}"));
     let base_url = config::normalize_base_url(&s.base_url).map_err(invalid)?;
     let url = url::Url::parse(&base_url).map_err(|e| invalid(e.to_string()))?;
@@ -427,8 +426,8 @@ fn tables_in_order(doc: &DocumentMut) -> Vec<Vec<Seg>> {
             if let Some(p) = t.position() {
                 *last = p;
             }
-            let visible = !path.is_empty() && !(t.is_implicit() && t.get_values().is_empty());
-            if visible {
+            let hidden = path.is_empty() || (t.is_implicit() && t.get_values().is_empty());
+            if !hidden {
                 out.push((*last, path.clone()));
             }
         }
@@ -484,17 +483,15 @@ fn keep_detached_comments(doc: &mut DocumentMut, removed: impl Fn(&[Seg]) -> boo
     let Some(first) = order.iter().position(|p| removed(p)) else { return };
     let next = order[first + 1..].iter().find(|p| !removed(p)).cloned();
     let Some(first_table) = table_at_mut(doc, &order[first]) else { return };
-    let prefix = first_table.decor().prefix().and_then(|r| r.as_str()).unwrap_or("").to_string();
+    let prefix = raw_str(first_table.decor().prefix());
     let (detached, attached) = split_detached(&prefix);
-    if !detached.lines().any(|l| l.trim_start().starts_with('#')) {
+    if !has_comment(detached) {
         return;
     }
     first_table.decor_mut().set_prefix(attached);
     match next.and_then(|p| table_at_mut(doc, &p)) {
         Some(t) => {
-            let old = t.decor().prefix().and_then(|r| r.as_str()).unwrap_or("").to_string();
-            let mut new = detached.to_string();
-            new.push_str(skip_blank_lines(&old));
+            let new = prepend(detached, &raw_str(t.decor().prefix()));
             t.decor_mut().set_prefix(new);
         }
         None => {
@@ -502,6 +499,60 @@ fn keep_detached_comments(doc: &mut DocumentMut, removed: impl Fn(&[Seg]) -> boo
             doc.set_trailing(format!("{detached}{old}"));
         }
     }
+}
+
+/// Removes a top-level key; its detached comments (a file header, say) move to what
+/// follows: the next top-level key, else the first table, else the end of the file.
+fn remove_root_value(doc: &mut DocumentMut, key: &str) {
+    let prefix = raw_str(doc.as_table().key(key).and_then(|k| k.leaf_decor().prefix()));
+    let values: Vec<String> =
+        doc.as_table().iter().filter(|(_, item)| item.is_value()).map(|(k, _)| k.to_string()).collect();
+    if doc.remove(key).is_none() {
+        return;
+    }
+    let (detached, _) = split_detached(&prefix);
+    if !has_comment(detached) {
+        return;
+    }
+    let next_key = values.iter().skip_while(|k| k.as_str() != key).nth(1);
+    if let Some(mut k) = next_key.and_then(|k| doc.as_table_mut().key_mut(k)) {
+        let new = prepend(detached, &raw_str(k.leaf_decor().prefix()));
+        k.leaf_decor_mut().set_prefix(new);
+        return;
+    }
+    if let Some(t) = tables_in_order(doc).first().cloned().and_then(|p| table_at_mut(doc, &p)) {
+        let new = prepend(detached, &raw_str(t.decor().prefix()));
+        t.decor_mut().set_prefix(new);
+        return;
+    }
+    let old = doc.trailing().as_str().unwrap_or("").to_string();
+    doc.set_trailing(format!("{detached}{old}"));
+}
+
+/// A new first top-level `key` is printed above every table: keep a file header
+/// (the first table's detached comments) above it, and a blank line below it.
+fn keep_header_above(doc: &mut DocumentMut, key: &str) {
+    let Some(t) = tables_in_order(doc).first().cloned().and_then(|p| table_at_mut(doc, &p)) else { return };
+    let prefix = raw_str(t.decor().prefix());
+    let (detached, attached) = split_detached(&prefix);
+    let header = detached.to_string();
+    t.decor_mut().set_prefix(format!("\n{}", skip_blank_lines(attached)));
+    if let Some(mut k) = doc.as_table_mut().key_mut(key) {
+        k.leaf_decor_mut().set_prefix(header);
+    }
+}
+
+fn raw_str(raw: Option<&toml_edit::RawString>) -> String {
+    raw.and_then(|r| r.as_str()).unwrap_or("").to_string()
+}
+
+fn has_comment(s: &str) -> bool {
+    s.lines().any(|l| l.trim_start().starts_with('#'))
+}
+
+/// `detached` (which ends with a blank line) above `existing`, without doubling the blank line.
+fn prepend(detached: &str, existing: &str) -> String {
+    format!("{detached}{}", skip_blank_lines(existing))
 }
 
 /// Splits a table's prefix after its last blank line.
@@ -647,6 +698,25 @@ mod tests {
         assert_eq!(creds[1].name, "y");
         assert_eq!(ed.remove_credential("a", "x").unwrap().client_id, "3");
         assert_eq!(ed.config().unwrap().profiles["a"].credentials.len(), 1);
+    }
+
+    #[test]
+    fn new_default_profile_goes_below_the_file_header() {
+        let (_d, mut ed) = editor("# header\n\n# first\n[profiles.a]\nbase_url = \"https://a.b\"\n");
+        ed.set_default_profile(Some("a")).unwrap();
+        assert_eq!(
+            ed.to_toml_string(),
+            "# header\n\ndefault_profile = \"a\"\n\n# first\n[profiles.a]\nbase_url = \"https://a.b\"\n"
+        );
+        ed.set_default_profile(None).unwrap();
+        assert_eq!(ed.to_toml_string(), "# header\n\n# first\n[profiles.a]\nbase_url = \"https://a.b\"\n");
+
+        let (_d, mut ed) = editor("[profiles.a]\nbase_url = \"https://a.b\"\n");
+        ed.set_default_profile(Some("a")).unwrap();
+        assert_eq!(
+            ed.to_toml_string(),
+            "default_profile = \"a\"\n\n[profiles.a]\nbase_url = \"https://a.b\"\n"
+        );
     }
 
     #[test]

@@ -179,7 +179,10 @@ impl IniSection {
     /// `base_url`, normalised (a `/api/4.0` suffix dropped); required.
     pub fn base_url(&self) -> Result<String, IniError> {
         let raw = self.single_line("base_url")?.ok_or_else(|| {
-            at(self.line, format!("[{}] has no base_url; add e.g. base_url=https://example.looker.com", self.name))
+            at(
+                self.line,
+                format!("[{}] has no base_url; add e.g. base_url=https://example.looker.com", self.name),
+            )
         })?;
         config::normalize_base_url(raw).map_err(|e| at(self.line_of("base_url").unwrap_or(self.line), e))
     }
@@ -223,7 +226,9 @@ impl IniSection {
             .name
             .trim()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c.to_ascii_lowercase() } else { '-' })
+            .map(
+                |c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c.to_ascii_lowercase() } else { '-' },
+            )
             .collect();
         s = s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
         s.truncate(64);
@@ -304,10 +309,15 @@ fn scan(text: &str) -> Vec<Line> {
                             in_section = true;
                             Kind::Header(rest[..end].to_string())
                         }
-                        _ => Kind::Bad("a section header needs a name and a closing ']', e.g. [Looker]".into()),
+                        _ => {
+                            Kind::Bad("a section header needs a name and a closing ']', e.g. [Looker]".into())
+                        }
                     }
                 } else if !in_section {
-                    Kind::Bad("a setting before any [section] header; add a header such as [Looker] above it".into())
+                    Kind::Bad(
+                        "a setting before any [section] header; add a header such as [Looker] above it"
+                            .into(),
+                    )
                 } else {
                     match stripped.find(['=', ':']) {
                         None => Kind::Bad("expected key=value (or key: value)".into()),
@@ -446,7 +456,11 @@ fn finish(raw: &RawSection, defaults: &RawSection) -> Result<IniSection, IniErro
 }
 
 /// configparser's `BasicInterpolation`: `%%` and `%(key)s`. Messages never show the value.
-fn interpolate<'a>(value: &str, lookup: &impl Fn(&str) -> Option<&'a str>, depth: usize) -> Result<String, String> {
+fn interpolate<'a>(
+    value: &str,
+    lookup: &impl Fn(&str) -> Option<&'a str>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > MAX_INTERPOLATION_DEPTH {
         return Err("%(...)s references nest too deep (a loop?)".into());
     }
@@ -464,13 +478,17 @@ fn interpolate<'a>(value: &str, lookup: &impl Fn(&str) -> Option<&'a str>, depth
             })?;
             let var = r[..end].to_lowercase();
             let v = lookup(&var).ok_or_else(|| {
-                let shown = if is_secret_key(&var) { "another key".to_string() } else { format!("%({var})s") };
+                let shown =
+                    if is_secret_key(&var) { "another key".to_string() } else { format!("%({var})s") };
                 format!("refers to {shown}, which is not set in this section or [DEFAULT]")
             })?;
             out.push_str(&interpolate(v, lookup, depth + 1)?);
             rest = &r[end + 2..];
         } else {
-            return Err("a '%' must be followed by '%' or '(' ; write %% for a literal % (configparser's rule)".into());
+            return Err(
+                "a '%' must be followed by '%' or '(' ; write %% for a literal % (configparser's rule)"
+                    .into(),
+            );
         }
     }
     out.push_str(rest);
@@ -572,7 +590,8 @@ quoted_empty=\"\"
 
     #[test]
     fn debug_never_shows_secrets() {
-        let mut s = parse("[a]\nbase_url=https://a\nclient_secret=hunter2\nembed_secret=swordfish\n").unwrap();
+        let mut s =
+            parse("[a]\nbase_url=https://a\nclient_secret=hunter2\nembed_secret=swordfish\n").unwrap();
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("swordfish"), "{dbg}");
         assert!(dbg.contains("https://a"));
@@ -584,7 +603,10 @@ quoted_empty=\"\"
     fn sdk_quote_stripping() {
         let s = parse("[a]\nk1=\"abc\"\nk2='abc'\nk3=\"abc'\nk4=\"\"abc\"\"\nk5=a\"b\nk6=''\n").unwrap();
         let get = |k| s[0].get(k);
-        assert_eq!((get("k1"), get("k2"), get("k3"), get("k4")), (Some("abc"), Some("abc"), Some("abc"), Some("abc")));
+        assert_eq!(
+            (get("k1"), get("k2"), get("k3"), get("k4")),
+            (Some("abc"), Some("abc"), Some("abc"), Some("abc"))
+        );
         assert_eq!((get("k5"), get("k6")), (Some("a\"b"), None));
     }
 

@@ -297,7 +297,8 @@ fn connect_fails_quickly_without_a_bus_or_a_keyring() {
         &conf,
         format!(
             r#"<busconfig><type>session</type><listen>unix:path={runtime}/bus</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*"/><allow own="*"/></policy></busconfig>"#
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
+<allow own="*"/></policy></busconfig>"#
         ),
     )
     .unwrap();

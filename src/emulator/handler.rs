@@ -19,6 +19,12 @@ const MAX_LOGIN_BODY: usize = 64 * 1024;
 
 /// The path prefix of the API version the emulator speaks.
 const API: &str = "/api/4.0";
+/// Login, as every SDK calls it.
+const LOGIN: &str = "/api/4.0/login";
+/// Logout, as the agent calls it.
+const LOGOUT: &str = "/api/4.0/logout";
+/// Logout, as the Python SDK's `auth.logout()` calls it.
+const LOGOUT_UNVERSIONED: &str = "/api/logout";
 
 /// What the connection task needs to answer a request.
 pub(crate) struct Ctx {
@@ -53,9 +59,8 @@ where
     let method = req.method().clone();
     tracing::debug!(%method, %path, "emulator request");
     match (&method, path.as_str()) {
-        (&Method::POST, p) if p == format!("{API}/login") => login(&ctx, req).await,
-        (&Method::DELETE, "/api/logout") => logout(&ctx, &req).await,
-        (&Method::DELETE, p) if p == format!("{API}/logout") => logout(&ctx, &req).await,
+        (&Method::POST, LOGIN) => login(&ctx, req).await,
+        (&Method::DELETE, LOGOUT | LOGOUT_UNVERSIONED) => logout(&ctx, &req).await,
         _ => api(&ctx, &req, &method, &path).await,
     }
 }

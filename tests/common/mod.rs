@@ -1,0 +1,252 @@
+//! Shared test harness: temp XDG dirs, the real binaries, the emulator.
+#![allow(dead_code)]
+
+use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built daemon binary.
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_looker-agent"))
+}
+
+/// The built lookerctl binary.
+pub fn ctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lookerctl"))
+}
+
+/// One isolated environment: its own XDG dirs and socket.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub vars: BTreeMap<String, String>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl TestEnv {
+    /// A fresh environment using `store` (file, memory, secret-service, auto).
+    pub fn new(store: &str) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let runtime = p.join("run");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut vars = BTreeMap::new();
+        for (k, sub) in [("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state")] {
+            let d = p.join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            vars.insert(k.to_string(), d.display().to_string());
+        }
+        vars.insert("XDG_RUNTIME_DIR".into(), runtime.display().to_string());
+        vars.insert("LOOKER_AGENT_SECRET_STORE".into(), store.into());
+        vars.insert("RUST_LOG".into(), "info".into());
+        let socket = runtime.join("looker-agent").join("agent.sock");
+        let config = p.join("config").join("looker-agent").join("config.toml");
+        TestEnv { dir, vars, socket, config }
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        for k in ["LOOKER_AGENT_SOCKET", "LOOKER_AGENT_CONFIG", "LOOKER_AGENT_PROFILE", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(&self.vars);
+    }
+
+    /// Runs lookerctl with `args`, feeding `stdin`.
+    pub fn ctl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(ctl_bin());
+        self.apply(&mut cmd);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        {
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// lookerctl that must succeed; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.ctl(args, stdin);
+        assert!(out.status.success(), "lookerctl {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Adds a profile for the emulator and one credential per `(name, client_id, secret)`.
+    pub fn add_profile(&self, profile: &str, base_url: &str, creds: &[(&str, &str, &str)]) {
+        self.ctl_ok(&["profile", "add", profile, "--base-url", base_url], None);
+        for (name, id, secret) in creds {
+            self.ctl_ok(&["credential", "add", profile, name, "--client-id", id], Some(secret));
+        }
+    }
+
+    /// Starts the daemon and waits until it answers on its socket.
+    pub fn start_agent(&self, extra: &[&str]) -> AgentProc {
+        let mut cmd = Command::new(agent_bin());
+        self.apply(&mut cmd);
+        let log = self.dir.path().join(format!("agent-{}.log", rand_suffix()));
+        let logf = std::fs::File::create(&log).unwrap();
+        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
+        let child = cmd.spawn().unwrap();
+        let proc = AgentProc { child: Some(child), log, socket: self.socket.clone() };
+        proc.wait_ready();
+        proc
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running daemon process; SIGKILLed on drop if still running.
+pub struct AgentProc {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl AgentProc {
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `sig` and waits for exit (bounded); returns the status and how long it took.
+    pub fn stop_with(&mut self, sig: i32) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        unsafe_kill(self.pid(), sig);
+        let mut child = self.child.take().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return (st, start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("agent did not exit after signal {sig}; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// kill(2) through the `kill` command (keeps tests free of unsafe code).
+pub fn unsafe_kill(pid: i32, sig: i32) {
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(st.success());
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An emulator with one credential per `(client_id, secret)`.
+pub async fn emulator(lifetime: Duration, creds: &[(&str, &str)]) -> Emulator {
+    let e = Emulator::start(EmulatorConfig { token_lifetime: lifetime, ..Default::default() }).await.unwrap();
+    for (i, (id, secret)) in creds.iter().enumerate() {
+        e.add_credential(id, secret, EmulatorUser::new(&format!("{}", i + 10), "Report Bot", "bot@example.com"));
+    }
+    e
+}
+
+/// True when a Secret Service is reachable on the session bus (scripts/test.sh provides one).
+pub fn secret_service_available() -> bool {
+    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+        && Command::new("busctl")
+            .args(["--user", "status", "org.freedesktop.secrets"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+}
+
+/// Fails (or skips when LOOKER_AGENT_SKIP_SECRET_SERVICE=1) without a Secret Service.
+pub fn require_secret_service() -> bool {
+    if secret_service_available() {
+        return true;
+    }
+    if std::env::var("LOOKER_AGENT_SKIP_SECRET_SERVICE").as_deref() == Ok("1") {
+        eprintln!("skipped: no Secret Service (LOOKER_AGENT_SKIP_SECRET_SERVICE=1)");
+        return false;
+    }
+    panic!("no Secret Service on the session bus: run the suite with scripts/test.sh (or set LOOKER_AGENT_SKIP_SECRET_SERVICE=1)");
+}
+
+/// Reads a file as text (empty when absent).
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// An emulator on its own runtime, so tests can block freely.
+pub struct BgEmulator {
+    pub emu: Option<Emulator>,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl BgEmulator {
+    pub fn start(lifetime: Duration, creds: &[(&str, &str)]) -> BgEmulator {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let emu = rt.block_on(emulator(lifetime, creds));
+        BgEmulator { emu: Some(emu), rt }
+    }
+
+    pub fn emu(&self) -> &Emulator {
+        self.emu.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.emu().base_url()
+    }
+}
+
+impl Drop for BgEmulator {
+    fn drop(&mut self) {
+        if let Some(e) = self.emu.take() {
+            self.rt.block_on(e.shutdown());
+        }
+    }
+}
+
+/// A name unique across tests and runs (the keyring is shared by all tests).
+pub fn unique(prefix: &str) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("{prefix}{}", Alphanumeric.sample_string(&mut rand::rng(), 8).to_lowercase())
+}
+
+/// `GET /api/4.0/user` with `token` through curl; returns (status, body).
+pub fn looker_user(base_url: &str, token: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: token {token}"), &format!("{base_url}/api/4.0/user")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}

@@ -22,7 +22,20 @@ fn repo() -> PathBuf {
 /// The python to run the script with, or why there is none.
 async fn find_python() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("LOOKER_AGENT_PYTHON").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        let ok = Command::new(&p)
+            .args(["-c", "import looker_sdk"])
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!(
+                "LOOKER_AGENT_PYTHON={} cannot `import looker_sdk` (scripts/python-venv.sh prints a python that can)",
+                p.display()
+            ));
+        }
+        return Ok(p);
     }
     let script = repo().join("scripts/python-venv.sh");
     let out = tokio::time::timeout(

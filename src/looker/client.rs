@@ -208,7 +208,7 @@ pub fn parse_login_answer(body: &[u8]) -> Result<LoginToken, LookerError> {
         Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().unwrap_or(0.0),
         _ => 0.0,
     };
-    if !(expires_in >= 1.0 && expires_in <= 31_536_000.0) {
+    if !(1.0..=31_536_000.0).contains(&expires_in) {
         return Err(LookerError::BadAnswer {
             reason: "login answer's expires_in is missing, not positive or absurd".into(),
         });

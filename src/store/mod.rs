@@ -1,7 +1,7 @@
 //! Where client secrets live: one trait, several backends.
 //!
 //! - [`secret_service`]: the freedesktop Secret Service (gnome-keyring, KWallet...);
-//! - [`file`]: 0600 files under `$XDG_DATA_HOME/looker-agent/`;
+//! - [`file`](mod@file): 0600 files under `$XDG_DATA_HOME/looker-agent/`;
 //! - [`memory`]: for tests and `--dev`.
 //!
 //! [`open`] turns a [`StoreChoice`] into a store, `auto` included.

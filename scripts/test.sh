@@ -11,8 +11,9 @@
 #   isolate itself still cannot touch your real config, data or sockets.
 # Everything it started is stopped on exit; the exit status is cargo's.
 #
-# Examples: scripts/test.sh
-#           scripts/test.sh --test secret_service --test file_store
+# Examples: scripts/test.sh                                    (all targets)
+#           scripts/test.sh --test secret_service --test file_store (just those)
+#           scripts/test.sh -- --nocapture round_trip
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,8 +53,18 @@ export XDG_CONFIG_HOME="$sandbox/config" XDG_DATA_HOME="$sandbox/data" \
     XDG_STATE_HOME="$sandbox/state" XDG_RUNTIME_DIR="$sandbox/runtime"
 unset LOOKER_AGENT_CONFIG LOOKER_AGENT_SOCKET LOOKER_AGENT_SECRET_STORE LOOKER_AGENT_PROFILE
 
-log "environment ready in $((SECONDS - start)) s; running cargo test --all-targets $*"
+# `--all-targets` unless the caller picked targets (cargo would run the union).
+targets=(--all-targets)
+for arg in "$@"; do
+    [ "$arg" = -- ] && break
+    case "$arg" in
+    --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --example | --example=* | --examples | \
+        --bench | --bench=* | --benches | --doc | --all-targets) targets=() ;;
+    esac
+done
+
+log "environment ready in $((SECONDS - start)) s; running cargo test ${targets[*]} $*"
 status=0
-cargo test --all-targets "$@" || status=$?
+cargo test "${targets[@]}" "$@" || status=$?
 log "cargo test exited with $status after $((SECONDS - start)) s in total"
 exit "$status"

@@ -23,6 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Default refresh window: a set used within it is kept fresh.
+pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Default per-request timeout towards Looker.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,6 +59,12 @@ pub struct Profile {
     /// Allow plain `http://` to a non-loopback host (tokens would cross the network in clear).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Keep tokens fresh ahead of expiry even when no client asked lately.
+    #[serde(default)]
+    pub always_fresh: bool,
+    /// A credential set asked for within this window is refreshed ahead of expiry (default 1 h).
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub refresh_window: Option<Duration>,
     /// Credential sets, in the order they are tried.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -236,6 +245,11 @@ impl Profile {
     /// The request timeout towards Looker.
     pub fn timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// The refresh window (default 1 h).
+    pub fn refresh_window(&self) -> Duration {
+        self.refresh_window.unwrap_or(DEFAULT_REFRESH_WINDOW)
     }
 
     /// A credential set by name.

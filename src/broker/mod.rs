@@ -9,6 +9,7 @@
 //! A cache hit takes two short locks and does no file, keyring or network I/O.
 
 pub mod error;
+pub mod maintenance;
 pub mod slot;
 pub mod token;
 
@@ -20,7 +21,7 @@ use crate::looker::client::LookerClient;
 use crate::looker::{LookerApi, LookerError};
 use crate::protocol::{ProfileStatus, StatusReport};
 use crate::store::SharedStore;
-use slot::CredSlot;
+use slot::{CredSlot, Shared};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -64,6 +65,9 @@ pub struct BrokerSettings {
     pub backoff_base: Duration,
     /// Longest backoff step.
     pub backoff_cap: Duration,
+    /// A token is never refreshed sooner than this after it was obtained
+    /// (unless it expires first), so short-lived tokens do not loop.
+    pub min_refresh_age: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -74,6 +78,7 @@ impl Default for BrokerSettings {
             rejected_retry: Duration::from_secs(30 * 60),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
+            min_refresh_age: Duration::from_secs(10),
         }
     }
 }
@@ -114,8 +119,7 @@ struct Inner {
     store: SharedStore,
     store_description: String,
     upstream: Arc<dyn UpstreamFactory>,
-    events: broadcast::Sender<BrokerEvent>,
-    settings: Arc<BrokerSettings>,
+    shared: Arc<Shared>,
     started: Instant,
     closed: AtomicBool,
 }
@@ -150,8 +154,7 @@ impl Broker {
             store,
             store_description,
             upstream,
-            events,
-            settings: Arc::new(settings),
+            shared: Arc::new(Shared { events, settings, wake: tokio::sync::Notify::new() }),
             started: Instant::now(),
             closed: AtomicBool::new(false),
         };
@@ -166,7 +169,7 @@ impl Broker {
 
     /// Listens to refresh and failure events.
     pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
-        self.inner.events.subscribe()
+        self.inner.shared.events.subscribe()
     }
 
     /// The config currently served.
@@ -192,7 +195,7 @@ impl Broker {
         let mut profiles = BTreeMap::new();
         let mut kept: Vec<Arc<CredSlot>> = Vec::new();
         for (pname, p) in &config.profiles {
-            let old_p = old.profiles.get(pname).filter(|o| o.settings == *p);
+            let old_p = old.profiles.get(pname).filter(|o| same_connection(&o.settings, p));
             let api: Result<Arc<dyn LookerApi>, LookerError> = match old_p.and_then(|o| o.creds.first()) {
                 Some(slot) => slot.api(),
                 None => self.inner.upstream.api_for(p),
@@ -201,7 +204,7 @@ impl Broker {
                 tracing::warn!(profile = %pname, error = %e, "profile cannot reach Looker as configured");
             }
             let base_url: Arc<str> = p.base_url.as_str().into();
-            let wait = p.timeout() + self.inner.settings.wait_slack;
+            let wait = p.timeout() + self.inner.shared.settings.wait_slack;
             let creds = p
                 .credentials
                 .iter()
@@ -221,10 +224,11 @@ impl Broker {
                             &c.client_id,
                             &p.base_url,
                             wait,
+                            p.always_fresh,
+                            p.refresh_window(),
                             api.clone(),
                             self.inner.store.clone(),
-                            self.inner.events.clone(),
-                            self.inner.settings.clone(),
+                            self.inner.shared.clone(),
                         )),
                     }
                 })
@@ -247,6 +251,7 @@ impl Broker {
             }
         }
         let n = doomed.len();
+        self.inner.shared.wake.notify_one();
         if n > 0 {
             tracing::info!(tokens = n, "revoking tokens of removed or changed credential sets");
             tokio::spawn(async move {
@@ -279,7 +284,7 @@ impl Broker {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(BrokerError::ShuttingDown);
         }
-        if min_ttl > self.inner.settings.max_min_ttl {
+        if min_ttl > self.inner.shared.settings.max_min_ttl {
             return Err(BrokerError::BadRequest(format!(
                 "min_ttl {}s is longer than any Looker token lives; ask for less",
                 min_ttl.as_secs()
@@ -384,10 +389,21 @@ impl Broker {
         Ok(logout_all(work).await.revoked)
     }
 
+    /// True once [`Broker::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Every credential slot, in profile then config order.
+    fn slots(&self) -> Vec<Arc<CredSlot>> {
+        self.snapshot().profiles.values().flat_map(|p| p.creds.iter().cloned()).collect()
+    }
+
     /// Stops handing out tokens: every later [`Broker::token`] fails with
     /// [`BrokerError::ShuttingDown`]. Used at shutdown, before [`Broker::revoke_all`].
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.shared.wake.notify_one();
     }
 
     /// Revokes every token the agent holds, concurrently, giving up after `deadline`.
@@ -449,8 +465,20 @@ impl Broker {
     }
 }
 
+/// True when two profiles reach Looker the same way (credential lists aside),
+/// so tokens obtained under one are still good under the other.
+fn same_connection(a: &Profile, b: &Profile) -> bool {
+    a.base_url == b.base_url
+        && a.verify_tls == b.verify_tls
+        && a.ca_file == b.ca_file
+        && a.timeout == b.timeout
+        && a.allow_insecure_http == b.allow_insecure_http
+        && a.always_fresh == b.always_fresh
+        && a.refresh_window == b.refresh_window
+}
+
 /// Logs out every token concurrently. A token already gone counts as revoked.
-async fn logout_all(work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
+pub(crate) async fn logout_all(work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
     let results =
         futures_util::future::join_all(work.iter().map(|(api, t)| async move { api.logout(&t.token).await })).await;
     let mut s = RevokeSummary::default();

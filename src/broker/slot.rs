@@ -4,7 +4,7 @@
 //! changes, never across an `.await` (no I/O under the lock).
 
 use super::error::BrokerError;
-use super::token::{safety_margin, LiveToken};
+use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
 use crate::looker::{LookerApi, LookerError};
 use crate::protocol::CredentialStatus;
@@ -12,7 +12,7 @@ use crate::store::{SecretKey, SharedStore};
 use rand::Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
 /// The outcome of one login, shared by every waiter.
@@ -30,11 +30,24 @@ pub struct CredSlot {
     pub base_url: Arc<str>,
     /// How long a waiting client may wait on a login.
     pub wait_timeout: Duration,
+    /// Keep this set's token fresh even when nobody asked lately.
+    pub always_fresh: bool,
+    /// A set asked for within this window counts as in use and is refreshed ahead of expiry.
+    pub refresh_window: Duration,
     api: Result<Arc<dyn LookerApi>, LookerError>,
     store: SharedStore,
-    events: broadcast::Sender<BrokerEvent>,
-    settings: Arc<BrokerSettings>,
+    shared: Arc<Shared>,
     state: Mutex<SlotState>,
+}
+
+/// What every slot of one broker shares.
+pub struct Shared {
+    /// Event fan-out (D-Bus signals).
+    pub events: broadcast::Sender<BrokerEvent>,
+    /// Tunables.
+    pub settings: BrokerSettings,
+    /// Wakes the maintenance task when a slot's schedule changed.
+    pub wake: Notify,
 }
 
 #[derive(Default)]
@@ -62,19 +75,6 @@ struct Rejection {
     message: String,
 }
 
-/// Parameters that identify a slot: a reload keeps a slot (and its tokens) when these are unchanged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlotIdentity {
-    /// Profile name.
-    pub profile: String,
-    /// Credential name.
-    pub name: String,
-    /// Looker client_id.
-    pub client_id: String,
-    /// The full profile settings (URL, TLS, timeout) the client was built from.
-    pub profile_settings: crate::config::Profile,
-}
-
 impl CredSlot {
     /// A slot with no token yet.
     #[allow(clippy::too_many_arguments)]
@@ -84,10 +84,11 @@ impl CredSlot {
         client_id: &str,
         base_url: &str,
         wait_timeout: Duration,
+        always_fresh: bool,
+        refresh_window: Duration,
         api: Result<Arc<dyn LookerApi>, LookerError>,
         store: SharedStore,
-        events: broadcast::Sender<BrokerEvent>,
-        settings: Arc<BrokerSettings>,
+        shared: Arc<Shared>,
     ) -> CredSlot {
         CredSlot {
             profile: profile.into(),
@@ -95,10 +96,11 @@ impl CredSlot {
             client_id: client_id.to_string(),
             base_url: base_url.into(),
             wait_timeout,
+            always_fresh,
+            refresh_window,
             api,
             store,
-            events,
-            settings,
+            shared,
             state: Mutex::new(SlotState::default()),
         }
     }
@@ -137,6 +139,7 @@ impl CredSlot {
             st.last_used = Some(now);
             if let Some(t) = &st.current {
                 if t.remaining(now) >= min_ttl {
+                    t.mark_handed_out();
                     return Ok(t.clone());
                 }
             }
@@ -184,6 +187,7 @@ impl CredSlot {
             None => return Err(BrokerError::ShuttingDown),
         };
         if token.remaining(Instant::now()) >= min_ttl {
+            token.mark_handed_out();
             Ok(token)
         } else {
             Err(self.min_ttl_too_long(min_ttl, token.lifetime()))
@@ -236,13 +240,7 @@ impl CredSlot {
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
         let received = Instant::now();
-        let expires_in = Duration::from_secs(answer.expires_in);
-        Ok(Arc::new(LiveToken {
-            token: answer.access_token,
-            obtained: sent,
-            expires: sent + expires_in - safety_margin(expires_in),
-            hard_expires: received + expires_in,
-        }))
+        Ok(Arc::new(LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in))))
     }
 
     fn finish(&self, result: Result<Arc<LiveToken>, LoginFailure>, tx: watch::Sender<Outcome>) {
@@ -254,9 +252,9 @@ impl CredSlot {
             match result {
                 Ok(token) => {
                     if let Some(old) = st.current.replace(token.clone()) {
+                        // Kept until no client can rely on it; the maintenance task revokes it.
                         st.older.push(old);
                     }
-                    st.older.retain(|t| t.may_be_live(now));
                     st.lifetime = Some(token.lifetime());
                     st.logins += 1;
                     st.last_login = Some(wall);
@@ -264,7 +262,7 @@ impl CredSlot {
                     st.backoff_until = None;
                     st.rejected = None;
                     let expires_at = wall + token.remaining(now);
-                    let _ = self.events.send(BrokerEvent::TokenRefreshed {
+                    let _ = self.shared.events.send(BrokerEvent::TokenRefreshed {
                         profile: self.profile.to_string(),
                         credential: self.name.to_string(),
                         expires_at_unix: unix(expires_at),
@@ -278,7 +276,7 @@ impl CredSlot {
                     st.last_error = Some((wall, format!("Looker rejected the credentials (HTTP {status}: {message})")));
                     st.rejected = Some(Rejection {
                         at: wall,
-                        retry_at: now + self.settings.rejected_retry,
+                        retry_at: now + self.shared.settings.rejected_retry,
                         status,
                         message: message.clone(),
                     });
@@ -291,7 +289,7 @@ impl CredSlot {
                         LookerError::Unavailable { retry_after, .. } => *retry_after,
                         _ => None,
                     };
-                    let delay = self.settings.backoff(st.failures, retry_after);
+                    let delay = self.shared.settings.backoff(st.failures, retry_after);
                     st.backoff_until = Some((now + delay, wall + delay));
                     let reason = e.to_string();
                     st.last_error = Some((wall, reason.clone()));
@@ -308,11 +306,12 @@ impl CredSlot {
             }
         };
         let _ = tx.send(Some(shared));
+        self.shared.wake.notify_one();
     }
 
     fn failed(&self, err: &BrokerError) {
         tracing::warn!(profile = %self.profile, credential = %self.name, error = %err, "login failed");
-        let _ = self.events.send(BrokerEvent::CredentialFailed {
+        let _ = self.shared.events.send(BrokerEvent::CredentialFailed {
             profile: self.profile.to_string(),
             credential: self.name.to_string(),
             reason: err.to_string(),
@@ -337,6 +336,71 @@ impl CredSlot {
         out.append(&mut st.older);
         out.retain(|t| t.may_be_live(now));
         out
+    }
+
+    /// When the current token should be replaced: once about a third of its
+    /// life remains, but never sooner than `min_refresh_age` after it was
+    /// obtained, so short-lived tokens are not refreshed in a loop.
+    fn refresh_due(&self, t: &LiveToken) -> Instant {
+        let lifetime = t.lifetime();
+        let age = (lifetime * 2 / 3).max(self.shared.settings.min_refresh_age.min(lifetime));
+        t.obtained + age
+    }
+
+    /// Housekeeping, run by the broker's maintenance task: starts a due refresh
+    /// (or a retry once a backoff step passed) for a set in use, and hands back
+    /// superseded tokens no client can rely on any more, for revocation.
+    /// Returns when it next wants to run.
+    pub fn maintain(self: &Arc<Self>, now: Instant) -> (Option<Instant>, Vec<Arc<LiveToken>>) {
+        let mut st = self.lock();
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+
+        // A superseded token lives on only while a client may hold it: until the
+        // expiry it was handed out with. One nobody received goes at once.
+        let mut revoke = Vec::new();
+        st.older.retain(|t| {
+            if !t.may_be_live(now) {
+                false
+            } else if !t.was_handed_out() || now >= t.expires {
+                revoke.push(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for t in &st.older {
+            soonest(t.expires);
+        }
+
+        let window = self.refresh_window;
+        let in_use = self.always_fresh || st.last_used.is_some_and(|u| now.saturating_duration_since(u) < window);
+        let rejected = st.rejected.as_ref().is_some_and(|r| now < r.retry_at);
+        if in_use && !rejected && st.inflight.is_none() {
+            let due = match &st.current {
+                Some(t) => Some(self.refresh_due(t)),
+                // No token but wanted: only retry after a failure (a backoff step).
+                None if st.failures > 0 => Some(now),
+                None => None,
+            };
+            if let Some(due) = due {
+                let due = match st.backoff_until {
+                    Some((until, _)) if until > due => until,
+                    _ => due,
+                };
+                if now >= due {
+                    tracing::debug!(profile = %self.profile, credential = %self.name, "refreshing ahead of expiry");
+                    drop(self.start_login(&mut st));
+                } else {
+                    soonest(due);
+                }
+            }
+            if let Some(u) = st.last_used.filter(|_| !self.always_fresh) {
+                // Re-evaluate when the set falls out of use.
+                soonest(u + window);
+            }
+        }
+        (next, revoke)
     }
 
     /// Status without token values.

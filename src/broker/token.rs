@@ -2,6 +2,7 @@
 
 use crate::secret::Secret;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -20,9 +21,36 @@ pub struct LiveToken {
     pub expires: Instant,
     /// Looker's own expiry (no margin): after this, revoking is pointless.
     pub hard_expires: Instant,
+    /// Set once a client received it: from then on it must live until `expires`.
+    pub handed_out: AtomicBool,
 }
 
 impl LiveToken {
+    /// A token obtained at `obtained` whose login answer arrived at `received`,
+    /// valid for `expires_in` according to Looker.
+    pub fn new(token: Secret, obtained: Instant, received: Instant, expires_in: Duration) -> LiveToken {
+        LiveToken {
+            token,
+            obtained,
+            expires: obtained + expires_in - safety_margin(expires_in),
+            hard_expires: received + expires_in,
+            handed_out: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that a client holds this token (it was promised until `expires`).
+    pub fn mark_handed_out(&self) {
+        // A plain load first keeps the hot path free of cache-line writes.
+        if !self.handed_out.load(Ordering::Relaxed) {
+            self.handed_out.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// True once a client received this token.
+    pub fn was_handed_out(&self) -> bool {
+        self.handed_out.load(Ordering::Relaxed)
+    }
+
     /// Time left before [`LiveToken::expires`], zero when past.
     pub fn remaining(&self, now: Instant) -> Duration {
         self.expires.saturating_duration_since(now)
@@ -129,19 +157,14 @@ mod tests {
     async fn json_matches_protocol_type() {
         let now = Instant::now();
         let t = IssuedToken {
-            token: Arc::new(LiveToken {
-                token: Secret::new("tok\"en"),
-                obtained: now,
-                expires: now + Duration::from_secs(100),
-                hard_expires: now + Duration::from_secs(110),
-            }),
+            token: Arc::new(LiveToken::new(Secret::new("tok\"en"), now, now, Duration::from_secs(111))),
             profile: "prod".into(),
             credential: "c\\1".into(),
             base_url: "https://x".into(),
         };
         let o: TokenObject = serde_json::from_slice(&t.to_json(now)).unwrap();
         assert_eq!(o.access_token, "tok\"en");
-        assert_eq!(o.expires_in, 100);
+        assert_eq!(o.expires_in, 100); // 111 s less the 11 s margin
         assert_eq!(o.credential, "c\\1");
         assert_eq!(o.token_type, "Bearer");
         assert!(humantime::parse_rfc3339(&o.expires_at).is_ok());

@@ -53,6 +53,8 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
             ca_file: None,
             timeout: None,
             allow_insecure_http: false,
+            always_fresh: false,
+            refresh_window: None,
             credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }],
         },
     );

@@ -128,6 +128,8 @@ impl Daemon {
         let ctx = Arc::new(Ctx { broker: broker.clone(), uid, reload: reload.clone(), limits: opts.limits.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
+        // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
+        tokio::spawn(broker.clone().run_maintenance());
         let hup = reload.map(|f| tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f)));
 
         shutdown::notify(&[sd_notify::NotifyState::Ready]);

@@ -323,6 +323,8 @@ mod tests {
             ca_file: None,
             timeout: None,
             allow_insecure_http: allow,
+            always_fresh: false,
+            refresh_window: None,
             credentials: vec![],
         };
         assert!(LookerClient::new(&mk("http://127.0.0.1:9", false)).is_ok());

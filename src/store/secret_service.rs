@@ -92,6 +92,12 @@ impl From<secret_service::Error> for Failure {
         }
         Failure::Store(match e {
             E::Unavailable => unavailable("no Secret Service provider or session bus found"),
+            // Locked between our check and the call (the screen locker, another client).
+            E::Zbus(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.Secret.Error.IsLocked" =>
+            {
+                StoreError::Locked { collection: "(unknown collection)".into() }
+            }
             E::Locked | E::Prompt | E::PromptDisconnected => {
                 StoreError::Locked { collection: "(unknown collection)".into() }
             }

@@ -1,0 +1,348 @@
+//! The broker's scheduling logic, deterministic under `tokio::time::pause()`:
+//! an in-process fake Looker on tokio's clock (the emulator is checked end to
+//! end elsewhere; here time itself is the subject).
+
+use async_trait::async_trait;
+use looker_agent::broker::{Broker, BrokerError, BrokerSettings, UpstreamFactory};
+use looker_agent::config::{Config, Credential, Profile};
+use looker_agent::looker::{LoginToken, LookerApi, LookerError, LookerUser};
+use looker_agent::secret::Secret;
+use looker_agent::store::memory::MemoryStore;
+use looker_agent::store::{SecretKey, SecretStore};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A Looker on tokio's clock: counts logins, tracks live tokens.
+#[derive(Default)]
+struct Fake {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    lifetime: u64,
+    login_delay: Duration,
+    fail: Option<LookerError>,
+    secrets: HashMap<String, String>,
+    live: HashMap<String, Instant>,
+    logins: u64,
+    attempts: u64,
+    attempt_times: Vec<Instant>,
+    max_live: usize,
+    n: u64,
+}
+
+impl Fake {
+    fn new(lifetime: u64, creds: &[(&str, &str)]) -> Arc<Fake> {
+        let f = Fake::default();
+        {
+            let mut st = f.state.lock().unwrap();
+            st.lifetime = lifetime;
+            for (id, s) in creds {
+                st.secrets.insert(id.to_string(), s.to_string());
+            }
+        }
+        Arc::new(f)
+    }
+    fn live_now(&self) -> usize {
+        let mut st = self.state.lock().unwrap();
+        let now = Instant::now();
+        st.live.retain(|_, exp| *exp > now);
+        st.live.len()
+    }
+    fn logins(&self) -> u64 {
+        self.state.lock().unwrap().logins
+    }
+    fn attempts(&self) -> u64 {
+        self.state.lock().unwrap().attempts
+    }
+    fn set_fail(&self, e: Option<LookerError>) {
+        self.state.lock().unwrap().fail = e;
+    }
+    fn set_delay(&self, d: Duration) {
+        self.state.lock().unwrap().login_delay = d;
+    }
+    fn is_live(&self, t: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.live.get(t).is_some_and(|e| *e > Instant::now())
+    }
+}
+
+#[async_trait]
+impl LookerApi for Fake {
+    async fn login(&self, client_id: &str, secret: &Secret) -> Result<LoginToken, LookerError> {
+        let delay = {
+            let mut st = self.state.lock().unwrap();
+            st.attempts += 1;
+            st.attempt_times.push(Instant::now());
+            st.login_delay
+        };
+        tokio::time::sleep(delay).await;
+        let mut st = self.state.lock().unwrap();
+        if let Some(e) = &st.fail {
+            return Err(e.clone());
+        }
+        if st.secrets.get(client_id).map(String::as_str) != Some(secret.expose()) {
+            return Err(LookerError::Rejected { status: 404, message: "Not found".into() });
+        }
+        st.n += 1;
+        st.logins += 1;
+        let token = format!("tok{}", st.n);
+        let now = Instant::now();
+        let exp = now + Duration::from_secs(st.lifetime);
+        st.live.insert(token.clone(), exp);
+        st.live.retain(|_, e| *e > now);
+        st.max_live = st.max_live.max(st.live.len());
+        Ok(LoginToken { access_token: Secret::new(token), token_type: "Bearer".into(), expires_in: st.lifetime })
+    }
+    async fn logout(&self, t: &Secret) -> Result<(), LookerError> {
+        self.state.lock().unwrap().live.remove(t.expose());
+        Ok(())
+    }
+    async fn alive(&self) -> Result<(), LookerError> {
+        Ok(())
+    }
+    async fn user(&self, _t: &Secret) -> Result<LookerUser, LookerError> {
+        Ok(LookerUser::default())
+    }
+}
+
+struct FakeUpstream(Arc<Fake>);
+impl UpstreamFactory for FakeUpstream {
+    fn api_for(&self, _p: &Profile) -> Result<Arc<dyn LookerApi>, LookerError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn profile(creds: &[(&str, &str)]) -> Profile {
+    Profile {
+        base_url: "https://looker.example.com".into(),
+        verify_tls: true,
+        ca_file: None,
+        timeout: Some(Duration::from_secs(10)),
+        allow_insecure_http: false,
+        always_fresh: false,
+        refresh_window: None,
+        credentials: creds.iter().map(|(n, id)| Credential { name: n.to_string(), client_id: id.to_string() }).collect(),
+    }
+}
+
+/// A broker over one profile `prod` whose credential sets are `(name, client_id, secret)`.
+async fn broker(fake: &Arc<Fake>, creds: &[(&str, &str, &str)]) -> Broker {
+    let store = MemoryStore::new();
+    for (n, id, s) in creds {
+        store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
+    }
+    let mut cfg = Config::default();
+    cfg.profiles.insert("prod".into(), profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>()));
+    let b = Broker::new(cfg, Arc::new(store), "memory".into(), Arc::new(FakeUpstream(fake.clone())), BrokerSettings::default());
+    tokio::spawn(b.clone().run_maintenance());
+    b
+}
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+#[tokio::test(start_paused = true)]
+async fn min_ttl_is_honoured_with_40s_tokens() {
+    let fake = Fake::new(40, &[("id", "sec")]);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let first = b.token(Some("prod"), None, S(30)).await.unwrap();
+    tokio::time::sleep(S(15)).await;
+    let second = b.token(Some("prod"), None, S(30)).await.unwrap();
+    assert!(second.expires_in(Instant::now()) >= 30, "only {}s left", second.expires_in(Instant::now()));
+    assert_ne!(first.token.token.expose(), second.token.token.expose());
+    // A min_ttl beyond what a token can live is a bad request, not a login loop.
+    let e = b.token(Some("prod"), None, S(41)).await.unwrap_err();
+    assert!(matches!(e, BrokerError::BadRequest(_)), "{e:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn herd_on_a_cold_credential_makes_one_login() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    fake.set_delay(Duration::from_millis(50));
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.token(Some("prod"), None, S(60)).await.map(|t| t.token.token.expose().to_string()) })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        seen.insert(t.await.unwrap().unwrap());
+    }
+    assert_eq!(seen.len(), 1);
+    assert_eq!(fake.logins(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn steady_clients_never_wait_and_few_tokens_live() {
+    let fake = Fake::new(20, &[("id", "sec")]);
+    fake.set_delay(Duration::from_millis(300));
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    b.token(Some("prod"), None, S(5)).await.unwrap(); // warm up
+    let mut max_live = 0;
+    for _ in 0..45 {
+        tokio::time::sleep(S(1)).await;
+        let start = Instant::now();
+        let t = b.token(Some("prod"), None, S(5)).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "a client waited on a login");
+        assert!(fake.is_live(t.token.token.expose()));
+        max_live = max_live.max(fake.live_now());
+    }
+    let logins = fake.logins();
+    assert!((2..=6).contains(&logins), "{logins} logins");
+    assert!(max_live <= 2, "{max_live} live tokens");
+    assert!(fake.state.lock().unwrap().max_live <= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_serves_the_cache_backs_off_and_recovers() {
+    let fake = Fake::new(600, &[("id", "sec")]);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    fake.set_fail(Some(LookerError::Unavailable { reason: "HTTP 503".into(), retry_after: None }));
+    // Refresh falls due at 2/3 of the ~570 s usable life; Looker is down from now on.
+    let outage_start = Instant::now();
+    for _ in 0..700 {
+        tokio::time::sleep(S(1)).await;
+        // The cached token still satisfies min_ttl=60 until ~510 s: it keeps being served.
+        if Instant::now().duration_since(outage_start) < S(500) {
+            let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+            assert_eq!(t.token.token.expose(), t0.token.token.expose());
+        }
+    }
+    // Attempts are spaced by exponential backoff (≤ one per step): far fewer than one a second.
+    let attempts = fake.attempts() - 1;
+    assert!((2..=12).contains(&attempts), "{attempts} attempts in the outage");
+    let times = fake.state.lock().unwrap().attempt_times.clone();
+    let status = b.status();
+    let c = &status.profiles[0].credentials[0];
+    assert!(c.last_error.as_deref().unwrap_or("").contains("503"), "{c:?}");
+    // Heal: a new token within one backoff step (≤ 5 min cap).
+    fake.set_fail(None);
+    let healed = Instant::now();
+    let mut recovered = None;
+    for _ in 0..400 {
+        tokio::time::sleep(S(1)).await;
+        if fake.logins() >= 2 {
+            recovered = Some(Instant::now().duration_since(healed));
+            break;
+        }
+    }
+    let took = recovered.expect("no login after Looker healed");
+    let last_gap = times.windows(2).last().map(|w| w[1] - w[0]).unwrap_or(S(1));
+    assert!(took <= S(300).max(last_gap * 2), "recovered after {took:?}");
+    assert!(b.token(Some("prod"), None, S(60)).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_without_cache_fails_fast_and_does_not_hammer() {
+    let fake = Fake::new(600, &[("id", "sec")]);
+    fake.set_fail(Some(LookerError::Unavailable { reason: "connect refused".into(), retry_after: Some(S(30)) }));
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let e = b.token(Some("prod"), None, S(60)).await.unwrap_err();
+    assert!(matches!(e, BrokerError::Unavailable { .. }));
+    // During the Retry-After window further requests fail at once without a login attempt.
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert!(b.token(Some("prod"), None, S(60)).await.is_err());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+    assert_eq!(fake.attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_set_fails_over_to_the_next() {
+    let fake = Fake::new(3600, &[("id1", "right"), ("id2", "sec2")]);
+    let b = broker(&fake, &[("first", "id1", "wrong"), ("second", "id2", "sec2")]).await;
+    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+    assert_eq!(&*t.credential, "second");
+    // The rejected set is not retried on every request.
+    let before = fake.attempts();
+    for _ in 0..10 {
+        assert_eq!(&*b.token(Some("prod"), None, S(60)).await.unwrap().credential, "second");
+    }
+    assert_eq!(fake.attempts(), before);
+    let st = b.status();
+    let first = &st.profiles[0].credentials[0];
+    assert_eq!(first.state, "rejected");
+    assert!(first.last_error.as_deref().unwrap().contains("Not found"), "{first:?}");
+    // Asking for the rejected set by name gets its rejection.
+    let e = b.token(Some("prod"), Some("first"), S(60)).await.unwrap_err();
+    assert!(matches!(e, BrokerError::Rejected { ref message, .. } if message == "Not found"), "{e:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifty_invalidations_of_one_token_cause_one_login() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+    let tok = t.token.token.expose().to_string();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let b = b.clone();
+            let tok = tok.clone();
+            tokio::spawn(async move {
+                b.invalidate(Some("prod"), &tok).unwrap();
+                b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose().to_string()
+            })
+        })
+        .collect();
+    let mut news = std::collections::BTreeSet::new();
+    for task in tasks {
+        news.insert(task.await.unwrap());
+    }
+    assert_eq!(news.len(), 1);
+    assert!(!news.contains(&tok));
+    assert_eq!(fake.logins(), 2);
+    tokio::time::sleep(S(1)).await;
+    assert!(!fake.is_live(&tok), "the invalidated token was not revoked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_credential_set_is_revoked_on_reload() {
+    let fake = Fake::new(3600, &[("id1", "s1"), ("id2", "s2")]);
+    let b = broker(&fake, &[("a", "id1", "s1"), ("b", "id2", "s2")]).await;
+    let ta = b.token(Some("prod"), Some("a"), S(60)).await.unwrap();
+    let tb = b.token(Some("prod"), Some("b"), S(60)).await.unwrap();
+    let mut cfg = b.config();
+    cfg.profiles.get_mut("prod").unwrap().credentials.retain(|c| c.name == "b");
+    assert_eq!(b.reload(cfg), 1);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!fake.is_live(ta.token.token.expose()));
+    assert!(fake.is_live(tb.token.token.expose()), "an unchanged set kept its token");
+    assert_eq!(b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose(), tb.token.token.expose());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unused_sets_are_not_refreshed() {
+    let fake = Fake::new(600, &[("id", "sec")]);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    b.token(Some("prod"), None, S(60)).await.unwrap();
+    // Past the 1 h window nobody asked: no more logins, however long we wait.
+    tokio::time::sleep(S(3 * 3600)).await;
+    let n = fake.logins();
+    tokio::time::sleep(S(3 * 3600)).await;
+    assert_eq!(fake.logins(), n);
+    assert!(n <= 12, "{n} logins for an hour of use");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_revokes_everything_including_logins_in_flight() {
+    let fake = Fake::new(3600, &[("id", "sec"), ("id2", "s2")]);
+    fake.set_delay(Duration::from_millis(500));
+    let b = broker(&fake, &[("c", "id", "sec"), ("d", "id2", "s2")]).await;
+    b.token(Some("prod"), Some("c"), S(60)).await.unwrap();
+    let b2 = b.clone();
+    let pending = tokio::spawn(async move { b2.token(Some("prod"), Some("d"), S(60)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.close();
+    let summary = b.revoke_all(S(5)).await;
+    assert_eq!(summary.revoked, 2, "{summary:?}");
+    assert_eq!(fake.live_now(), 0);
+    let _ = pending.await;
+    assert!(matches!(b.token(Some("prod"), None, S(60)).await, Err(BrokerError::ShuttingDown)));
+}

@@ -8,21 +8,24 @@
 //! - [`store`]: client secrets in the Secret Service, 0600 files or memory;
 //! - [`looker`]: the upstream Looker API, with errors that drive behaviour;
 //! - [`broker`]: the token cache (single flight, expiry, revocation);
-//! - [`daemon`]: the composition root, the Unix-socket server and shutdown;
+//! - [`daemon`]: the composition root, the Unix-socket server, the D-Bus API and shutdown;
 //! - [`protocol`]: the socket API's types, shared by daemon and CLI;
-//! - [`client`], [`cli`]: the `lookerctl` side;
-//! - [`emulator`]: a Looker API stand-in for tests and `--dev`.
+//! - [`client`], [`client_bus`], [`cli`]: the `lookerctl` side (socket, D-Bus fallback);
+//! - [`emulator`]: a Looker API stand-in for tests and `--dev`;
+//! - [`logging`]: journald-native under systemd, text on stderr otherwise.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod client_bus;
 pub mod config;
 pub mod config_edit;
 pub mod daemon;
 pub mod duration;
 pub mod emulator;
 pub mod error;
+pub mod logging;
 pub mod looker;
 pub mod looker_ini;
 pub mod paths;

@@ -190,6 +190,12 @@ pub struct CredentialStatus {
     pub last_error_at: Option<String>,
     /// Until when logins are held back after failures (RFC 3339).
     pub backoff_until: Option<String>,
+    /// Since when Looker has rejected this set (RFC 3339); it is skipped until retried.
+    #[serde(default)]
+    pub rejected_since: Option<String>,
+    /// When the current token is due to be replaced (RFC 3339).
+    #[serde(default)]
+    pub refresh_at: Option<String>,
     /// Logins made since the daemon started.
     pub logins: u64,
     /// Tokens obtained and not yet revoked or expired.

@@ -2,7 +2,7 @@
 
 use looker_agent::secret::Secret;
 use looker_agent::store::file::FileStore;
-use looker_agent::store::{SecretKey, SecretStore, StoreError};
+use looker_agent::store::{JournalEntry, SecretKey, SecretStore, StoreError};
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -221,4 +221,149 @@ async fn deleting_the_last_secret_of_a_profile_removes_its_folder() {
     assert_eq!(s.get(&b).await.unwrap().expose(), "2");
     assert!(s.delete(&b).await.unwrap());
     assert!(!s.dir().join("secrets/prod").exists());
+}
+
+const TOKEN: &str = "tok-Value-that-must-not-leak";
+
+fn entry(id: &str, profile: &str, token: &str) -> JournalEntry {
+    JournalEntry {
+        id: id.into(),
+        profile: profile.into(),
+        credential: "reporting".into(),
+        base_url: "https://example.looker.com".into(),
+        token: Secret::new(token),
+        expires_at_unix: 1_900_000_000,
+    }
+}
+
+fn ids(entries: &[JournalEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn journal_round_trip_and_unknown_ids() {
+    let (_tmp, s) = store();
+    assert!(s.journal_list().await.unwrap().is_empty());
+    assert!(!s.dir().exists(), "listing must not create the store");
+    s.journal_remove("never-added").await.unwrap();
+
+    s.journal_add(&entry("b-2", "prod", "second")).await.unwrap();
+    s.journal_add(&entry("a_1", "prod", TOKEN)).await.unwrap();
+    let listed = s.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["a_1", "b-2"]);
+    let a = &listed[0];
+    assert_eq!((a.profile.as_str(), a.credential.as_str()), ("prod", "reporting"));
+    assert_eq!(a.base_url, "https://example.looker.com");
+    assert_eq!(a.token.expose(), TOKEN);
+    assert_eq!(a.expires_at_unix, 1_900_000_000);
+    assert!(!format!("{listed:?}").contains(TOKEN), "Debug leaked the token");
+
+    // Adding an id again replaces the entry.
+    s.journal_add(&entry("a_1", "prod", "replaced")).await.unwrap();
+    let listed = s.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["a_1", "b-2"]);
+    assert_eq!(listed[0].token.expose(), "replaced");
+
+    s.journal_remove("a_1").await.unwrap();
+    s.journal_remove("a_1").await.unwrap();
+    assert_eq!(ids(&s.journal_list().await.unwrap()), ["b-2"]);
+    s.journal_remove("b-2").await.unwrap();
+    assert!(s.journal_list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn journal_entries_survive_a_new_store() {
+    let (_tmp, s) = store();
+    s.journal_add(&entry("crash-1", "prod", TOKEN)).await.unwrap();
+    let reopened = FileStore::new(s.dir().to_path_buf());
+    let listed = reopened.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["crash-1"]);
+    assert_eq!(listed[0].token.expose(), TOKEN);
+    reopened.journal_remove("crash-1").await.unwrap();
+    assert!(s.journal_list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn journal_files_are_0600_in_a_0700_folder() {
+    let (_tmp, s) = store();
+    s.journal_add(&entry("j1", "prod", TOKEN)).await.unwrap();
+    let file = s.journal_path_of("j1").unwrap();
+    assert_eq!(file, s.dir().join("journal/j1.json"));
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&s.dir().join("journal")), 0o700);
+    assert_eq!(mode(s.dir()), 0o700);
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(json["token"], TOKEN);
+    assert_eq!(json["profile"], "prod");
+    assert_eq!(json["expires_at_unix"], 1_900_000_000);
+    let names: Vec<String> = fs::read_dir(s.dir().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["j1.json"], "no temporary file is left behind");
+
+    // A loose journal folder is tightened on the next write.
+    fs::set_permissions(s.dir().join("journal"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.journal_add(&entry("j2", "prod", TOKEN)).await.unwrap();
+    assert_eq!(mode(&s.dir().join("journal")), 0o700);
+}
+
+#[tokio::test]
+async fn journal_list_skips_corrupt_and_insecure_entries() {
+    let (tmp, s) = store();
+    s.journal_add(&entry("good", "prod", TOKEN)).await.unwrap();
+    for id in ["corrupt", "empty-token", "loose", "link", "huge"] {
+        s.journal_add(&entry(id, "prod", TOKEN)).await.unwrap();
+    }
+    let path = |id: &str| s.journal_path_of(id).unwrap();
+    fs::write(path("corrupt"), format!(r#"{{"profile":"prod","token":{TOKEN}"#)).unwrap();
+    fs::write(
+        path("empty-token"),
+        r#"{"profile":"p","credential":"c","base_url":"u","token":"","expires_at_unix":1}"#,
+    )
+    .unwrap();
+    fs::write(path("huge"), vec![b' '; 100 * 1024]).unwrap();
+    fs::set_permissions(path("loose"), fs::Permissions::from_mode(0o644)).unwrap();
+    let elsewhere = tmp.path().join("elsewhere.json");
+    fs::copy(path("link"), &elsewhere).unwrap();
+    fs::remove_file(path("link")).unwrap();
+    symlink(&elsewhere, path("link")).unwrap();
+    // Files that are not entries are ignored, temporary ones silently.
+    fs::write(s.dir().join("journal/notes.txt"), "hello").unwrap();
+    fs::write(s.dir().join("journal/.tmp-abc"), "partial").unwrap();
+
+    let listed = s.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["good"]);
+    assert_eq!(listed[0].token.expose(), TOKEN);
+
+    // Nothing was deleted: a person may want to look at them.
+    assert!(path("corrupt").exists() && path("loose").exists());
+    fs::set_permissions(path("loose"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(ids(&s.journal_list().await.unwrap()), ["good", "loose"]);
+}
+
+#[tokio::test]
+async fn a_journal_folder_others_can_write_is_refused() {
+    let (_tmp, s) = store();
+    s.journal_add(&entry("j1", "prod", TOKEN)).await.unwrap();
+    let jdir = s.dir().join("journal");
+    fs::set_permissions(&jdir, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = s.journal_list().await.unwrap_err();
+    assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("chmod 700 {}", jdir.display())), "{e}");
+    fs::set_permissions(&jdir, fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[tokio::test]
+async fn journal_ids_cannot_escape_the_folder() {
+    let (tmp, s) = store();
+    let long = "x".repeat(65);
+    for id in ["", "..", "../evil", "../../evil", "a/b", "a.b", ".hidden", "é", long.as_str()] {
+        let e = s.journal_add(&entry(id, "prod", TOKEN)).await.unwrap_err();
+        assert!(!format!("{e} {e:?}").contains(TOKEN), "{e}");
+        assert!(s.journal_remove(id).await.is_err(), "{id:?}");
+    }
+    assert!(!tmp.path().join("evil").exists() && !tmp.path().join("data/evil").exists());
+    assert!(!s.dir().join("evil.json").exists());
+    assert!(s.journal_list().await.unwrap().is_empty());
 }

@@ -10,7 +10,7 @@
 
 use looker_agent::secret::Secret;
 use looker_agent::store::secret_service::SecretServiceStore;
-use looker_agent::store::{SecretKey, SecretStore, StoreError};
+use looker_agent::store::{JournalEntry, SecretKey, SecretStore, StoreError};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
@@ -147,6 +147,139 @@ async fn delete_removes_the_item() {
     assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
     assert!(!s.delete(&k).await.unwrap());
     assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 0);
+}
+
+fn journal_entry(id: &str, profile: &str, token: &str) -> JournalEntry {
+    JournalEntry {
+        id: id.into(),
+        profile: profile.into(),
+        credential: "reporting".into(),
+        base_url: "https://example.looker.com".into(),
+        token: Secret::new(token),
+        expires_at_unix: 1_900_000_000,
+    }
+}
+
+/// The journal entries of one profile (the keyring is shared by parallel tests).
+async fn journal_of(s: &SecretServiceStore, profile: &str) -> Vec<JournalEntry> {
+    s.journal_list().await.unwrap().into_iter().filter(|e| e.profile == profile).collect()
+}
+
+fn ids(entries: &[JournalEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn journal_round_trip() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("journal");
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    s.journal_remove(&format!("{p}-never-added")).await.unwrap();
+    assert!(journal_of(&s, &p).await.is_empty());
+
+    s.journal_add(&journal_entry(&b, &p, "tok-b")).await.unwrap();
+    s.journal_add(&journal_entry(&a, &p, "tok-a-journal")).await.unwrap();
+    let listed = journal_of(&s, &p).await;
+    assert_eq!(ids(&listed), [a.as_str(), b.as_str()]);
+    let first = &listed[0];
+    assert_eq!(first.credential, "reporting");
+    assert_eq!(first.base_url, "https://example.looker.com");
+    assert_eq!(first.token.expose(), "tok-a-journal");
+    assert_eq!(first.expires_at_unix, 1_900_000_000);
+    assert!(!format!("{listed:?}").contains("tok-a-journal"), "Debug leaked the token");
+
+    // Adding an id again replaces its item.
+    s.journal_add(&journal_entry(&a, &p, "tok-a-again")).await.unwrap();
+    let listed = journal_of(&s, &p).await;
+    assert_eq!(ids(&listed), [a.as_str(), b.as_str()]);
+    assert_eq!(listed[0].token.expose(), "tok-a-again");
+
+    s.journal_remove(&a).await.unwrap();
+    s.journal_remove(&a).await.unwrap();
+    assert_eq!(ids(&journal_of(&s, &p).await), [b.as_str()]);
+    s.journal_remove(&b).await.unwrap();
+    assert!(journal_of(&s, &p).await.is_empty());
+}
+
+#[tokio::test]
+async fn journal_entries_survive_a_new_connection() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("journal-reopen");
+    let id = format!("{p}-1");
+    s.journal_add(&journal_entry(&id, &p, "tok-reopen")).await.unwrap();
+    drop(s);
+
+    let Some(again) = store().await else { return };
+    let listed = journal_of(&again, &p).await;
+    assert_eq!(ids(&listed), [id.as_str()]);
+    assert_eq!(listed[0].token.expose(), "tok-reopen");
+    again.journal_remove(&id).await.unwrap();
+    assert!(journal_of(&again, &p).await.is_empty());
+}
+
+#[tokio::test]
+async fn journal_items_are_apart_from_the_client_secrets() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("journal-secret-tool");
+    let id = format!("{p}-1");
+    s.journal_add(&journal_entry(&id, &p, "tok-secret-tool")).await.unwrap();
+
+    let secrets = secret_tool_search(&["application", "looker-agent"]);
+    assert!(!secrets.contains(&p), "a journal item is listed among the client secrets:\n{secrets}");
+    let ours = secret_tool_search(&["application", "looker-agent-journal", "profile", &p]);
+    assert_eq!(item_count(&ours), 1, "{ours}");
+    for line in [
+        format!("label = looker-agent token journal ({p}/reporting)"),
+        "attribute.application = looker-agent-journal".to_string(),
+        format!("attribute.journal_id = {id}"),
+        format!("attribute.profile = {p}"),
+        "attribute.credential = reporting".to_string(),
+    ] {
+        assert!(ours.lines().any(|l| l == line), "{line:?} missing from:\n{ours}");
+    }
+    let secret = ours.lines().find_map(|l| l.strip_prefix("secret = ")).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(secret).unwrap();
+    assert_eq!(json["token"], "tok-secret-tool");
+    assert_eq!(json["base_url"], "https://example.looker.com");
+    assert_eq!(json["expires_at_unix"], 1_900_000_000);
+
+    s.journal_remove(&id).await.unwrap();
+    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 0);
+}
+
+#[tokio::test]
+async fn a_corrupt_journal_item_is_skipped() {
+    let Some(s) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("journal-corrupt");
+    let (good, bad) = (format!("{p}-good"), format!("{p}-bad"));
+    s.journal_add(&journal_entry(&good, &p, "tok-good")).await.unwrap();
+
+    // Written as another program (or an older version) might: not our JSON.
+    let mut child = Command::new("secret-tool")
+        .args(["store", "--label=corrupt", "application", "looker-agent-journal", "journal_id", &bad])
+        .args(["profile", &p, "credential", "reporting"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("secret-tool is installed by scripts/test.sh");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"{\"token\": not-json").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 2);
+
+    let listed = journal_of(&s, &p).await;
+    assert_eq!(ids(&listed), [good.as_str()]);
+    assert_eq!(listed[0].token.expose(), "tok-good");
+
+    s.journal_remove(&bad).await.unwrap();
+    s.journal_remove(&good).await.unwrap();
+    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 0);
 }
 
 /// The default collection's object path, through the Secret Service API.

@@ -33,7 +33,7 @@ impl Broker {
             }
             if !doomed.is_empty() {
                 tracing::debug!(tokens = doomed.len(), "revoking superseded tokens");
-                tokio::spawn(logout_all(doomed));
+                tokio::spawn(logout_all(self.inner.store.clone(), doomed));
             }
             let wake = self.inner.shared.wake.notified();
             tokio::select! {

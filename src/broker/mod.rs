@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod maintenance;
+pub mod recovery;
 pub mod slot;
 pub mod token;
 
@@ -244,19 +245,17 @@ impl Broker {
         for slot in old.profiles.values().flat_map(|p| p.creds.iter()) {
             if !kept.iter().any(|k| Arc::ptr_eq(k, slot)) {
                 if let Ok(api) = slot.api() {
-                    for t in slot.take_live(now) {
+                    for t in slot.take_tokens() {
                         doomed.push((api.clone(), t));
                     }
                 }
             }
         }
-        let n = doomed.len();
+        let n = doomed.iter().filter(|(_, t)| t.may_be_live(now)).count();
         self.inner.shared.wake.notify_one();
         if n > 0 {
             tracing::info!(tokens = n, "revoking tokens of removed or changed credential sets");
-            tokio::spawn(async move {
-                let _ = logout_all(doomed).await;
-            });
+            tokio::spawn(logout_all(self.inner.store.clone(), doomed));
         }
         n
     }
@@ -339,9 +338,7 @@ impl Broker {
             if let Some(t) = slot.invalidate(access_token) {
                 tracing::info!(profile = %slot.profile, credential = %slot.name, "token invalidated by a client");
                 if let Ok(api) = slot.api() {
-                    tokio::spawn(async move {
-                        let _ = api.logout(&t.token).await;
-                    });
+                    tokio::spawn(logout_all(self.inner.store.clone(), vec![(api, t)]));
                 }
                 break;
             }
@@ -377,16 +374,15 @@ impl Broker {
     /// Looker confirmed gone. The next request logs in anew.
     pub async fn revoke(&self, profile: Option<&str>, credential: Option<&str>) -> Result<u32, BrokerError> {
         let slots = self.select(profile, credential)?;
-        let now = Instant::now();
         let mut work = Vec::new();
         for slot in &slots {
             if let Ok(api) = slot.api() {
-                for t in slot.take_live(now) {
+                for t in slot.take_tokens() {
                     work.push((api.clone(), t));
                 }
             }
         }
-        Ok(logout_all(work).await.revoked)
+        Ok(logout_all(self.inner.store.clone(), work).await.revoked)
     }
 
     /// True once [`Broker::close`] ran.
@@ -419,13 +415,13 @@ impl Broker {
             let mut work = Vec::new();
             for slot in &slots {
                 if let Ok(api) = slot.api() {
-                    for t in slot.take_live(now) {
+                    for t in slot.take_tokens() {
                         work.push((api.clone(), t));
                     }
                 }
             }
-            let n = work.len() as u32;
-            match tokio::time::timeout_at(until, logout_all(work)).await {
+            let n = work.iter().filter(|(_, t)| t.may_be_live(now)).count() as u32;
+            match tokio::time::timeout_at(until, logout_all(self.inner.store.clone(), work)).await {
                 Ok(s) => {
                     total.revoked += s.revoked;
                     total.failed += s.failed;
@@ -477,14 +473,30 @@ fn same_connection(a: &Profile, b: &Profile) -> bool {
         && a.refresh_window == b.refresh_window
 }
 
-/// Logs out every token concurrently. A token already gone counts as revoked.
-pub(crate) async fn logout_all(work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
-    let results =
-        futures_util::future::join_all(work.iter().map(|(api, t)| async move { api.logout(&t.token).await })).await;
+/// Retires tokens: logs out, concurrently, those Looker may still accept (one
+/// already gone counts as revoked), then drops their journal entries. A token
+/// whose logout failed keeps its entry, so the next start tries again.
+pub(crate) async fn logout_all(store: SharedStore, work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
+    let now = Instant::now();
+    let store = &store;
+    let results = futures_util::future::join_all(work.iter().map(|(api, t)| async move {
+        let live = t.may_be_live(now);
+        let outcome = if live { api.logout(&t.token).await.map(|()| true) } else { Ok(false) };
+        if outcome.is_ok() {
+            if let Some(id) = &t.journal_id {
+                if let Err(e) = store.journal_remove(id).await {
+                    tracing::warn!(error = %e, "could not clear a token journal entry");
+                }
+            }
+        }
+        outcome
+    }))
+    .await;
     let mut s = RevokeSummary::default();
     for r in results {
         match r {
-            Ok(()) => s.revoked += 1,
+            Ok(true) => s.revoked += 1,
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not revoke a token");
                 s.failed += 1;

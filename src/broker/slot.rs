@@ -8,7 +8,8 @@ use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
 use crate::looker::{LookerApi, LookerError};
 use crate::protocol::CredentialStatus;
-use crate::store::{SecretKey, SharedStore};
+use crate::store::{JournalEntry, SecretKey, SharedStore};
+use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -240,7 +241,22 @@ impl CredSlot {
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
         let received = Instant::now();
-        Ok(Arc::new(LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in))))
+        let mut token = LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in));
+        // Journal it before anyone can use it: if the agent dies, the next start revokes it.
+        let entry = JournalEntry {
+            id: Alphanumeric.sample_string(&mut rand::rng(), 20),
+            profile: self.profile.to_string(),
+            credential: self.name.to_string(),
+            base_url: self.base_url.to_string(),
+            token: token.token.clone(),
+            expires_at_unix: unix(SystemTime::now()) + answer.expires_in as i64,
+        };
+        match self.store.journal_add(&entry).await {
+            Ok(()) => token.journal_id = Some(entry.id),
+            Err(e) => tracing::warn!(profile = %self.profile, credential = %self.name, error = %e,
+                "token not journaled: if the agent crashes it stays live at Looker until it expires"),
+        }
+        Ok(Arc::new(token))
     }
 
     fn finish(&self, result: Result<Arc<LiveToken>, LoginFailure>, tx: watch::Sender<Outcome>) {
@@ -329,12 +345,12 @@ impl CredSlot {
         Some(st.older.swap_remove(idx))
     }
 
-    /// Takes every token that Looker may still accept, leaving the slot empty.
-    pub fn take_live(&self, now: Instant) -> Vec<Arc<LiveToken>> {
+    /// Takes every token the slot holds (expired ones too, for their journal
+    /// entries), leaving it empty.
+    pub fn take_tokens(&self) -> Vec<Arc<LiveToken>> {
         let mut st = self.lock();
         let mut out: Vec<_> = st.current.take().into_iter().collect();
         out.append(&mut st.older);
-        out.retain(|t| t.may_be_live(now));
         out
     }
 
@@ -358,11 +374,10 @@ impl CredSlot {
 
         // A superseded token lives on only while a client may hold it: until the
         // expiry it was handed out with. One nobody received goes at once.
+        // Expired ones go too (their journal entries must be cleared).
         let mut revoke = Vec::new();
         st.older.retain(|t| {
-            if !t.may_be_live(now) {
-                false
-            } else if !t.was_handed_out() || now >= t.expires {
+            if !t.may_be_live(now) || !t.was_handed_out() || now >= t.expires {
                 revoke.push(t.clone());
                 false
             } else {
@@ -435,7 +450,9 @@ impl CredSlot {
             last_login: st.last_login.map(rfc3339),
             last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
             last_error_at: st.last_error.as_ref().map(|(t, _)| rfc3339(*t)),
-            backoff_until: backing_off.map(|(_, w)| rfc3339(w)).or_else(|| rejected.map(|r| rfc3339(r.at))),
+            backoff_until: backing_off.map(|(_, w)| rfc3339(w)),
+            rejected_since: rejected.map(|r| rfc3339(r.at)),
+            refresh_at: current.map(|t| rfc3339(wall + self.refresh_due(t).saturating_duration_since(now))),
             logins: st.logins,
             live_tokens: live as u32,
         }

@@ -23,6 +23,8 @@ pub struct LiveToken {
     pub hard_expires: Instant,
     /// Set once a client received it: from then on it must live until `expires`.
     pub handed_out: AtomicBool,
+    /// Its entry in the secret store's token journal, if it was journaled.
+    pub journal_id: Option<String>,
 }
 
 impl LiveToken {
@@ -35,6 +37,7 @@ impl LiveToken {
             expires: obtained + expires_in - safety_margin(expires_in),
             hard_expires: received + expires_in,
             handed_out: AtomicBool::new(false),
+            journal_id: None,
         }
     }
 

@@ -1,37 +1,134 @@
-//! `lookerctl`'s command line (clap derive).
+//! `lookerctl`'s command line (clap derive), with the examples `--help` shows.
 
 use crate::store::StoreChoice;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
 use std::path::PathBuf;
 
 /// Shown after `lookerctl --help`.
 const EXAMPLES: &str = "\
 Examples:
-  curl -H \"Authorization: token $(lookerctl token prod)\" https://example.looker.com/api/4.0/user
-  lookerctl exec prod -- ./report.sh
   lookerctl profile add prod --base-url https://example.looker.com
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
-  lookerctl status";
+  lookerctl import ~/looker.ini --remove-secret     (or: from LOOKERSDK_* variables)
+  lookerctl credential verify prod
+  curl -H \"$(lookerctl token prod --format header)\" https://example.looker.com/api/4.0/user
+  lookerctl exec prod -- python report.py
+  lookerctl status
+
+Exit status: 0 success, 1 failure, 2 usage error, 3 agent not reachable,
+4 unknown profile or credential, 5 Looker rejected the credentials,
+6 Looker unreachable or failing (`exec`: the command's own status).
+Output never contains colour or other terminal escapes (NO_COLOR is always honoured).";
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  export LOOKER_ACCESS_TOKEN=\"$(lookerctl token prod)\"
+  curl -H \"$(lookerctl token prod --format header)\" https://example.looker.com/api/4.0/user
+  eval \"$(lookerctl token prod --format env)\"      (LOOKERSDK_BASE_URL, LOOKER_ACCESS_TOKEN, ...)
+  lookerctl token prod --credential reporting --min-ttl 30m --format json";
+
+const EXEC_EXAMPLES: &str = "\
+lookerctl replaces itself with COMMAND (execve), so COMMAND gets every signal sent to
+lookerctl (Ctrl-C, SIGTERM from a supervisor) and lookerctl exits with COMMAND's status.
+COMMAND gets LOOKERSDK_BASE_URL, LOOKER_ACCESS_TOKEN and LOOKER_TOKEN_EXPIRES_AT (RFC 3339).
+
+Examples:
+  lookerctl exec prod -- python report.py --since yesterday
+  lookerctl exec prod --min-ttl 50m -- ./long-export.sh
+  lookerctl exec -- sh -c 'curl -H \"Authorization: token $LOOKER_ACCESS_TOKEN\" \"$LOOKERSDK_BASE_URL/api/4.0/user\"'";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  lookerctl status
+  lookerctl status --json | jq '.profiles[].credentials[] | {name, state, expires_in}'";
+
+const PROFILE_ADD_EXAMPLES: &str = "\
+Examples:
+  lookerctl profile add prod --base-url https://example.looker.com --default
+  lookerctl profile add onprem --base-url https://looker.corp:19999 --ca-file /etc/ssl/corp-ca.pem --timeout 2m";
+
+const CREDENTIAL_ADD_EXAMPLES: &str = "\
+The client_secret is read from standard input when it is piped, else from a prompt
+that does not echo; it is never taken from the command line.
+
+Examples:
+  printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
+  lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)";
+
+const VERIFY_EXAMPLES: &str = "\
+Logs in to Looker directly with the stored secret (no running agent needed), reads
+GET /api/4.0/user and the user's roles, then logs the token out again. Warns when
+the user holds the Admin role: Looker advises API keys on a service account with
+only the permissions it needs.
+
+Examples:
+  lookerctl credential verify prod
+  lookerctl credential verify prod reporting --json";
+
+const IMPORT_HELP: &str = "\
+Where the settings come from (the first that applies):
+  1. LOOKER_INI, when given: that file only (LOOKERSDK_* variables are ignored);
+  2. the LOOKERSDK_* environment variables, when LOOKERSDK_BASE_URL or
+     LOOKERSDK_CLIENT_ID is set (also LOOKERSDK_CLIENT_SECRET, LOOKERSDK_VERIFY_SSL,
+     LOOKERSDK_TIMEOUT);
+  3. ./looker.ini, the file the SDKs read by default.
+Without a client_secret in the source, it is read from standard input or a prompt.
+
+The file is read as the Looker SDKs read it: the first [section] unless --section
+names one, `key=value` or `key: value`, whole-line `#`/`;` comments, quotes around
+values removed (a `#` or `=` inside a value is kept), [DEFAULT] inherited.
+
+The profile is named by --profile (LOOKER_AGENT_PROFILE is not used here), else after
+the section ([Looker] -> looker; `looker` for the environment). An existing profile
+of that name must have the same base_url: then only its credential set is added or
+replaced, so importing again is safe.
+
+The client_secret goes into the secret store, never into the config. The file keeps
+its copy in plain text unless --remove-secret: then the file is rewritten in place
+(atomically, same mode) without the client_secret line, everything else unchanged.
+
+Examples:
+  lookerctl import                                     (./looker.ini or LOOKERSDK_*)
+  lookerctl import ~/looker.ini --section Staging --profile staging
+  lookerctl import ~/looker.ini --remove-secret
+  LOOKERSDK_BASE_URL=https://example.looker.com LOOKERSDK_CLIENT_ID=AbC123 \\
+    lookerctl import --profile prod < secret.txt";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  lookerctl completions bash > ~/.local/share/bash-completion/completions/lookerctl
+  lookerctl completions zsh > \"${fpath[1]}/_lookerctl\"
+  lookerctl completions fish > ~/.config/fish/completions/lookerctl.fish";
 
 /// Get Looker API tokens from looker-agent, and manage its profiles and credentials.
 #[derive(Debug, Parser)]
-#[command(name = "lookerctl", version, after_help = EXAMPLES, propagate_version = true)]
+#[command(
+    name = "lookerctl",
+    version,
+    after_help = EXAMPLES,
+    propagate_version = true,
+    color = clap::ColorChoice::Never,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The agent socket.
-    #[arg(long, global = true, env = "LOOKER_AGENT_SOCKET", value_name = "PATH")]
+    #[arg(long, global = true, env = "LOOKER_AGENT_SOCKET", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub socket: Option<PathBuf>,
     /// The config file.
-    #[arg(long, global = true, env = "LOOKER_AGENT_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "LOOKER_AGENT_CONFIG", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// Where client secrets are kept.
     #[arg(long, global = true, env = "LOOKER_AGENT_SECRET_STORE", value_enum, default_value_t = StoreChoice::Auto)]
     pub secret_store: StoreChoice,
-    /// Profile used when a command names none.
+    /// Profile used when a command names none (`import`: the profile to create).
     #[arg(long, global = true, env = "LOOKER_AGENT_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
     /// Print JSON (for programs) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// True when `--profile` came from LOOKER_AGENT_PROFILE rather than the command line.
+    #[arg(skip)]
+    pub profile_from_env: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -41,10 +138,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print an access token (for `$(lookerctl token prod)`).
+    #[command(after_help = TOKEN_EXAMPLES)]
     Token(TokenArgs),
     /// Run a command with LOOKERSDK_BASE_URL and LOOKER_ACCESS_TOKEN set.
+    #[command(after_help = EXEC_EXAMPLES)]
     Exec(ExecArgs),
     /// Show the agent's profiles, credential sets and token state (never tokens).
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Revoke the agent's tokens at Looker (all, a profile's, or one credential's).
     Revoke(RevokeArgs),
@@ -54,8 +154,15 @@ pub enum Command {
     /// Manage credential sets (client_id in the config, secret in the secret store).
     #[command(subcommand)]
     Credential(CredentialCommand),
-    /// Print shell completions.
+    /// Import a profile and credential from a looker.ini or LOOKERSDK_* variables.
+    #[command(after_help = IMPORT_HELP)]
+    Import(ImportArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
+    /// Write man pages (lookerctl.1 and one per subcommand).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// How `token` prints.
@@ -82,7 +189,7 @@ pub struct TokenArgs {
     /// The token must have at least this long left (90, 90s, 5m, 1h; default 60s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub min_ttl: Option<std::time::Duration>,
-    /// Output format.
+    /// Output format (--json is the same as --format json).
     #[arg(long, value_enum, default_value_t = TokenFormat::Plain)]
     pub format: TokenFormat,
 }
@@ -95,11 +202,11 @@ pub struct ExecArgs {
     /// Use this credential set only.
     #[arg(long, value_name = "NAME")]
     pub credential: Option<String>,
-    /// The token must have at least this long left when the command starts (default 10m).
+    /// The token must have at least this long left when COMMAND starts (default 10m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub min_ttl: Option<std::time::Duration>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND", value_hint = ValueHint::CommandWithArguments)]
     pub command: Vec<std::ffi::OsString>,
 }
 
@@ -121,6 +228,7 @@ pub struct RevokeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Add a profile.
+    #[command(after_help = PROFILE_ADD_EXAMPLES)]
     Add(ProfileAddArgs),
     /// List profiles.
     List,
@@ -142,10 +250,10 @@ pub struct ProfileAddArgs {
     /// Profile name (letters, digits, '.', '_', '-').
     pub name: String,
     /// The Looker instance, e.g. https://example.looker.com (no /api/... suffix).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
     pub base_url: String,
     /// Trust this CA certificate (PEM) too.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub ca_file: Option<PathBuf>,
     /// Do not verify the server's certificate (unsafe; for tests only).
     #[arg(long)]
@@ -165,6 +273,7 @@ pub struct ProfileAddArgs {
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
     /// Add a credential set (the secret is read from stdin or a prompt, never argv).
+    #[command(after_help = CREDENTIAL_ADD_EXAMPLES)]
     Add {
         /// Profile name.
         profile: String,
@@ -186,6 +295,37 @@ pub enum CredentialCommand {
         /// Credential set name.
         name: String,
     },
+    /// Log in with a credential set and show which Looker user it acts as.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify {
+        /// Profile name.
+        profile: String,
+        /// Credential set name (default: the profile's first).
+        name: Option<String>,
+    },
+}
+
+/// `lookerctl import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The looker.ini to read (default: LOOKERSDK_* variables, else ./looker.ini).
+    #[arg(value_name = "LOOKER_INI", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+    /// The [section] to import (default: the first; names are case-sensitive).
+    #[arg(long, value_name = "NAME")]
+    pub section: Option<String>,
+    /// Name of the credential set to create or replace.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub credential: String,
+    /// Rewrite the file without its client_secret once the secret store holds it.
+    #[arg(long)]
+    pub remove_secret: bool,
+    /// Make the profile the default one.
+    #[arg(long)]
+    pub default: bool,
+    /// Allow a plain-http base_url to a non-loopback host (tokens would cross the network in clear).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 /// `lookerctl completions`.
@@ -195,12 +335,60 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// `lookerctl man` (hidden): man pages for packagers.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write lookerctl.1 and lookerctl-SUBCOMMAND.1 pages into this folder
+    /// (default: print lookerctl.1 on stdout).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(s)
 }
 
+/// Parses `lookerctl`'s arguments, noting where `--profile` came from.
+pub fn parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let mut matches = Cli::command().try_get_matches_from(argv)?;
+    let from_env = matches.value_source("profile") == Some(clap::parser::ValueSource::EnvVariable);
+    let mut cli = Cli::from_arg_matches_mut(&mut matches)?;
+    cli.profile_from_env = from_env;
+    Ok(cli)
+}
+
+/// Writes completions for `shell`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "lookerctl", out);
+}
+
 /// Prints completions for `shell` on stdout.
 pub fn print_completions(shell: clap_complete::Shell) {
-    let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "lookerctl", &mut std::io::stdout());
+    write_completions(shell, &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn profile_source() {
+        let cli = parse_from(["lookerctl", "--profile", "x", "status"]).unwrap();
+        assert_eq!(cli.profile.as_deref(), Some("x"));
+        assert!(!cli.profile_from_env);
+        let cli = parse_from(["lookerctl", "import", "--profile", "y"]).unwrap();
+        assert_eq!(cli.profile.as_deref(), Some("y"));
+        assert!(!cli.profile_from_env);
+    }
 }

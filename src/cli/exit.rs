@@ -42,6 +42,11 @@ impl CliError {
     pub fn unknown(message: impl Into<String>) -> Self {
         CliError { code: UNKNOWN, message: message.into() }
     }
+
+    /// Any exit status.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError { code, message: message.into() }
+    }
 }
 
 /// The exit status for a socket API error code.
@@ -86,6 +91,22 @@ impl From<crate::config_edit::EditError> for CliError {
 
 impl From<crate::store::StoreError> for CliError {
     fn from(e: crate::store::StoreError) -> Self {
-        CliError::failure(e.to_string())
+        let code = match &e {
+            crate::store::StoreError::NotFound { .. } => UNKNOWN,
+            _ => FAILURE,
+        };
+        CliError { code, message: e.to_string() }
+    }
+}
+
+/// The exit status for a Looker error met by lookerctl itself (`credential verify`).
+pub fn for_looker(e: &crate::looker::LookerError) -> u8 {
+    use crate::looker::LookerError;
+    match e {
+        LookerError::Rejected { .. } => REJECTED,
+        LookerError::Unavailable { .. } | LookerError::BadAnswer { .. } | LookerError::TokenExpired => {
+            UPSTREAM
+        }
+        LookerError::Config(_) => FAILURE,
     }
 }

@@ -17,24 +17,29 @@ use crate::store::{self, SecretKey, SharedStore};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
-fn config_path(cli: &Cli) -> PathBuf {
+/// The config file lookerctl edits: `--config`, LOOKER_AGENT_CONFIG or the XDG default.
+pub(crate) fn config_path(cli: &Cli) -> PathBuf {
     cli.config.clone().unwrap_or_else(paths::default_config)
 }
 
-async fn open_store(cli: &Cli) -> Result<SharedStore, CliError> {
+/// The secret store `--secret-store` names.
+pub(crate) async fn open_store(cli: &Cli) -> Result<SharedStore, CliError> {
     let (s, _) = store::open(cli.secret_store, paths::default_data_dir()).await?;
     Ok(s)
 }
 
 /// Tells a running agent to re-read its config; silent when none runs.
-async fn poke(cli: &Cli) -> Result<(), CliError> {
+pub(crate) async fn poke(cli: &Cli) -> Result<(), CliError> {
     match agent(cli).reload().await {
         Ok(_) | Err(ClientError::NotRunning { .. }) => Ok(()),
         Err(ClientError::Api { message, .. }) => {
             Err(CliError::failure(format!("saved, but the running agent did not accept it: {message}")))
         }
         Err(e) => {
-            eprintln!("lookerctl: saved; could not tell the running agent ({e}); it picks the change up on SIGHUP");
+            output::warn(&format!(
+                "saved; could not tell the running agent ({e}); it picks the change up on SIGHUP \
+                 (`systemctl --user reload looker-agent` or `kill -HUP PID`)"
+            ));
             Ok(())
         }
     }
@@ -60,9 +65,17 @@ pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
     }
     let mut rows = Vec::new();
     for p in &report.profiles {
-        let default = if report.default_profile.as_deref() == Some(p.name.as_str()) { " (default)" } else { "" };
+        let default =
+            if report.default_profile.as_deref() == Some(p.name.as_str()) { " (default)" } else { "" };
         if p.credentials.is_empty() {
-            rows.push(vec![format!("{}{default}", p.name), "-".into(), "no credentials".into(), "".into(), "".into(), "".into()]);
+            rows.push(vec![
+                format!("{}{default}", p.name),
+                "-".into(),
+                "no credentials".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+            ]);
         }
         for c in &p.credentials {
             rows.push(vec![
@@ -117,7 +130,11 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
                     .iter()
                     .map(|(n, p)| {
                         vec![
-                            if default.as_deref() == Some(n.as_str()) { format!("{n} (default)") } else { n.clone() },
+                            if default.as_deref() == Some(n.as_str()) {
+                                format!("{n} (default)")
+                            } else {
+                                n.clone()
+                            },
                             p.base_url.clone(),
                             p.credentials.len().to_string(),
                         ]
@@ -168,19 +185,28 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
             }
             poke(cli).await?;
             if let Some(w) = warn {
-                eprintln!("lookerctl: profile removed, but a secret could not be deleted: {w}");
+                output::warn(&format!(
+                    "profile removed, but a secret could not be deleted: {w}; remove it from the store by hand \
+                     (e.g. `secret-tool clear application looker-agent profile {name}`)"
+                ));
             }
             if !cli.json {
-                output::line(&format!("removed profile {name} ({} credential set(s))", removed.credentials.len()))?;
+                output::line(&format!(
+                    "removed profile {name} ({} credential set(s))",
+                    removed.credentials.len()
+                ))?;
             } else {
-                output::json(&serde_json::json!({ "removed": name, "credentials": removed.credentials.len() }))?;
+                output::json(
+                    &serde_json::json!({ "removed": name, "credentials": removed.credentials.len() }),
+                )?;
             }
             Ok(exit::OK)
         }
     }
 }
 
-fn unknown_profile(name: &str) -> CliError {
+/// Exit 4, saying how to find or add the profile.
+pub(crate) fn unknown_profile(name: &str) -> CliError {
     CliError::unknown(format!(
         "no profile named {name:?}; `lookerctl profile list` shows the profiles, `lookerctl profile add` adds one"
     ))
@@ -226,9 +252,9 @@ async fn profile_add(cli: &Cli, a: &ProfileAddArgs) -> Result<u8, CliError> {
 }
 
 /// Reads a client secret from stdin (piped) or a no-echo prompt (terminal).
-fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError> {
+pub(crate) fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError> {
     let stdin = std::io::stdin();
-    let raw = if stdin.is_terminal() {
+    let raw = zeroize::Zeroizing::new(if stdin.is_terminal() {
         rpassword::prompt_password(format!("client_secret for {profile}/{name}: "))
             .map_err(|e| CliError::failure(format!("cannot read the secret: {e}")))?
     } else {
@@ -239,13 +265,14 @@ fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError> {
             .read_to_string(&mut s)
             .map_err(|e| CliError::failure(format!("cannot read the secret from stdin: {e}")))?;
         s
-    };
+    });
     let secret = Secret::new(raw.trim_end_matches(['\r', '\n']));
     drop(raw);
     if secret.is_empty() {
-        return Err(CliError::usage(
-            "empty client_secret: pipe it on stdin (e.g. `printf '%s' \"$SECRET\" | lookerctl credential add …`) or type it at the prompt",
-        ));
+        return Err(CliError::usage(format!(
+            "empty client_secret for {profile}/{name}: pipe it on stdin \
+             (e.g. `printf '%s' \"$SECRET\" | lookerctl …`) or type it at the prompt"
+        )));
     }
     Ok(secret)
 }
@@ -267,7 +294,9 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
             ed.save()?;
             poke(cli).await?;
             if cli.json {
-                output::json(&serde_json::json!({ "profile": profile, "credential": name, "change": format!("{change:?}").to_lowercase() }))?;
+                output::json(
+                    &serde_json::json!({ "profile": profile, "credential": name, "change": format!("{change:?}").to_lowercase() }),
+                )?;
             } else {
                 output::line(&format!(
                     "stored the secret of {profile}/{name} in {}; try: lookerctl token {profile}",
@@ -287,7 +316,9 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
                 .profiles
                 .iter()
                 .filter(|(n, _)| profile.as_deref().is_none_or(|p| p == n.as_str()))
-                .flat_map(|(n, p)| p.credentials.iter().map(move |c| (n.clone(), c.name.clone(), c.client_id.clone())))
+                .flat_map(|(n, p)| {
+                    p.credentials.iter().map(move |c| (n.clone(), c.name.clone(), c.client_id.clone()))
+                })
                 .collect();
             if cli.json {
                 let v: Vec<_> = items
@@ -296,12 +327,17 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
                     .collect();
                 output::json(&v)?;
             } else if items.is_empty() {
-                output::line("no credential sets: add one with `lookerctl credential add PROFILE NAME --client-id ID`")?;
+                output::line(
+                    "no credential sets: add one with `lookerctl credential add PROFILE NAME --client-id ID`",
+                )?;
             } else {
                 let rows: Vec<Vec<String>> = items.into_iter().map(|(p, n, id)| vec![p, n, id]).collect();
                 output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID"], &rows))?;
             }
             Ok(exit::OK)
+        }
+        CredentialCommand::Verify { profile, name } => {
+            super::verify::verify(cli, profile, name.as_deref()).await
         }
         CredentialCommand::Remove { profile, name } => {
             let mut ed = ConfigEditor::open(&config_path(cli))?;

@@ -1,23 +1,27 @@
 //! `lookerctl`: the command-line helper (SPEC.md "lookerctl").
 //!
 //! Token commands ask the running agent over its socket; management commands
-//! (`profile`, `credential`) edit the config file and the secret store directly,
-//! then tell a running agent to reload, so they work with or without it.
+//! (`profile`, `credential`, `import`) edit the config file and the secret store
+//! directly, then tell a running agent to reload, so they work with or without it.
+//! `credential verify` talks to Looker itself. Nothing printed carries colour or
+//! other terminal escapes: text that came from elsewhere is cleaned first
+//! ([`output::clean`]).
 
 pub mod args;
 pub mod exit;
+pub mod import;
 pub mod manage;
 pub mod output;
 pub mod token;
+pub mod verify;
 
 use args::{Cli, Command};
-use clap::Parser;
 use exit::CliError;
 use std::process::ExitCode;
 
 /// Entry point of the `lookerctl` binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match args::parse_from(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
@@ -28,7 +32,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("lookerctl: {}", e.message);
+            output::error(&e.message);
             ExitCode::from(e.code)
         }
     }
@@ -36,6 +40,17 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command; returns the exit status.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
+    // Commands that need no runtime stay out of it.
+    match &cli.command {
+        Command::Completions(c) => {
+            let mut script = Vec::new();
+            args::write_completions(c.shell, &mut script);
+            output::raw(&script)?;
+            return Ok(exit::OK);
+        }
+        Command::Man(m) => return manual(m),
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -48,10 +63,30 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             Command::Revoke(r) => manage::revoke(&cli, r).await,
             Command::Profile(p) => manage::profile(&cli, p).await,
             Command::Credential(c) => manage::credential(&cli, c).await,
-            Command::Completions(c) => {
-                args::print_completions(c.shell);
-                Ok(exit::OK)
-            }
+            Command::Import(i) => import::import(&cli, i).await,
+            Command::Completions(_) | Command::Man(_) => Ok(exit::OK),
         }
     })
+}
+
+/// `lookerctl man`: lookerctl.1 on stdout, or every page into `--dir`.
+fn manual(args: &args::ManArgs) -> Result<u8, CliError> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).and_then(|_| clap_mangen::generate_to(cmd, dir)).map_err(|e| {
+                CliError::failure(format!("cannot write man pages to {}: {e}", dir.display()))
+            })?;
+            output::line(&format!("wrote man pages to {}", dir.display()))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| CliError::failure(format!("cannot render the man page: {e}")))?;
+            output::raw(&page)?;
+        }
+    }
+    Ok(exit::OK)
 }

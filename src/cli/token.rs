@@ -45,22 +45,49 @@ pub async fn token(cli: &Cli, args: &TokenArgs) -> Result<u8, CliError> {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| CliError::failure(e.to_string()))?;
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| CliError::failure(e.to_string()))?;
     Ok(exit::OK)
 }
 
+/// A token from the agent's socket; when nothing answers there, from the
+/// agent's D-Bus API on the session bus.
 async fn fetch(
     cli: &Cli,
     profile: Option<&str>,
     credential: Option<&str>,
     min_ttl: Option<Duration>,
 ) -> Result<TokenObject, CliError> {
-    Ok(agent(cli).token(profile, credential, min_ttl).await?)
+    use crate::client::ClientError;
+    match agent(cli).token(profile, credential, min_ttl).await {
+        Err(ClientError::NotRunning { socket, reason }) => {
+            match crate::client_bus::token_over_bus(profile, credential, min_ttl).await {
+                Ok(t) => Ok(t),
+                Err(ClientError::NotRunning { reason: bus, .. }) | Err(ClientError::Protocol(bus)) => {
+                    Err(ClientError::NotRunning {
+                        socket,
+                        reason: format!("nothing answers on the socket: {reason}; nor on D-Bus: {bus}"),
+                    }
+                    .into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        r => Ok(r?),
+    }
 }
 
-/// `lookerctl exec`: runs COMMAND with the token in its environment and
-/// exits with its status; signals sent to lookerctl are passed on to it.
+/// `lookerctl exec`: replaces lookerctl with COMMAND (execve), its environment
+/// holding the token. Being the same process, COMMAND receives every signal sent
+/// to lookerctl, and its exit status (or death by a signal) is what the caller
+/// sees: no forwarding loop to race with, no double Ctrl-C. Returns only when
+/// COMMAND cannot be started (127 not found, 126 otherwise, as shells do).
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<u8, CliError> {
+    use std::os::unix::process::CommandExt;
+    let (program, rest) =
+        args.command.split_first().ok_or_else(|| CliError::usage("no command given after --"))?;
     let t = fetch(
         cli,
         profile(cli, &args.profile),
@@ -68,41 +95,19 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<u8, CliError> {
         Some(args.min_ttl.unwrap_or(EXEC_MIN_TTL)),
     )
     .await?;
-    let (program, rest) = args.command.split_first().ok_or_else(|| CliError::usage("no command given after --"))?;
-    let mut child = tokio::process::Command::new(program)
-        .args(rest)
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest)
         .env("LOOKERSDK_BASE_URL", &t.base_url)
         .env("LOOKER_ACCESS_TOKEN", &t.access_token)
-        .env("LOOKER_TOKEN_EXPIRES_AT", &t.expires_at)
-        .spawn()
-        .map_err(|e| {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
-            CliError { code, message: format!("cannot run {}: {e}", program.to_string_lossy()) }
-        })?;
+        .env("LOOKER_TOKEN_EXPIRES_AT", &t.expires_at);
     drop(t);
-    let pid = child.id();
-    let forward = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let kinds = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()];
-        let mut streams: Vec<_> = kinds.iter().filter_map(|k| signal(*k).ok().map(|s| (k.as_raw_value(), s))).collect();
-        loop {
-            let futs = streams.iter_mut().map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) }));
-            let (sig, _, _) = futures_util::future::select_all(futs).await;
-            if let (Some(sig), Some(pid)) = (sig, pid) {
-                if let (Some(sig), Some(pid)) = (rustix::process::Signal::from_named_raw(sig), rustix::process::Pid::from_raw(pid as i32)) {
-                    let _ = rustix::process::kill_process(pid, sig);
-                }
-            }
-        }
-    };
-    let status = tokio::select! {
-        s = child.wait() => s.map_err(|e| CliError::failure(format!("waiting for the command: {e}")))?,
-        _ = forward => return Err(CliError::failure("signal forwarding ended")),
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        _ => exit::FAILURE,
-    })
+    let e = cmd.exec();
+    let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+    Err(CliError::new(
+        code,
+        format!(
+            "cannot run {}: {e}; check the command name and that it is executable",
+            program.to_string_lossy()
+        ),
+    ))
 }

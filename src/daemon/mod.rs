@@ -3,11 +3,14 @@
 //! ```text
 //! main ──► Daemon::bind(options) ──► Daemon::run(broker, shutdown)
 //!                                      ├─ server::serve      (socket API, one task per connection)
+//!                                      ├─ bus::BusService    (D-Bus API on the session bus, unless --no-dbus)
 //!                                      ├─ SIGHUP → reload     (config re-read, removed sets revoked)
 //!                                      └─ shutdown: stop accepting → drain → revoke all → remove socket
 //! ```
 //! Tests call the same two functions as the binary does.
 
+pub mod activation;
+pub mod bus;
 pub mod dev;
 pub mod handler;
 pub mod hardening;
@@ -15,6 +18,7 @@ pub mod listener;
 pub mod server;
 pub mod shutdown;
 pub mod startup;
+pub mod watch;
 
 use crate::broker::{Broker, RevokeSummary};
 use crate::config::Config;
@@ -69,6 +73,8 @@ pub struct DaemonOptions {
     pub revoke_deadline: Duration,
     /// Server limits.
     pub limits: Limits,
+    /// Also serve the D-Bus API on the session bus (default true; `--no-dbus` turns it off).
+    pub dbus: bool,
 }
 
 impl DaemonOptions {
@@ -80,6 +86,7 @@ impl DaemonOptions {
             config_path: None,
             revoke_deadline: DEFAULT_REVOKE_DEADLINE,
             limits: Limits::default(),
+            dbus: true,
         }
     }
 }
@@ -127,24 +134,47 @@ impl Daemon {
         });
         let ctx = Arc::new(Ctx { broker: broker.clone(), uid, reload: reload.clone(), limits: opts.limits.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Tokens a killed earlier run left live: listed before this run logs in anything.
+        let orphans = broker.orphaned_tokens().await;
+        tokio::spawn(broker.clone().revoke_orphans(orphans));
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
         // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
         tokio::spawn(broker.clone().run_maintenance());
-        let hup = reload.map(|f| tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f)));
+        let hup = reload.clone().map(|f| tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f)));
+        let watcher = match (&opts.config_path, reload) {
+            (Some(path), Some(f)) => Some(tokio::spawn(watch::watch_config(path.clone(), broker.clone(), f))),
+            _ => None,
+        };
+        let bus = if opts.dbus {
+            Some(bus::BusService::start(broker.clone(), uid, bus::BusAddress::Session))
+        } else {
+            tracing::info!("D-Bus off (--no-dbus): serving the socket only");
+            None
+        };
 
-        shutdown::notify(&[sd_notify::NotifyState::Ready]);
+        let ready = shutdown::status_line(&broker);
+        shutdown::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&ready)]);
+        let status = tokio::spawn(shutdown::report_status(broker.clone()));
         tracing::info!(socket = %socket.display(), store = %broker.store_description(), "looker-agent serving");
         shutdown.await;
 
         tracing::info!("shutting down: no new requests, revoking tokens");
-        shutdown::notify(&[sd_notify::NotifyState::Stopping]);
+        let stopping = sd_notify::NotifyState::Status("stopping: revoking tokens");
+        shutdown::notify(&[sd_notify::NotifyState::Stopping, stopping]);
+        status.abort();
         let deadline = tokio::time::Instant::now() + opts.revoke_deadline;
         broker.close();
         let _ = stop_tx.send(true);
-        if let Some(h) = hup {
+        for h in [hup, watcher].into_iter().flatten() {
             h.abort();
         }
-        let _ = tokio::time::timeout_at(deadline, server).await;
+        // The bus lets go of its name while the socket drains; both before revocation.
+        let bus_stopped = async {
+            if let Some(b) = bus {
+                b.stop().await;
+            }
+        };
+        let _ = tokio::join!(tokio::time::timeout_at(deadline, server), bus_stopped);
         let revoked = broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
         if revoked.failed > 0 {
             tracing::warn!(revoked = revoked.revoked, failed = revoked.failed,

@@ -1,6 +1,7 @@
 //! The `looker-agent` binary's command line and start-up: parse, harden, log,
 //! load the config, open the store, then hand over to [`Daemon`].
 
+use super::activation::PassedSocket;
 use super::{dev, shutdown, Daemon, DaemonError, DaemonOptions};
 use crate::broker::{Broker, BrokerSettings, RealUpstream};
 use crate::config::Config;
@@ -34,27 +35,25 @@ pub struct AgentArgs {
     /// Check the config and secret store, then exit (0 when usable).
     #[arg(long)]
     pub check: bool,
-}
-
-/// Sets up logging on stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
+    /// Do not serve the D-Bus API on the session bus (only the socket).
+    #[arg(long, env = "LOOKER_AGENT_NO_DBUS")]
+    pub no_dbus: bool,
 }
 
 /// Entry point of the `looker-agent` binary.
 pub fn main() -> ExitCode {
     let args = AgentArgs::parse();
     super::hardening::harden_process();
-    init_logging();
+    crate::logging::init();
+    // Before the runtime starts threads: this clears the LISTEN_* variables.
+    let passed = match super::activation::take_listener() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("looker-agent: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -62,7 +61,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(args)) {
+    match rt.block_on(run(args, passed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -72,7 +71,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(args: AgentArgs) -> Result<(), DaemonError> {
+async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), DaemonError> {
     if args.dev {
         return dev::run(args.socket, shutdown::terminate_signal()).await;
     }
@@ -84,14 +83,22 @@ async fn run(args: AgentArgs) -> Result<(), DaemonError> {
             "no profiles configured yet; add one with `lookerctl profile add NAME --base-url URL`");
     }
     let (store, description) = store::open(args.secret_store, paths::default_data_dir()).await?;
+    let (store, description) = store::credentials_dir::layer_from_env(store, description);
     tracing::info!(store = %description, "secret store");
     if args.check {
         println!("config {} OK ({} profile(s)); secret store: {description}", paths.config.display(), config.profiles.len());
         return Ok(());
     }
     let mut opts = DaemonOptions::new(paths.socket.clone());
+    if let Some(p) = passed {
+        // systemd's socket wins over --socket: it is what clients were told to use.
+        tracing::info!(socket = ?p.path, "using the socket passed by systemd (socket activation)");
+        opts.socket = p.path.unwrap_or(opts.socket);
+        opts.listener = Some(p.listener);
+    }
     opts.config_path = Some(paths.config.clone());
     opts.revoke_deadline = args.revoke_deadline;
+    opts.dbus = !args.no_dbus;
     let daemon = Daemon::bind(opts)?;
     let broker = Broker::new(config, store, description, Arc::new(RealUpstream), BrokerSettings::default());
     daemon.run(broker, shutdown::terminate_signal()).await?;

@@ -7,7 +7,14 @@
 //!   secrets/
 //!     <profile>/
 //!       <credential>.json     {"client_id": "...", "client_secret": "..."}
+//!   journal/
+//!     <id>.json               {"profile": "...", "credential": "...", "base_url": "...",
+//!                              "token": "...", "expires_at_unix": 1700000000}
 //! ```
+//!
+//! The token journal is the one place where access tokens rest on disk, in plain
+//! text, and only with this store: each file lives from the moment the agent obtains a
+//! token until it is revoked or expires, so a restart after a crash can revoke it.
 //!
 //! Writes are atomic: a temporary file in the same folder, written, synced, renamed
 //! over the old one, then the folder synced, so a crash leaves the old or the new
@@ -15,7 +22,7 @@
 //! file that is a symbolic link or not a regular file, belongs to another user, or
 //! grants any permission to group or others, and say how to fix it.
 
-use super::{SecretKey, SecretStore, StoreError};
+use super::{JournalEntry, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -53,6 +60,12 @@ impl FileStore {
             .join(format!("{}.json", checked_name(&self.dir, "credential", &key.credential)?)))
     }
 
+    /// The file that holds, or would hold, the journal entry `id`. Fails for ids that
+    /// are not `[A-Za-z0-9_-]{1,64}`, so no id can leave the journal's folder.
+    pub fn journal_path_of(&self, id: &str) -> Result<PathBuf, StoreError> {
+        Ok(journal_dir(&self.dir).join(format!("{}.json", checked_journal_id(&self.dir, id)?)))
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -86,6 +99,21 @@ impl SecretStore for FileStore {
         let (dir, key) = (self.dir.clone(), key.clone());
         self.blocking(move || delete_entry(&dir, &key)).await
     }
+
+    async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let (dir, entry) = (self.dir.clone(), entry.clone());
+        self.blocking(move || write_journal(&dir, &entry)).await
+    }
+
+    async fn journal_remove(&self, id: &str) -> Result<(), StoreError> {
+        let (dir, id) = (self.dir.clone(), id.to_owned());
+        self.blocking(move || remove_journal(&dir, &id)).await
+    }
+
+    async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let dir = self.dir.clone();
+        self.blocking(move || list_journal(&dir)).await
+    }
 }
 
 /// What is written. No `Debug`: it holds the secret.
@@ -101,6 +129,26 @@ struct EntryIn {
     #[allow(dead_code)] // kept in the file for people and tools, not needed to log in
     client_id: String,
     client_secret: String,
+}
+
+/// A journal entry as written. No `Debug`: it holds the token.
+#[derive(Serialize)]
+struct JournalOut<'a> {
+    profile: &'a str,
+    credential: &'a str,
+    base_url: &'a str,
+    token: &'a str,
+    expires_at_unix: i64,
+}
+
+/// A journal entry as read back (its id is the file's name). No `Debug`: it holds the token.
+#[derive(Deserialize)]
+struct JournalIn {
+    profile: String,
+    credential: String,
+    base_url: String,
+    token: String,
+    expires_at_unix: i64,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -125,6 +173,29 @@ fn checked_name<'a>(dir: &Path, what: &str, name: &'a str) -> Result<&'a str, St
     }
 }
 
+fn valid_journal_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+/// Journal ids become file names: nothing but `[A-Za-z0-9_-]{1,64}`.
+fn checked_journal_id<'a>(dir: &Path, id: &'a str) -> Result<&'a str, StoreError> {
+    if valid_journal_id(id) {
+        Ok(id)
+    } else {
+        Err(StoreError::Io {
+            path: journal_dir(dir),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid token journal id {id:?}: use 1 to 64 letters, digits, '_' and '-'"),
+            ),
+        })
+    }
+}
+
+fn journal_dir(dir: &Path) -> PathBuf {
+    dir.join("journal")
+}
+
 fn secrets_dir(dir: &Path) -> PathBuf {
     dir.join("secrets")
 }
@@ -145,45 +216,69 @@ fn add_again(key: &SecretKey) -> String {
     format!("lookerctl credential add {} {} --client-id ID", key.profile, key.credential)
 }
 
-/// Refuses a secret file that someone else could have written or read.
-fn check_file(path: &Path, meta: &fs::Metadata, key: &SecretKey) -> Result<(), StoreError> {
+/// What a file holds, for the advice when it is refused.
+#[derive(Clone, Copy)]
+enum Holds<'a> {
+    /// The client secret of a credential set.
+    Secret(&'a SecretKey),
+    /// A journaled access token.
+    Token,
+}
+
+impl Holds<'_> {
+    /// What to do once the file is removed, appended to "remove it".
+    fn after_removal(self) -> String {
+        match self {
+            Holds::Secret(key) => format!(" and store the secret again with `{}`", add_again(key)),
+            Holds::Token => "; the token it names, if any, expires on its own".into(),
+        }
+    }
+
+    /// The advice for a file other users could read.
+    fn loose_fix(self, path: &Path) -> String {
+        match self {
+            Holds::Secret(_) => format!(
+                "fix it with `chmod 600 {}`, and consider rotating the client secret, since others could read it",
+                path.display()
+            ),
+            Holds::Token => format!(
+                "fix it with `chmod 600 {}` if you trust it (the agent then revokes the token at its next start), or remove it",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Refuses a file that someone else could have written or read.
+fn check_file(path: &Path, meta: &fs::Metadata, holds: Holds<'_>) -> Result<(), StoreError> {
     let insecure =
         |problem: String, fix: String| StoreError::Insecure { path: path.to_path_buf(), problem, fix };
     if meta.file_type().is_symlink() {
         return Err(insecure(
             "a symbolic link".into(),
             format!(
-                "the store only trusts regular files it wrote itself: remove the link (`rm {}`) and store the secret again with `{}`",
+                "the store only trusts regular files it wrote itself: remove the link (`rm {}`){}",
                 path.display(),
-                add_again(key)
+                holds.after_removal()
             ),
         ));
     }
     if !meta.file_type().is_file() {
-        return Err(insecure(
-            "not a regular file".into(),
-            format!("remove it and store the secret again with `{}`", add_again(key)),
-        ));
+        return Err(insecure("not a regular file".into(), format!("remove it{}", holds.after_removal())));
     }
     if meta.uid() != euid() {
         return Err(insecure(
             format!("owned by uid {} instead of you (uid {})", meta.uid(), euid()),
             format!(
-                "if the file really is yours, run `chown $(id -u) {p} && chmod 600 {p}`; otherwise remove it and store the secret again with `{}`",
-                add_again(key),
+                "if the file really is yours, run `chown $(id -u) {p} && chmod 600 {p}`; otherwise remove it{}",
+                holds.after_removal(),
                 p = path.display()
             ),
         ));
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(insecure(
-            format!("accessible to other users (mode {mode:04o})"),
-            format!(
-                "fix it with `chmod 600 {}`, and consider rotating the client secret, since others could read it",
-                path.display()
-            ),
-        ));
+        return Err(insecure(format!("accessible to other users (mode {mode:04o})"), holds.loose_fix(path)));
     }
     Ok(())
 }
@@ -215,6 +310,49 @@ fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks the folders from the store's own down to `inner` (the store's folder may be
+/// reached through a symlink, a moved home; the folders inside it may not).
+fn check_dirs(dir: &Path, inner: &[PathBuf]) -> Result<(), StoreError> {
+    check_dir(dir, &fs::metadata(dir).map_err(io_err(dir))?)?;
+    for d in inner {
+        check_dir(d, &fs::symlink_metadata(d).map_err(io_err(d))?)?;
+    }
+    Ok(())
+}
+
+/// Opens a file of the store for reading, checked; `None` when it does not exist.
+///
+/// O_NOFOLLOW and fstat: the file checked is the file read, even if it was swapped
+/// since an earlier check. O_NONBLOCK: a FIFO cannot make us hang.
+fn open_checked(path: &Path, holds: Holds<'_>) -> Result<Option<File>, StoreError> {
+    let nofollow = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let file = match OpenOptions::new().read(true).custom_flags(nofollow).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+            check_file(path, &m, holds)?;
+            return Err(io_err(path)(e));
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    check_file(path, &file.metadata().map_err(io_err(path))?, holds)?;
+    Ok(Some(file))
+}
+
+/// Reads a whole (checked) file, refusing more than [`MAX_ENTRY_LEN`] bytes.
+fn read_capped(mut file: File, path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let mut buf = Zeroizing::new(Vec::new());
+    (&mut file).take(MAX_ENTRY_LEN + 1).read_to_end(&mut buf).map_err(io_err(path))?;
+    if buf.len() as u64 > MAX_ENTRY_LEN {
+        return Err(StoreError::Corrupt {
+            what: path.display().to_string(),
+            reason: format!("larger than {MAX_ENTRY_LEN} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
 fn read_entry(dir: &Path, key: &SecretKey) -> Result<Secret, StoreError> {
     let pdir = profile_dir(dir, key)?;
     let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
@@ -226,35 +364,12 @@ fn read_entry(dir: &Path, key: &SecretKey) -> Result<Secret, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    check_file(&path, &meta, key)?;
-    for d in [dir.to_path_buf(), secrets_dir(dir), pdir] {
-        // The store's own folder may be reached through a symlink (a moved home); the
-        // folders inside it may not.
-        let m = if d == dir { fs::metadata(&d) } else { fs::symlink_metadata(&d) };
-        check_dir(&d, &m.map_err(io_err(&d))?)?;
-    }
+    check_file(&path, &meta, Holds::Secret(key))?;
+    check_dirs(dir, &[secrets_dir(dir), pdir])?;
 
-    // O_NOFOLLOW and fstat: the file checked is the file read, even if it was
-    // swapped since the check above. O_NONBLOCK: a FIFO cannot make us hang.
-    let nofollow = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
-    let mut file = match OpenOptions::new().read(true).custom_flags(nofollow).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            check_file(&path, &m, key)?;
-            return Err(io_err(&path)(e));
-        }
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    check_file(&path, &file.metadata().map_err(io_err(&path))?, key)?;
-
-    let mut buf = Zeroizing::new(Vec::new());
-    (&mut file).take(MAX_ENTRY_LEN + 1).read_to_end(&mut buf).map_err(io_err(&path))?;
+    let file = open_checked(&path, Holds::Secret(key))?.ok_or_else(not_found)?;
+    let buf = read_capped(file, &path)?;
     let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
-    if buf.len() as u64 > MAX_ENTRY_LEN {
-        return Err(corrupt(format!("larger than {MAX_ENTRY_LEN} bytes")));
-    }
     // serde_json's messages can quote the input, so only the position is reported.
     let entry: EntryIn = serde_json::from_slice(&buf).map_err(|e| {
         corrupt(format!(
@@ -299,15 +414,38 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
     File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
 }
 
-fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
-    let pdir = profile_dir(dir, key)?;
-    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
+/// Creates the store's folder (following a symlink to it) and the private folders
+/// `inner` inside it, each 0700.
+fn ensure_dirs(dir: &Path, inner: &[PathBuf]) -> Result<(), StoreError> {
     if let Some(parent) = dir.parent() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
     ensure_private_dir(dir, true)?;
-    ensure_private_dir(&secrets_dir(dir), false)?;
-    ensure_private_dir(&pdir, false)?;
+    for d in inner {
+        ensure_private_dir(d, false)?;
+    }
+    Ok(())
+}
+
+/// Writes `body` to `path` (in the private folder `folder`) atomically, mode 0600.
+fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), StoreError> {
+    // Names never start with '.', so a temporary file cannot collide with an entry.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(folder)
+        .map_err(io_err(folder))?;
+    tmp.write_all(body).map_err(io_err(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_err(path))?;
+    // rename(2) replaces a symlink at `path` itself, never what it points to.
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    sync_dir(folder)
+}
+
+fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
+    let pdir = profile_dir(dir, key)?;
+    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
+    ensure_dirs(dir, &[secrets_dir(dir), pdir.clone()])?;
 
     let body = serde_json::to_vec_pretty(&EntryOut { client_id, client_secret: secret.expose() })
         .map(Zeroizing::new)
@@ -315,17 +453,7 @@ fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) ->
             what: path.display().to_string(),
             reason: "cannot encode".into(),
         })?;
-    // Names never start with '.', so a temporary file cannot collide with an entry.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(&pdir)
-        .map_err(io_err(&pdir))?;
-    tmp.write_all(&body).map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(&path))?;
-    // rename(2) replaces a symlink at `path` itself, never what it points to.
-    tmp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    sync_dir(&pdir)
+    write_atomically(&pdir, &path, &body)
 }
 
 fn delete_entry(dir: &Path, key: &SecretKey) -> Result<bool, StoreError> {
@@ -344,6 +472,94 @@ fn delete_entry(dir: &Path, key: &SecretKey) -> Result<bool, StoreError> {
     Ok(true)
 }
 
+fn write_journal(dir: &Path, entry: &JournalEntry) -> Result<(), StoreError> {
+    let path = FileStore::new(dir.to_path_buf()).journal_path_of(&entry.id)?;
+    let jdir = journal_dir(dir);
+    ensure_dirs(dir, std::slice::from_ref(&jdir))?;
+    let body = serde_json::to_vec_pretty(&JournalOut {
+        profile: &entry.profile,
+        credential: &entry.credential,
+        base_url: &entry.base_url,
+        token: entry.token.expose(),
+        expires_at_unix: entry.expires_at_unix,
+    })
+    .map(Zeroizing::new)
+    .map_err(|_| StoreError::Corrupt { what: path.display().to_string(), reason: "cannot encode".into() })?;
+    write_atomically(&jdir, &path, &body)
+}
+
+fn remove_journal(dir: &Path, id: &str) -> Result<(), StoreError> {
+    let path = FileStore::new(dir.to_path_buf()).journal_path_of(id)?;
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(&journal_dir(dir)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Every trustworthy, readable entry; the others are skipped with a warning (never
+/// their content), so one bad file cannot stop the revocation of the rest.
+fn list_journal(dir: &Path) -> Result<Vec<JournalEntry>, StoreError> {
+    let jdir = journal_dir(dir);
+    let listing = match fs::read_dir(&jdir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&jdir)(e)),
+    };
+    // A folder others could write into could hold entries anyone planted: trust none.
+    check_dirs(dir, std::slice::from_ref(&jdir))?;
+
+    let mut entries = Vec::new();
+    for item in listing {
+        let item = item.map_err(io_err(&jdir))?;
+        let name = item.file_name();
+        let path = item.path();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|id| valid_journal_id(id))
+        else {
+            // Temporary files of a write in progress (or cut short) start with '.'.
+            if !name.as_encoded_bytes().starts_with(b".") {
+                tracing::warn!(path = %path.display(), "ignoring a file in the token journal folder that is not an entry");
+            }
+            continue;
+        };
+        match read_journal_entry(&path, id) {
+            Ok(Some(entry)) => entries.push(entry),
+            Ok(None) => {} // removed since the listing
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "skipping a token journal entry");
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(entries)
+}
+
+fn read_journal_entry(path: &Path, id: &str) -> Result<Option<JournalEntry>, StoreError> {
+    let Some(file) = open_checked(path, Holds::Token)? else { return Ok(None) };
+    let buf = read_capped(file, path)?;
+    let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
+    // serde_json's messages can quote the input, so only the position is reported.
+    let entry: JournalIn = serde_json::from_slice(&buf).map_err(|e| {
+        corrupt(format!(
+            "not a JSON object with profile, credential, base_url, token and expires_at_unix (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let token = Secret::new(entry.token);
+    if token.is_empty() {
+        return Err(corrupt("the token is empty".into()));
+    }
+    Ok(Some(JournalEntry {
+        id: id.to_owned(),
+        profile: entry.profile,
+        credential: entry.credential,
+        base_url: entry.base_url,
+        token,
+        expires_at_unix: entry.expires_at_unix,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +576,20 @@ mod tests {
         assert!(s.path_of(&SecretKey::new("..", "c")).is_err());
         assert!(s.path_of(&SecretKey::new("p", "../../etc/passwd")).is_err());
         assert_eq!(s.path_of(&SecretKey::new("p", "c")).unwrap(), Path::new("/x/secrets/p/c.json"));
+    }
+
+    #[test]
+    fn journal_ids_that_could_escape_are_refused() {
+        let long = "a".repeat(65);
+        for bad in ["", ".", "..", "../x", "a/b", ".tmp-x", "a.b", "a\0b", "é", long.as_str()] {
+            assert!(!valid_journal_id(bad), "{bad:?}");
+        }
+        let longest = "z".repeat(64);
+        for good in ["a", "0", "-x", "A_b-9", longest.as_str()] {
+            assert!(valid_journal_id(good), "{good:?}");
+        }
+        let s = FileStore::new("/x".into());
+        assert!(s.journal_path_of("../secrets/p/c").is_err());
+        assert_eq!(s.journal_path_of("abc").unwrap(), Path::new("/x/journal/abc.json"));
     }
 }

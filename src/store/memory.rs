@@ -1,6 +1,6 @@
 //! A secret store in process memory: for tests and `--dev`. Lost at exit.
 
-use super::{SecretKey, SecretStore, StoreError};
+use super::{JournalEntry, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     items: Mutex<BTreeMap<SecretKey, (String, Secret)>>,
+    journal: Mutex<BTreeMap<String, JournalEntry>>,
 }
 
 impl MemoryStore {
@@ -44,6 +45,20 @@ impl SecretStore for MemoryStore {
 
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
         Ok(self.lock().remove(key).is_some())
+    }
+
+    async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.id.clone(), entry.clone());
+        Ok(())
+    }
+
+    async fn journal_remove(&self, id: &str) -> Result<(), StoreError> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Ok(())
+    }
+
+    async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        Ok(self.journal.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect())
     }
 }
 

@@ -2,10 +2,13 @@
 //!
 //! - [`secret_service`]: the freedesktop Secret Service (gnome-keyring, KWallet...);
 //! - [`file`](mod@file): 0600 files under `$XDG_DATA_HOME/looker-agent/`;
-//! - [`memory`]: for tests and `--dev`.
+//! - [`memory`]: for tests and `--dev`;
+//! - [`credentials_dir`]: read-only systemd credentials (`$CREDENTIALS_DIRECTORY`), layered
+//!   in front of the chosen store by the daemon.
 //!
 //! [`open`] turns a [`StoreChoice`] into a store, `auto` included.
 
+pub mod credentials_dir;
 pub mod file;
 pub mod memory;
 pub mod secret_service;
@@ -107,6 +110,24 @@ pub enum StoreError {
     },
 }
 
+/// A token the agent obtained, journaled in the secret store until it is revoked
+/// or expires, so a restart after a crash can revoke what the dead agent held.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    /// Unique id of the entry (random, not derived from the token).
+    pub id: String,
+    /// Profile the token belongs to.
+    pub profile: String,
+    /// Credential set that obtained it.
+    pub credential: String,
+    /// Where to revoke it (`{base_url}/api/4.0/logout`).
+    pub base_url: String,
+    /// The token itself (needed to revoke it).
+    pub token: Secret,
+    /// Unix time after which Looker no longer accepts it (nothing to revoke then).
+    pub expires_at_unix: i64,
+}
+
 /// A place for client secrets. Implementations must never log secret values.
 #[async_trait]
 pub trait SecretStore: Send + Sync + 'static {
@@ -122,6 +143,23 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// Deletes a stored secret; `Ok(false)` when there was none.
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError>;
+
+    /// Records a token the agent obtained (crash-safe revocation).
+    async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let _ = entry;
+        Err(StoreError::Unavailable { reason: format!("{} keeps no token journal", self.describe()) })
+    }
+
+    /// Forgets a journaled token (revoked or expired). Unknown ids are not an error.
+    async fn journal_remove(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// Every journaled token, e.g. those a crashed agent left behind.
+    async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A shared handle to a store.

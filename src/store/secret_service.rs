@@ -14,21 +14,32 @@
 //!
 //! The connection (and its encrypted session) is opened once and reused; if the
 //! provider restarts, the next operation reconnects once and retries.
+//!
+//! The token journal (tokens the agent holds, kept until revoked or expired so a
+//! restart after a crash can revoke them) is one item per token in the default
+//! collection, labelled `looker-agent token journal (PROFILE/CREDENTIAL)`, with the
+//! attributes `application=looker-agent-journal`, `journal_id=ID`, `profile=NAME` and
+//! `credential=NAME`, and the secret `{"base_url": ..., "token": ..., "expires_at_unix": ...}`
+//! (`application/json`). The application value differs on purpose, so
+//! `secret-tool search application looker-agent` lists the client secrets only.
 
-use super::{SecretKey, SecretStore, StoreError};
+use super::{JournalEntry, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use secret_service::{EncryptionType, SecretService};
+use secret_service::{Collection, EncryptionType, Item, SearchItemsResult, SecretService};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The attribute value that marks this program's items.
 pub const APPLICATION: &str = "looker-agent";
+/// The attribute value that marks this program's token journal items.
+pub const JOURNAL_APPLICATION: &str = "looker-agent-journal";
 const SECRETS_NAME: &str = "org.freedesktop.secrets";
 const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
@@ -394,16 +405,10 @@ async fn get_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Res
     Ok(secret_from_bytes(item.get_secret().await?)?)
 }
 
-async fn set_once(
-    conn: Arc<Connection>,
-    key: SecretKey,
-    client_id: String,
-    secret: Secret,
-    limit: Duration,
-) -> Result<(), Failure> {
-    let ss = &conn.service;
+/// The default collection, unlocked.
+async fn unlocked_default_collection(conn: &Connection, limit: Duration) -> Result<Collection<'_>, Failure> {
     let collection =
-        match ss.get_default_collection().await {
+        match conn.service.get_default_collection().await {
             Ok(c) => c,
             Err(secret_service::Error::NoResult) => return Err(Failure::Store(unavailable(
                 "the Secret Service has no default collection; create one (e.g. with seahorse) and try again",
@@ -413,6 +418,31 @@ async fn set_once(
     if collection.is_locked().await? {
         unlock_or_fail(&conn.bus, collection.collection_path.clone(), limit).await?;
     }
+    Ok(collection)
+}
+
+/// The items matching `attributes`, after unlocking the collection of the first
+/// locked one (if any): the `unlocked` list is what can be read or deleted.
+async fn search_unlocking<'c>(
+    conn: &'c Connection,
+    attributes: HashMap<&str, &str>,
+    limit: Duration,
+) -> Result<SearchItemsResult<Item<'c>>, Failure> {
+    let found = conn.service.search_items(attributes.clone()).await?;
+    let Some(locked) = found.locked.first() else { return Ok(found) };
+    let collection = parent_path(&locked.item_path).unwrap_or_else(|| locked.item_path.clone());
+    unlock_or_fail(&conn.bus, collection, limit).await?;
+    Ok(conn.service.search_items(attributes).await?)
+}
+
+async fn set_once(
+    conn: Arc<Connection>,
+    key: SecretKey,
+    client_id: String,
+    secret: Secret,
+    limit: Duration,
+) -> Result<(), Failure> {
+    let collection = unlocked_default_collection(&conn, limit).await?;
     let mut attributes = search_attributes(&key);
     attributes.insert("client_id", client_id.as_str());
     let item = collection
@@ -420,7 +450,7 @@ async fn set_once(
         .await?;
     // The provider replaced an item with the very same attributes; one with an older
     // client_id (or in another collection) is still there: remove it.
-    let found = ss.search_items(search_attributes(&key)).await?;
+    let found = conn.service.search_items(search_attributes(&key)).await?;
     for old in found.unlocked.iter().filter(|i| i.item_path != item.item_path) {
         old.delete().await?;
     }
@@ -435,17 +465,117 @@ async fn set_once(
 }
 
 async fn delete_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Result<bool, Failure> {
-    let ss = &conn.service;
-    let mut found = ss.search_items(search_attributes(&key)).await?;
-    if let Some(locked) = found.locked.first() {
-        let collection = parent_path(&locked.item_path).unwrap_or_else(|| locked.item_path.clone());
-        unlock_or_fail(&conn.bus, collection, limit).await?;
-        found = ss.search_items(search_attributes(&key)).await?;
-    }
+    let found = search_unlocking(&conn, search_attributes(&key), limit).await?;
     for item in &found.unlocked {
         item.delete().await?;
     }
     Ok(!found.unlocked.is_empty())
+}
+
+/// A journal item's secret as written. No `Debug`: it holds the token.
+#[derive(Serialize)]
+struct JournalSecretOut<'a> {
+    base_url: &'a str,
+    token: &'a str,
+    expires_at_unix: i64,
+}
+
+/// A journal item's secret as read back. No `Debug`: it holds the token.
+#[derive(Deserialize)]
+struct JournalSecretIn {
+    base_url: String,
+    token: String,
+    expires_at_unix: i64,
+}
+
+fn journal_label(entry: &JournalEntry) -> String {
+    format!("looker-agent token journal ({}/{})", entry.profile, entry.credential)
+}
+
+async fn journal_add_once(
+    conn: Arc<Connection>,
+    entry: JournalEntry,
+    limit: Duration,
+) -> Result<(), Failure> {
+    let collection = unlocked_default_collection(&conn, limit).await?;
+    let attributes = HashMap::from([
+        ("application", JOURNAL_APPLICATION),
+        ("journal_id", entry.id.as_str()),
+        ("profile", entry.profile.as_str()),
+        ("credential", entry.credential.as_str()),
+    ]);
+    let body = serde_json::to_vec(&JournalSecretOut {
+        base_url: &entry.base_url,
+        token: entry.token.expose(),
+        expires_at_unix: entry.expires_at_unix,
+    })
+    .map(Zeroizing::new)
+    .map_err(|_| StoreError::Corrupt {
+        what: "token journal entry".into(),
+        reason: "cannot encode".into(),
+    })?;
+    collection.create_item(&journal_label(&entry), attributes, &body, true, "application/json").await?;
+    Ok(())
+}
+
+async fn journal_remove_once(conn: Arc<Connection>, id: String, limit: Duration) -> Result<(), Failure> {
+    let attributes = HashMap::from([("application", JOURNAL_APPLICATION), ("journal_id", id.as_str())]);
+    for item in &search_unlocking(&conn, attributes, limit).await?.unlocked {
+        item.delete().await?;
+    }
+    Ok(())
+}
+
+async fn journal_list_once(conn: Arc<Connection>, limit: Duration) -> Result<Vec<JournalEntry>, Failure> {
+    let found = search_unlocking(&conn, HashMap::from([("application", JOURNAL_APPLICATION)]), limit).await?;
+    if !found.locked.is_empty() {
+        tracing::warn!(
+            count = found.locked.len(),
+            "token journal items sit in a locked collection and were left out"
+        );
+    }
+    let mut entries = Vec::new();
+    for item in &found.unlocked {
+        let attributes = item.get_attributes().await?;
+        let secret = Zeroizing::new(item.get_secret().await?);
+        match journal_entry(&attributes, &secret) {
+            Ok(entry) => entries.push(entry),
+            Err(reason) => {
+                tracing::warn!(item = %item.item_path.as_str(), %reason, "skipping a corrupt token journal item");
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(entries)
+}
+
+/// Rebuilds an entry from an item's attributes and secret; the error never quotes the secret.
+fn journal_entry(attributes: &HashMap<String, String>, secret: &[u8]) -> Result<JournalEntry, String> {
+    let attribute = |name: &str| {
+        attributes.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| format!("no {name} attribute"))
+    };
+    let (id, profile, credential) =
+        (attribute("journal_id")?, attribute("profile")?, attribute("credential")?);
+    // serde_json's messages can quote the input, so only the position is reported.
+    let parsed: JournalSecretIn = serde_json::from_slice(secret).map_err(|e| {
+        format!(
+            "the secret is not a JSON object with base_url, token and expires_at_unix (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let token = Secret::new(parsed.token);
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(JournalEntry {
+        id,
+        profile,
+        credential,
+        base_url: parsed.base_url,
+        token,
+        expires_at_unix: parsed.expires_at_unix,
+    })
 }
 
 #[async_trait]
@@ -471,6 +601,21 @@ impl SecretStore for SecretServiceStore {
         let limit = self.unlock_timeout;
         self.run("deleting a secret", |c| delete_once(c, key.clone(), limit)).await
     }
+
+    async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("journaling a token", |c| journal_add_once(c, entry.clone(), limit)).await
+    }
+
+    async fn journal_remove(&self, id: &str) -> Result<(), StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("removing a token from the journal", |c| journal_remove_once(c, id.to_owned(), limit)).await
+    }
+
+    async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("listing the token journal", |c| journal_list_once(c, limit)).await
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +626,20 @@ mod tests {
     fn item_parent_is_its_collection() {
         let item = ObjectPath::try_from("/org/freedesktop/secrets/collection/login/7").unwrap();
         assert_eq!(parent_path(&item).unwrap().as_str(), "/org/freedesktop/secrets/collection/login");
+    }
+
+    #[test]
+    fn a_corrupt_journal_secret_is_described_without_its_content() {
+        let attrs: HashMap<String, String> = [("journal_id", "j1"), ("profile", "p"), ("credential", "c")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let good = br#"{"base_url":"https://x","token":"tok-secret","expires_at_unix":5}"#;
+        let e = journal_entry(&attrs, good).unwrap();
+        assert_eq!((e.id.as_str(), e.token.expose(), e.expires_at_unix), ("j1", "tok-secret", 5));
+        let bad = br#"{"base_url":"https://x","token":tok-secret}"#;
+        let reason = journal_entry(&attrs, bad).err().unwrap();
+        assert!(!reason.contains("tok-secret"), "{reason}");
+        assert!(journal_entry(&HashMap::new(), good).is_err());
     }
 
     #[test]

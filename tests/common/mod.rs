@@ -36,7 +36,9 @@ impl TestEnv {
         std::fs::create_dir_all(&runtime).unwrap();
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut vars = BTreeMap::new();
-        for (k, sub) in [("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state")] {
+        for (k, sub) in
+            [("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state")]
+        {
             let d = p.join(sub);
             std::fs::create_dir_all(&d).unwrap();
             vars.insert(k.to_string(), d.display().to_string());
@@ -50,7 +52,14 @@ impl TestEnv {
     }
 
     fn apply(&self, cmd: &mut Command) {
-        for k in ["LOOKER_AGENT_SOCKET", "LOOKER_AGENT_CONFIG", "LOOKER_AGENT_PROFILE", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"] {
+        for k in [
+            "LOOKER_AGENT_SOCKET",
+            "LOOKER_AGENT_CONFIG",
+            "LOOKER_AGENT_PROFILE",
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+        ] {
             cmd.env_remove(k);
         }
         cmd.envs(&self.vars);
@@ -74,7 +83,12 @@ impl TestEnv {
     /// lookerctl that must succeed; returns stdout.
     pub fn ctl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.ctl(args, stdin);
-        assert!(out.status.success(), "lookerctl {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "lookerctl {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -144,7 +158,10 @@ impl AgentProc {
             }
             if start.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
-                panic!("agent did not exit after signal {sig}; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "agent did not exit after signal {sig}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -170,7 +187,11 @@ impl Drop for AgentProc {
 pub async fn emulator(lifetime: Duration, creds: &[(&str, &str)]) -> Emulator {
     let e = Emulator::start(EmulatorConfig { token_lifetime: lifetime, ..Default::default() }).await.unwrap();
     for (i, (id, secret)) in creds.iter().enumerate() {
-        e.add_credential(id, secret, EmulatorUser::new(&format!("{}", i + 10), "Report Bot", "bot@example.com"));
+        e.add_credential(
+            id,
+            secret,
+            EmulatorUser::new(&format!("{}", i + 10), "Report Bot", "bot@example.com"),
+        );
     }
     e
 }
@@ -243,10 +264,58 @@ pub fn unique(prefix: &str) -> String {
 /// `GET /api/4.0/user` with `token` through curl; returns (status, body).
 pub fn looker_user(base_url: &str, token: &str) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: token {token}"), &format!("{base_url}/api/4.0/user")])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            &format!("Authorization: token {token}"),
+            &format!("{base_url}/api/4.0/user"),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for tests/cli.rs (lookerctl for real work).
+// ---------------------------------------------------------------------------
+
+impl TestEnv {
+    /// A lookerctl command in this environment, with no LOOKERSDK_* variables
+    /// inherited, `extra` variables set and the current folder `cwd`. Not started.
+    pub fn ctl_command(&self, args: &[&str], extra: &[(&str, &str)], cwd: Option<&Path>) -> Command {
+        let mut cmd = Command::new(ctl_bin());
+        self.apply(&mut cmd);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("LOOKERSDK_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.envs(extra.iter().copied()).args(args);
+        cmd.current_dir(cwd.unwrap_or(self.dir.path()));
+        cmd
+    }
+
+    /// Runs lookerctl like [`TestEnv::ctl`], with extra variables and a current folder.
+    pub fn ctl_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        extra: &[(&str, &str)],
+        cwd: Option<&Path>,
+    ) -> Output {
+        let mut cmd = self.ctl_command(args, extra, cwd);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        {
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
 }

@@ -1,0 +1,347 @@
+//! `lookerctl credential verify`: log in with a stored credential set, say which
+//! Looker user it acts as, warn when that user is an admin, log out again.
+//!
+//! It talks to Looker directly (the config, the secret store and
+//! [`LookerClient`]), so it works whether or not the agent runs and never
+//! disturbs the agent's cached tokens.
+//!
+//! How an admin is recognised: `GET /api/4.0/users/{id}/roles` lists the user's
+//! roles, those given through groups included; a role named `Admin` (Looker's
+//! built-in one), or one whose permission set has `all_access` or the
+//! `administer` permission, makes the user an admin. When the roles cannot be
+//! read, the user's `role_ids` are used instead: `"2"` is the id of Looker's
+//! built-in Admin role.
+
+use super::args::Cli;
+use super::exit::{self, CliError};
+use super::manage::{config_path, open_store, unknown_profile};
+use super::output;
+use crate::config::{Config, Profile};
+use crate::looker::client::LookerClient;
+use crate::looker::{LookerApi, LookerError, LookerUser};
+use crate::secret::Secret;
+use crate::store::SecretKey;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The id of Looker's built-in Admin role.
+pub const BUILTIN_ADMIN_ROLE_ID: &str = "2";
+
+/// The name of Looker's built-in Admin role.
+pub const ADMIN_ROLE_NAME: &str = "Admin";
+
+/// One role as `GET /api/4.0/users/{id}/roles` describes it (the fields used).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Role {
+    /// Role id.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub id: String,
+    /// Role name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its permission set.
+    #[serde(default, skip_serializing)]
+    pub permission_set: Option<PermissionSet>,
+}
+
+/// A role's permission set (the fields used).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PermissionSet {
+    /// Every permission.
+    #[serde(default)]
+    pub all_access: Option<bool>,
+    /// The permissions granted.
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+}
+
+impl Role {
+    /// True for the Admin role or any role with administrative permissions.
+    pub fn is_admin(&self) -> bool {
+        let named = self.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(ADMIN_ROLE_NAME));
+        let perms = self.permission_set.as_ref().is_some_and(|p| {
+            p.all_access == Some(true) || p.permissions.iter().flatten().any(|x| x == "administer")
+        });
+        named || perms
+    }
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// What `verify` found out about the user's admin status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCheck {
+    /// From the user's roles: the names of the administrative ones (empty: not an admin).
+    Roles(Vec<String>),
+    /// From `role_ids` only (the roles could not be read): holds the built-in Admin role id.
+    RoleIds(bool),
+    /// Neither worked.
+    Unknown,
+}
+
+impl AdminCheck {
+    /// `Some(true)` when the user is an admin, `None` when it could not be told.
+    pub fn is_admin(&self) -> Option<bool> {
+        match self {
+            AdminCheck::Roles(admin) => Some(!admin.is_empty()),
+            AdminCheck::RoleIds(b) => Some(*b),
+            AdminCheck::Unknown => None,
+        }
+    }
+
+    /// How the answer was reached, for `--json`.
+    pub fn source(&self) -> Option<&'static str> {
+        match self {
+            AdminCheck::Roles(_) => Some("roles"),
+            AdminCheck::RoleIds(_) => Some("role_ids"),
+            AdminCheck::Unknown => None,
+        }
+    }
+}
+
+/// Decides whether a user is an admin from its roles (when they could be read) or its role ids.
+pub fn admin_check(user: &LookerUser, roles: Option<&[Role]>) -> AdminCheck {
+    if let Some(roles) = roles {
+        return AdminCheck::Roles(
+            roles
+                .iter()
+                .filter(|r| r.is_admin())
+                .map(|r| r.name.clone().unwrap_or_else(|| r.id.clone()))
+                .collect(),
+        );
+    }
+    match &user.role_ids {
+        Some(ids) => AdminCheck::RoleIds(ids.iter().any(|v| match v {
+            serde_json::Value::String(s) => s == BUILTIN_ADMIN_ROLE_ID,
+            other => other.to_string() == BUILTIN_ADMIN_ROLE_ID,
+        })),
+        None => AdminCheck::Unknown,
+    }
+}
+
+/// Adds what to do next to a Looker error met while verifying.
+fn looker_failure(e: &LookerError, what: &str, profile: &str, name: &str, client_id: &str) -> CliError {
+    let hint = match e {
+        LookerError::Rejected { .. } => format!(
+            "; check that the API key {client_id} still exists and is enabled for a user in Looker \
+             (Admin > Users > Edit Keys), then store its secret again: \
+             `lookerctl credential add {profile} {name} --client-id {client_id}`"
+        ),
+        LookerError::Unavailable { .. } => format!(
+            "; check the network and the profile's base_url (`lookerctl profile show {profile}`), then try again"
+        ),
+        LookerError::BadAnswer { .. } => {
+            format!("; check that base_url points at the Looker instance (`lookerctl profile show {profile}`)")
+        }
+        LookerError::TokenExpired => "; the token was refused at once: try again".to_string(),
+        LookerError::Config(_) => String::new(),
+    };
+    CliError::new(exit::for_looker(e), format!("{what} {profile}/{name}: {e}{hint}"))
+}
+
+/// `lookerctl credential verify PROFILE [NAME]`.
+pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result<u8, CliError> {
+    let cfg = Config::load(&config_path(cli))?;
+    let profile = cfg.profiles.get(profile_name).ok_or_else(|| unknown_profile(profile_name))?;
+    let cred = match name {
+        Some(n) => profile.credential(n).ok_or_else(|| {
+            CliError::unknown(format!(
+                "profile {profile_name:?} has no credential named {n:?}; \
+                 `lookerctl credential list {profile_name}` shows its credentials"
+            ))
+        })?,
+        None => profile.credentials.first().ok_or_else(|| {
+            CliError::unknown(format!(
+                "profile {profile_name:?} has no credential set; add one with \
+                 `lookerctl credential add {profile_name} NAME --client-id ID`"
+            ))
+        })?,
+    };
+    let (cname, client_id) = (cred.name.as_str(), cred.client_id.as_str());
+    let store = open_store(cli).await?;
+    let secret = store.get(&SecretKey::new(profile_name, cname)).await?;
+    let client = LookerClient::new(profile).map_err(|e| {
+        CliError::failure(format!(
+            "profile {profile_name:?}: {e} (`lookerctl profile show {profile_name}` shows its settings)"
+        ))
+    })?;
+    let fail = |e: &LookerError, what: &str| looker_failure(e, what, profile_name, cname, client_id);
+    let token = client.login(client_id, &secret).await.map_err(|e| fail(&e, "cannot log in with"))?;
+    drop(secret);
+
+    let looked_up = look_up(&client, profile, &token.access_token).await;
+    // The token was only for this check: revoke it whatever happened.
+    let logged_out = match client.logout(&token.access_token).await {
+        Ok(()) => true,
+        Err(e) => {
+            output::warn(&format!(
+                "could not log out the token used for this check ({e}); it expires by itself in {}",
+                output::countdown(token.expires_in)
+            ));
+            false
+        }
+    };
+    drop(token);
+    let (user, roles, roles_error) =
+        looked_up.map_err(|e| fail(&e, "logged in, but cannot read the user of"))?;
+    let check = admin_check(&user, roles.as_deref());
+    let mut warnings = Vec::new();
+    match &check {
+        AdminCheck::Roles(admin) if !admin.is_empty() => warnings.push(format!(
+            "{profile_name}/{cname} acts as an admin (role {}). Looker advises API keys on a service account \
+             with only the permissions it needs: create a user with a narrower role, give it an API key, \
+             and import that one instead",
+            admin.join(", ")
+        )),
+        AdminCheck::RoleIds(true) => warnings.push(format!(
+            "{profile_name}/{cname} very likely acts as an admin (its role_ids hold {BUILTIN_ADMIN_ROLE_ID}, \
+             Looker's built-in Admin role). Looker advises API keys on a service account with only the \
+             permissions it needs"
+        )),
+        AdminCheck::Unknown => warnings.push(format!(
+            "could not tell whether {profile_name}/{cname} is an admin: {}",
+            roles_error.as_deref().unwrap_or("the user has no role_ids")
+        )),
+        _ => {}
+    }
+
+    if cli.json {
+        output::json(&serde_json::json!({
+            "profile": profile_name,
+            "credential": cname,
+            "client_id": client_id,
+            "base_url": profile.base_url,
+            "user": {
+                "id": user.id,
+                "display_name": user.display_name,
+                "email": user.email,
+                "role_ids": user.role_ids,
+            },
+            "roles": roles,
+            "admin": check.is_admin(),
+            "admin_source": check.source(),
+            "logged_out": logged_out,
+            "warnings": warnings,
+        }))?;
+    } else {
+        let role_text = match &roles {
+            Some(r) if r.is_empty() => "none".to_string(),
+            Some(r) => r
+                .iter()
+                .map(|r| r.name.clone().unwrap_or_else(|| r.id.clone()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => format!("unknown ({})", roles_error.as_deref().unwrap_or("not readable")),
+        };
+        let admin_text = match check.is_admin() {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        output::line(&format!(
+            "{profile_name}/{cname} (client_id {client_id}) logs in to {} as:",
+            profile.base_url
+        ))?;
+        output::line(&output::fields(
+            2,
+            &[
+                ("id", user.id.clone()),
+                ("name", user.display_name.clone().unwrap_or_else(|| "-".into())),
+                ("email", user.email.clone().unwrap_or_else(|| "-".into())),
+                ("roles", role_text),
+                ("admin", admin_text.to_string()),
+            ],
+        ))?;
+        if logged_out {
+            output::line("the token used for this check was logged out again")?;
+        }
+    }
+    for w in &warnings {
+        output::warn(w);
+    }
+    Ok(exit::OK)
+}
+
+/// The user, its roles (`None` when unreadable) and why the roles were unreadable.
+type LookedUp = (LookerUser, Option<Vec<Role>>, Option<String>);
+
+async fn look_up(client: &LookerClient, profile: &Profile, token: &Secret) -> Result<LookedUp, LookerError> {
+    let user = client.user(token).await?;
+    if user.id.is_empty() {
+        return Ok((user, None, Some("the user has no id".into())));
+    }
+    match user_roles(profile, token, &user.id).await {
+        Ok(roles) => Ok((user, Some(roles), None)),
+        Err(e) => Ok((user, None, Some(e))),
+    }
+}
+
+/// `GET /api/4.0/users/{id}/roles`, with the profile's TLS settings and timeout.
+async fn user_roles(profile: &Profile, token: &Secret, user_id: &str) -> Result<Vec<Role>, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(profile.timeout())
+        .connect_timeout(profile.timeout().min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lookerctl/", env!("CARGO_PKG_VERSION")));
+    if !profile.verify_tls {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    if let Some(ca) = &profile.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
+        for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())? {
+            b = b.add_root_certificate(c);
+        }
+    }
+    let http = b.build().map_err(|e| e.to_string())?;
+    let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+        .map_err(|_| "the access token is not a valid header value".to_string())?;
+    auth.set_sensitive(true);
+    let resp = http
+        .get(format!("{}/api/4.0/users/{id}/roles", profile.base_url))
+        .header(reqwest::header::AUTHORIZATION, auth)
+        .send()
+        .await
+        .map_err(|e| format!("GET /api/4.0/users/{user_id}/roles failed: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET /api/4.0/users/{user_id}/roles answered HTTP {}", status.as_u16()));
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > 1 << 20 {
+        return Err("the roles answer is larger than 1 MiB".into());
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the roles answer is not a list of roles ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role_ids: Option<Vec<serde_json::Value>>) -> LookerUser {
+        LookerUser { id: "7".into(), role_ids, ..Default::default() }
+    }
+
+    #[test]
+    fn admin_by_name_or_permissions_else_role_ids() {
+        let roles: Vec<Role> = serde_json::from_str(
+            r#"[{"id":"3","name":"User","permission_set":{"all_access":false,"permissions":["access_data"]}},
+                {"id":9,"name":"Ops","permission_set":{"permissions":["administer"]}}]"#,
+        )
+        .unwrap();
+        assert_eq!(admin_check(&user(None), Some(&roles)), AdminCheck::Roles(vec!["Ops".into()]));
+        assert_eq!(admin_check(&user(None), Some(&roles[..1])).is_admin(), Some(false));
+        let admin: Vec<Role> = serde_json::from_str(r#"[{"id":"2","name":"admin"}]"#).unwrap();
+        assert_eq!(admin_check(&user(None), Some(&admin)).is_admin(), Some(true));
+        assert_eq!(admin_check(&user(Some(vec!["2".into()])), None), AdminCheck::RoleIds(true));
+        assert_eq!(admin_check(&user(Some(vec![2.into()])), None), AdminCheck::RoleIds(true));
+        assert_eq!(admin_check(&user(Some(vec!["3".into()])), None), AdminCheck::RoleIds(false));
+        assert_eq!(admin_check(&user(None), None), AdminCheck::Unknown);
+    }
+}

@@ -1,0 +1,151 @@
+//! The `lookerctl` side of the D-Bus API: a fallback for when the agent's
+//! socket is absent (another socket path, a sandbox that sees only the bus).
+//! Also the typed proxy other Rust programs (and the tests) can use.
+
+use crate::client::ClientError;
+use crate::daemon::bus::{AgentError, BUS_NAME};
+use crate::protocol::{ErrorCode, TokenObject};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a token call over the bus may take (a login included).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting to the session bus may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Client proxy for `io.github.lookeragent.Agent1` (SPEC.md "D-Bus API").
+#[zbus::proxy(
+    interface = "io.github.lookeragent.Agent1",
+    default_service = "io.github.lookeragent.Agent1",
+    default_path = "/io/github/lookeragent/Agent1"
+)]
+pub trait Agent1 {
+    /// `GetToken(s profile, s credential, u min_ttl) -> (s access_token, x expires_at_unix, s base_url)`;
+    /// empty strings and 0 mean the defaults.
+    fn get_token(
+        &self,
+        profile: &str,
+        credential: &str,
+        min_ttl: u32,
+    ) -> Result<(String, i64, String), AgentError>;
+
+    /// `Invalidate(s profile, s access_token)`.
+    fn invalidate(&self, profile: &str, access_token: &str) -> Result<(), AgentError>;
+
+    /// `ListProfiles() -> (as)`.
+    fn list_profiles(&self) -> Result<Vec<String>, AgentError>;
+
+    /// `Revoke(s profile, s credential) -> (u revoked)`.
+    fn revoke(&self, profile: &str, credential: &str) -> Result<u32, AgentError>;
+
+    /// `signal TokenRefreshed(s profile, s credential, x expires_at_unix)`.
+    #[zbus(signal)]
+    fn token_refreshed(&self, profile: &str, credential: &str, expires_at_unix: i64) -> zbus::Result<()>;
+
+    /// `signal CredentialFailed(s profile, s credential, s reason)`.
+    #[zbus(signal)]
+    fn credential_failed(&self, profile: &str, credential: &str, reason: &str) -> zbus::Result<()>;
+
+    /// `property Version (s)`.
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+/// What [`ClientError::NotRunning`] names instead of a socket.
+fn bus_place() -> PathBuf {
+    PathBuf::from(format!("the session bus name {BUS_NAME}"))
+}
+
+fn not_running(reason: impl Into<String>) -> ClientError {
+    ClientError::NotRunning { socket: bus_place(), reason: reason.into() }
+}
+
+/// Turns a D-Bus failure into the socket client's error, so callers handle one type.
+fn client_error(e: AgentError) -> ClientError {
+    let api =
+        |code: ErrorCode, message: String| ClientError::Api { status: code.http_status(), code, message };
+    match e {
+        AgentError::UnknownProfile(m) => api(ErrorCode::UnknownProfile, m),
+        AgentError::UnknownCredential(m) => api(ErrorCode::UnknownCredential, m),
+        AgentError::CredentialsRejected(m) => api(ErrorCode::CredentialsRejected, m),
+        AgentError::UpstreamUnavailable(m) => api(ErrorCode::UpstreamUnavailable, m),
+        AgentError::BadRequest(m) => api(ErrorCode::BadRequest, m),
+        AgentError::AccessDenied(m) => api(ErrorCode::Forbidden, m),
+        AgentError::SecretStore(m) => api(ErrorCode::SecretStore, m),
+        AgentError::ZBus(e) => match &e {
+            zbus::Error::MethodError(name, desc, _)
+                if matches!(
+                    name.as_str(),
+                    "org.freedesktop.DBus.Error.ServiceUnknown"
+                        | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                        | "org.freedesktop.DBus.Error.Spawn.ServiceNotFound"
+                ) =>
+            {
+                not_running(desc.clone().unwrap_or_else(|| format!("no owner of {BUS_NAME}")))
+            }
+            zbus::Error::FDO(f)
+                if matches!(
+                    **f,
+                    zbus::fdo::Error::ServiceUnknown(_)
+                        | zbus::fdo::Error::NameHasNoOwner(_)
+                        | zbus::fdo::Error::SpawnServiceNotFound(_)
+                ) =>
+            {
+                not_running(format!("no owner of {BUS_NAME} on the session bus"))
+            }
+            zbus::Error::InputOutput(_) => not_running(format!("the session bus connection failed: {e}")),
+            _ => ClientError::Protocol(format!("D-Bus: {e}")),
+        },
+    }
+}
+
+/// `RFC 3339` UTC for a Unix time.
+fn rfc3339(unix: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Asks the agent for a token over the session bus (`GetToken`), as
+/// [`crate::client::AgentClient::token`] does over the socket.
+///
+/// The D-Bus answer names neither the profile nor the credential set a default
+/// resolved to, so the token object carries what was asked for (empty for a default).
+/// A missing bus or agent is [`ClientError::NotRunning`].
+pub async fn token_over_bus(
+    profile: Option<&str>,
+    credential: Option<&str>,
+    min_ttl: Option<Duration>,
+) -> Result<TokenObject, ClientError> {
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, zbus::Connection::session()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(not_running(format!("no session bus: {e}"))),
+        Err(_) => return Err(not_running("the session bus did not answer")),
+    };
+    let proxy = Agent1Proxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(|e| client_error(e.into()))?;
+    // 0 means "the default" on the bus, so an explicit 0 becomes 1 s (any live token).
+    let min_ttl = min_ttl.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)).unwrap_or(0);
+    let call = proxy.get_token(profile.unwrap_or(""), credential.unwrap_or(""), min_ttl);
+    let (access_token, expires_at_unix, base_url) = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(client_error)?,
+        Err(_) => {
+            return Err(ClientError::Protocol(format!(
+                "no answer over D-Bus within {}s",
+                CALL_TIMEOUT.as_secs()
+            )))
+        }
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    Ok(TokenObject {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: u64::try_from(expires_at_unix.saturating_sub(now)).unwrap_or(0),
+        expires_at: rfc3339(expires_at_unix),
+        profile: profile.unwrap_or("").into(),
+        credential: credential.unwrap_or("").into(),
+        base_url,
+    })
+}

@@ -1,0 +1,202 @@
+//! The systemd integration, through systemd's own protocols and tools (no systemd
+//! instance needed): socket activation with `systemd-socket-activate`, `Type=notify`
+//! with a datagram socket as NOTIFY_SOCKET, `$CREDENTIALS_DIRECTORY`, and the
+//! offline checks of the unit files (scripts/check-units.sh).
+
+mod common;
+
+use common::{agent_bin, looker_user, unsafe_kill, BgEmulator, TestEnv};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SIGHUP: i32 = 1;
+const SIGTERM: i32 = 15;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects sd_notify datagrams until one contains `want`; returns every message seen.
+fn recv_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    while !seen.iter().any(|m| m.lines().any(|l| l == want || (want.ends_with('=') && l.starts_with(want)))) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no {want:?} from the agent; got {seen:?}");
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(e) => panic!("recv on NOTIFY_SOCKET: {e}"),
+        }
+    }
+}
+
+#[test]
+fn socket_activation_serves_a_token_through_the_passed_socket() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("id-sa", "secret-sa")]);
+    let mut env = TestEnv::new("file");
+    env.add_profile("prod", &emu.url(), &[("default", "id-sa", "secret-sa")]);
+
+    // A socket path of systemd's choosing, not the agent's default.
+    let sock = env.dir.path().join("activated.sock");
+    let log = env.dir.path().join("socket-activate.log");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l").arg(&sock);
+    // systemd-socket-activate passes the child only what -E names (plus PATH, HOME...).
+    for (k, v) in &env.vars {
+        cmd.arg("-E").arg(format!("{k}={v}"));
+    }
+    cmd.arg(agent_bin()).stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let mut child =
+        cmd.spawn().expect("systemd-socket-activate (from the systemd package) must be installed");
+    wait_for("the activation socket", Duration::from_secs(10), || sock.exists());
+
+    // The first connection starts the agent, which must take over the listening socket.
+    env.vars.insert("LOOKER_AGENT_SOCKET".into(), sock.display().to_string());
+    let out = env.ctl(&["token", "prod"], None);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "lookerctl token: {}\nagent log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_text()
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(looker_user(&emu.url(), &token).0, 200);
+    assert!(log_text().contains("socket passed by systemd"), "{}", log_text());
+    // Agent's own default socket was never bound.
+    assert!(!env.socket.exists());
+
+    unsafe_kill(child.id() as i32, SIGTERM);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "agent did not stop; log:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit {status}; log:\n{}", log_text());
+    // The socket belongs to systemd: the agent leaves it in place.
+    assert!(sock.exists(), "the agent removed the socket systemd passed");
+    // And it revoked its token on the way out.
+    assert_eq!(looker_user(&emu.url(), &token).0, 401);
+}
+
+#[test]
+fn notify_socket_gets_ready_status_reloading_and_stopping() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("id-n", "secret-n")]);
+    let mut env = TestEnv::new("file");
+    env.add_profile("prod", &emu.url(), &[("default", "id-n", "secret-n")]);
+
+    let notify_path = env.dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    env.vars.insert("NOTIFY_SOCKET".into(), notify_path.display().to_string());
+
+    let mut agent = env.start_agent(&[]);
+    let mut seen = Vec::new();
+    recv_until(&notify, "READY=1", &mut seen);
+    recv_until(&notify, "STATUS=", &mut seen);
+    let status = seen.iter().flat_map(|m| m.lines()).find(|l| l.starts_with("STATUS=")).unwrap().to_string();
+    assert!(status.contains("1 profile") && status.contains("0 tokens live"), "{status}");
+
+    // A login shows in the status line.
+    env.ctl_ok(&["token", "prod"], None);
+    recv_until(&notify, "STATUS=serving 1 profile (1 credential set); 1 token live", &mut seen);
+
+    // SIGHUP: RELOADING=1 (with the time, for systemd 253+), then READY=1 again.
+    seen.clear();
+    unsafe_kill(agent.pid(), SIGHUP);
+    recv_until(&notify, "RELOADING=1", &mut seen);
+    assert!(seen.iter().any(|m| m.contains("MONOTONIC_USEC=")), "{seen:?}");
+    recv_until(&notify, "READY=1", &mut seen);
+
+    seen.clear();
+    let (st, _) = agent.stop_with(SIGTERM);
+    recv_until(&notify, "STOPPING=1", &mut seen);
+    assert!(st.success(), "{st}; log:\n{}", common::read(&agent.log));
+    for m in &seen {
+        assert!(!m.contains("secret-n"), "a notification carried the secret: {m}");
+    }
+}
+
+/// Writes the config by hand, as a headless server would (no secret goes through lookerctl).
+fn write_config(env: &TestEnv, base_url: &str, creds: &[(&str, &str)]) {
+    let mut text = format!("[profiles.prod]\nbase_url = \"{base_url}\"\n");
+    for (name, id) in creds {
+        text.push_str(&format!("\n[[profiles.prod.credentials]]\nname = \"{name}\"\nclient_id = \"{id}\"\n"));
+    }
+    std::fs::create_dir_all(env.config.parent().unwrap()).unwrap();
+    std::fs::write(&env.config, text).unwrap();
+}
+
+fn credentials_dir(parent: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join("credentials");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, body) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    // As systemd leaves it: read-only.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    dir
+}
+
+#[test]
+fn credentials_directory_serves_a_token_without_any_stored_secret() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("id-c", "secret-c"), ("id-f", "secret-f")]);
+    let mut env = TestEnv::new("file");
+    write_config(&env, &emu.url(), &[("default", "id-c"), ("fallback", "id-f")]);
+    // `default` lives only in the credentials folder (as systemd-creds output would,
+    // with a trailing newline); `fallback` only in the file store.
+    let creds = credentials_dir(env.dir.path(), &[("looker-agent.prod.default", "secret-c\n")]);
+    let out = env.ctl(&["credential", "add", "prod", "fallback", "--client-id", "id-f"], Some("secret-f"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.vars.insert("CREDENTIALS_DIRECTORY".into(), creds.display().to_string());
+    assert!(!env.dir.path().join("data/looker-agent/secrets/prod/default.json").exists());
+
+    let mut agent = env.start_agent(&[]);
+    let token = env.ctl_ok(&["token", "prod", "--credential", "default"], None).trim().to_string();
+    assert_eq!(looker_user(&emu.url(), &token).0, 200, "{}", common::read(&agent.log));
+    let token_f = env.ctl_ok(&["token", "prod", "--credential", "fallback"], None).trim().to_string();
+    assert_eq!(looker_user(&emu.url(), &token_f).0, 200);
+
+    let status = env.ctl_ok(&["status", "--json"], None);
+    assert!(status.contains("systemd credentials"), "{status}");
+    let log = common::read(&agent.log);
+    assert!(log.contains("looker-agent.prod.default"), "{log}");
+    assert!(!log.contains("secret-c") && !status.contains("secret-c"), "the secret leaked:\n{log}\n{status}");
+    let (st, _) = agent.stop_with(SIGTERM);
+    assert!(st.success());
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn unit_files_pass_systemd_analyze() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/check-units.sh"))
+        .arg(agent_bin())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "scripts/check-units.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

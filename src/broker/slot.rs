@@ -131,6 +131,15 @@ impl CredSlot {
         self.lock().rejected = None;
     }
 
+    /// The cached token if it has at least `min_ttl` left (and marks the set in use).
+    pub fn cached(&self, min_ttl: Duration, now: Instant) -> Option<Arc<LiveToken>> {
+        let mut st = self.lock();
+        let t = st.current.as_ref().filter(|t| t.remaining(now) >= min_ttl)?.clone();
+        st.last_used = Some(now);
+        t.mark_handed_out();
+        Some(t)
+    }
+
     /// A token with at least `min_ttl` left: from cache, or from the one login
     /// that runs for every waiting client.
     pub async fn get(self: &Arc<Self>, min_ttl: Duration) -> Result<Arc<LiveToken>, BrokerError> {

@@ -77,11 +77,8 @@ fn parse_min_ttl(raw: Option<&str>) -> Result<Duration, String> {
 }
 
 /// Reads a JSON body, within the size and time limits; an empty body is `T::default()`.
-async fn read_json<T: serde::de::DeserializeOwned + Default>(
-    req: Request<Incoming>,
-    limits: &Limits,
-) -> Result<T, Resp> {
-    let limited = Limited::new(req.into_body(), limits.max_body);
+async fn read_json<T: serde::de::DeserializeOwned + Default>(body: Incoming, limits: &Limits) -> Result<T, Resp> {
+    let limited = Limited::new(body, limits.max_body);
     let collected = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
         Err(_) => return Err(error(ErrorCode::BadRequest, "request body not received in time")),
         Ok(Err(e)) => {
@@ -100,6 +97,20 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(
     serde_json::from_slice(&collected).map_err(|e| error(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
+/// Splits `/a/b/c` into `buf` without allocating; returns how many segments were
+/// found, or 0 (matching no route) when there are more than `buf` holds.
+fn split_path<'a>(path: &'a str, buf: &mut [&'a str]) -> usize {
+    let mut n = 0;
+    for seg in path.trim_matches('/').split('/') {
+        if n == buf.len() {
+            return 0;
+        }
+        buf[n] = seg;
+        n += 1;
+    }
+    n
+}
+
 fn profile_arg(seg: &str) -> Option<&str> {
     if seg == DEFAULT_PROFILE_SEGMENT {
         None
@@ -114,13 +125,17 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
         tracing::warn!(peer_uid = ?peer.uid, peer_pid = ?peer.pid, exe = ?peer.exe(), "refused a client of another user");
         return Ok(error(ErrorCode::Forbidden, "this agent serves only its own user"));
     }
-    let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method().clone();
-    let resp = match (&method, segs.as_slice()) {
+    // Split the request so the path can be borrowed while the body is read.
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let mut seg_buf = [""; 5];
+    let n = split_path(path, &mut seg_buf);
+    let segs = &seg_buf[..n];
+    let method = &parts.method;
+    let resp = match (method, segs) {
         (&Method::GET, ["v1", "health"]) => ok(&Health { status: "ok".into(), version: crate::VERSION.into() }),
         (&Method::GET, ["v1", "profiles", profile, "token"]) => {
-            let q: TokenQuery = match serde_urlencoded::from_str(req.uri().query().unwrap_or("")) {
+            let q: TokenQuery = match serde_urlencoded::from_str(parts.uri.query().unwrap_or("")) {
                 Ok(q) => q,
                 Err(e) => return Ok(error(ErrorCode::BadRequest, format!("invalid query: {e}"))),
             };
@@ -140,15 +155,14 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
             }
         }
         (&Method::POST, ["v1", "profiles", profile, "invalidate"]) => {
-            let profile = profile.to_string();
-            let body: InvalidateBody = match read_json(req, &ctx.limits).await {
+            let body: InvalidateBody = match read_json(body, &ctx.limits).await {
                 Ok(b) => b,
                 Err(r) => return Ok(r),
             };
             let Some(body) = body.0 else {
                 return Ok(error(ErrorCode::BadRequest, "body must be {\"access_token\":\"…\"}"));
             };
-            match ctx.broker.invalidate(profile_arg(&profile), &body.access_token) {
+            match ctx.broker.invalidate(profile_arg(profile), &body.access_token) {
                 Ok(()) => {
                     let mut r = Response::new(Full::new(Bytes::new()));
                     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -159,7 +173,7 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
         }
         (&Method::GET, ["v1", "status"]) => ok(&ctx.broker.status()),
         (&Method::POST, ["v1", "revoke"]) => {
-            let body: RevokeRequest = match read_json(req, &ctx.limits).await {
+            let body: RevokeRequest = match read_json(body, &ctx.limits).await {
                 Ok(b) => b,
                 Err(r) => return Ok(r),
             };

@@ -69,7 +69,7 @@ fn outage_keeps_serving_the_cache_and_status_says_why() {
     let v = status_json(&env);
     let c = &v["profiles"][0]["credentials"][0];
     assert!(c["last_error"].as_str().unwrap().contains("503"), "{c}");
-    assert!(matches!(c["state"].as_str(), Some("backing_off") | Some("fresh") | Some("refreshing")), "{c}");
+    assert!(matches!(c["state"].as_str(), Some("backing_off") | Some("logging_in")), "{c}");
     // Looker heals: a fresh login works again within a backoff step.
     emu.emu().set_faults(Faults::default());
     wait_until("recovery", Duration::from_secs(10), || {

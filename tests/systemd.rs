@@ -200,3 +200,29 @@ fn unit_files_pass_systemd_analyze() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn journal_stream_decides_between_journald_and_text() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new("file");
+    let run = |journal_stream: &dyn Fn(&std::fs::Metadata) -> String| {
+        let log = env.dir.path().join(format!("journal-{}.log", common::unique("")));
+        let f = std::fs::File::create(&log).unwrap();
+        let value = journal_stream(&f.metadata().unwrap());
+        let mut cmd = Command::new(agent_bin());
+        cmd.envs(&env.vars).env("JOURNAL_STREAM", value).env_remove("NOTIFY_SOCKET").arg("--check");
+        let st = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(f).status().unwrap();
+        assert!(st.success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    // Inherited from a parent whose stderr went to the journal: ours does not, so text.
+    let text = run(&|m| format!("{}:{}", m.dev(), m.ino() + 1));
+    assert!(text.contains("secret store"), "{text}");
+    // Our stderr is the stream named: journald, or text plus a warning without one.
+    let journal = run(&|m| format!("{}:{}", m.dev(), m.ino()));
+    if Path::new("/run/systemd/journal/socket").exists() {
+        assert!(!journal.contains("secret store"), "{journal}");
+    } else {
+        assert!(journal.contains("does not answer") && journal.contains("secret store"), "{journal}");
+    }
+}

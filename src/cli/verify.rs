@@ -119,7 +119,10 @@ pub fn admin_check(user: &LookerUser, roles: Option<&[Role]>) -> AdminCheck {
     match &user.role_ids {
         Some(ids) => AdminCheck::RoleIds(ids.iter().any(|v| match v {
             serde_json::Value::String(s) => s == BUILTIN_ADMIN_ROLE_ID,
-            other => other.to_string() == BUILTIN_ADMIN_ROLE_ID,
+            serde_json::Value::Number(n) => {
+                n.as_u64().is_some_and(|n| n.to_string() == BUILTIN_ADMIN_ROLE_ID)
+            }
+            _ => false,
         })),
         None => AdminCheck::Unknown,
     }

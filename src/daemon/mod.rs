@@ -97,6 +97,8 @@ pub struct Daemon {
     socket: PathBuf,
     remove_socket: bool,
     opts: DaemonOptions,
+    /// Registered at bind time so a SIGHUP right after start reloads instead of killing.
+    hup_signal: Option<tokio::signal::unix::Signal>,
 }
 
 /// What happened at shutdown.
@@ -109,6 +111,7 @@ pub struct RunSummary {
 impl Daemon {
     /// Binds the socket (or adopts the passed listener). Must run inside a tokio runtime.
     pub fn bind(mut opts: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let hup_signal = if opts.config_path.is_some() { shutdown::hangup_signal() } else { None };
         let (listener, remove_socket) = match opts.listener.take() {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?;
@@ -116,7 +119,7 @@ impl Daemon {
             }
             None => (listener::bind(&opts.socket)?, true),
         };
-        Ok(Daemon { listener, socket: opts.socket.clone(), remove_socket, opts })
+        Ok(Daemon { listener, socket: opts.socket.clone(), remove_socket, opts, hup_signal })
     }
 
     /// The socket path clients connect to.
@@ -127,7 +130,7 @@ impl Daemon {
     /// Serves until `shutdown` completes, then stops accepting, revokes every
     /// token the agent obtained (bounded by the revoke deadline) and removes the socket.
     pub async fn run(self, broker: Broker, shutdown: impl Future<Output = ()>) -> Result<RunSummary, DaemonError> {
-        let Daemon { listener, socket, remove_socket, opts } = self;
+        let Daemon { listener, socket, remove_socket, opts, hup_signal } = self;
         let uid = rustix::process::getuid().as_raw();
         let reload: Option<ReloadFn> = opts.config_path.clone().map(|path| {
             Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn
@@ -140,7 +143,10 @@ impl Daemon {
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
         // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
         tokio::spawn(broker.clone().run_maintenance());
-        let hup = reload.clone().map(|f| tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f)));
+        let hup = match (reload.clone(), hup_signal) {
+            (Some(f), Some(sig)) => Some(tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f, sig))),
+            _ => None,
+        };
         let watcher = match (&opts.config_path, reload) {
             (Some(path), Some(f)) => Some(tokio::spawn(watch::watch_config(path.clone(), broker.clone(), f))),
             _ => None,

@@ -4,30 +4,41 @@ use super::handler::ReloadFn;
 use crate::broker::Broker;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Completes on the first SIGTERM or SIGINT.
-pub async fn terminate_signal() {
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed when this
+/// is called, not when the future is first polled, so call it before the socket
+/// is bound: a signal arriving in between must not kill the agent unrevoked.
+pub fn terminate_signal() -> impl std::future::Future<Output = ()> {
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => tracing::info!("SIGTERM received"),
-                _ = i.recv() => tracing::info!("SIGINT received"),
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => tracing::info!("SIGTERM received"),
+                    _ = i.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                // Without signal handlers we can still stop on Ctrl-C.
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => {
-            // Without signal handlers we can still stop on Ctrl-C.
-            let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Installs the SIGHUP handler now (see [`terminate_signal`] for why early).
+pub fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `lookerctl` edits or a restart");
+            None
         }
     }
 }
 
 /// Reloads the config on every SIGHUP, telling systemd around it.
-pub async fn reload_on_sighup(broker: Broker, reload: ReloadFn) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload with `lookerctl` edits or a restart");
-        return;
-    };
+pub async fn reload_on_sighup(broker: Broker, reload: ReloadFn, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         // systemd 253+ wants the reload's start time along with RELOADING=1.
         match sd_notify::NotifyState::monotonic_usec_now() {

@@ -99,8 +99,11 @@ async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), Daemon
     opts.config_path = Some(paths.config.clone());
     opts.revoke_deadline = args.revoke_deadline;
     opts.dbus = !args.no_dbus;
+    // Signal handlers before the socket exists: clients may connect (and systemd
+    // may stop us) as soon as it does.
+    let shutdown = shutdown::terminate_signal();
     let daemon = Daemon::bind(opts)?;
     let broker = Broker::new(config, store, description, Arc::new(RealUpstream), BrokerSettings::default());
-    daemon.run(broker, shutdown::terminate_signal()).await?;
+    daemon.run(broker, shutdown).await?;
     Ok(())
 }

@@ -518,16 +518,36 @@ async fn journal_add_once(
     Ok(())
 }
 
+fn journal_id_attributes(id: &str) -> HashMap<&str, &str> {
+    HashMap::from([("application", JOURNAL_APPLICATION), ("journal_id", id)])
+}
+
+/// Whether the item at `path` still matches `attributes`: tells an item that another
+/// client removed between our search and our call apart from a real failure.
+async fn still_there(
+    conn: &Connection,
+    attributes: HashMap<&str, &str>,
+    path: &ObjectPath<'_>,
+) -> Result<bool, Failure> {
+    let found = conn.service.search_items(attributes).await?;
+    Ok(found.unlocked.iter().chain(&found.locked).any(|i| i.item_path.as_str() == path.as_str()))
+}
+
 async fn journal_remove_once(conn: Arc<Connection>, id: String, limit: Duration) -> Result<(), Failure> {
-    let attributes = HashMap::from([("application", JOURNAL_APPLICATION), ("journal_id", id.as_str())]);
-    for item in &search_unlocking(&conn, attributes, limit).await?.unlocked {
-        item.delete().await?;
+    for item in &search_unlocking(&conn, journal_id_attributes(&id), limit).await?.unlocked {
+        if let Err(e) = item.delete().await {
+            // Removed meanwhile (e.g. twice at once): the entry is gone, as asked.
+            if still_there(&conn, journal_id_attributes(&id), &item.item_path).await? {
+                return Err(e.into());
+            }
+        }
     }
     Ok(())
 }
 
 async fn journal_list_once(conn: Arc<Connection>, limit: Duration) -> Result<Vec<JournalEntry>, Failure> {
-    let found = search_unlocking(&conn, HashMap::from([("application", JOURNAL_APPLICATION)]), limit).await?;
+    let all = || HashMap::from([("application", JOURNAL_APPLICATION)]);
+    let found = search_unlocking(&conn, all(), limit).await?;
     if !found.locked.is_empty() {
         tracing::warn!(
             count = found.locked.len(),
@@ -536,8 +556,19 @@ async fn journal_list_once(conn: Arc<Connection>, limit: Duration) -> Result<Vec
     }
     let mut entries = Vec::new();
     for item in &found.unlocked {
-        let attributes = item.get_attributes().await?;
-        let secret = Zeroizing::new(item.get_secret().await?);
+        let read = async {
+            Ok::<_, secret_service::Error>((item.get_attributes().await?, item.get_secret().await?))
+        };
+        let (attributes, secret) = match read.await {
+            Ok((a, s)) => (a, Zeroizing::new(s)),
+            Err(e) => {
+                // Revoked and removed since the search: nothing left to list.
+                if still_there(&conn, all(), &item.item_path).await? {
+                    return Err(e.into());
+                }
+                continue;
+            }
+        };
         match journal_entry(&attributes, &secret) {
             Ok(entry) => entries.push(entry),
             Err(reason) => {

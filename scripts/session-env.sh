@@ -13,7 +13,8 @@
 # Needs: dbus-daemon, dbus-send, gnome-keyring-daemon, secret-tool. Use
 # `session_env_install_missing` to apt-get them on Debian/Ubuntu.
 
-SESSION_ENV_PACKAGES=(gnome-keyring libsecret-tools dbus-daemon dbus-bin)
+# systemd: busctl, systemd-analyze, systemd-socket-activate; libglib2.0-bin: gdbus; curl: raw socket checks.
+SESSION_ENV_PACKAGES=(gnome-keyring libsecret-tools dbus-daemon dbus-bin systemd libglib2.0-bin curl)
 session_env_dir=""
 session_env_bus_pid=""
 session_env_keyring_pid=""
@@ -23,7 +24,8 @@ session_env_log() { printf 'session-env: %s\n' "$*" >&2; }
 # Installs the system packages when one of the commands is missing.
 session_env_install_missing() {
     local missing=() cmd
-    for cmd in dbus-daemon dbus-send gnome-keyring-daemon secret-tool; do
+    for cmd in dbus-daemon dbus-send gnome-keyring-daemon secret-tool busctl gdbus systemd-analyze \
+        systemd-socket-activate curl setpriv; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
     [ ${#missing[@]} -eq 0 ] && return 0

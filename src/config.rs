@@ -65,6 +65,10 @@ pub struct Profile {
     /// A credential set asked for within this window is refreshed ahead of expiry (default 1 h).
     #[serde(default, with = "crate::duration::serde_opt")]
     pub refresh_window: Option<Duration>,
+    /// When non-empty, only these programs (matched on the caller's
+    /// `/proc/PID/exe`) receive this profile's tokens.
+    #[serde(default)]
+    pub allowed_executables: Vec<PathBuf>,
     /// Credential sets, in the order they are tried.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -242,6 +246,34 @@ impl Config {
 }
 
 impl Profile {
+    /// A profile with every default setting and no credential sets.
+    pub fn new(base_url: impl Into<String>) -> Profile {
+        Profile {
+            base_url: base_url.into(),
+            verify_tls: true,
+            ca_file: None,
+            timeout: None,
+            allow_insecure_http: false,
+            always_fresh: false,
+            refresh_window: None,
+            allowed_executables: Vec::new(),
+            credentials: Vec::new(),
+        }
+    }
+
+    /// True when `exe` may receive this profile's tokens (no allow-list: everyone
+    /// of the agent's own user). Configured paths are compared canonicalized, as
+    /// `/proc/PID/exe` is.
+    pub fn allows_executable(&self, exe: Option<&Path>) -> bool {
+        if self.allowed_executables.is_empty() {
+            return true;
+        }
+        let Some(exe) = exe else { return false };
+        self.allowed_executables
+            .iter()
+            .any(|a| a == exe || std::fs::canonicalize(a).map(|c| c == exe).unwrap_or(false))
+    }
+
     /// The request timeout towards Looker.
     pub fn timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)

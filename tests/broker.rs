@@ -118,14 +118,9 @@ impl UpstreamFactory for FakeUpstream {
 
 fn profile(creds: &[(&str, &str)]) -> Profile {
     Profile {
-        base_url: "https://looker.example.com".into(),
-        verify_tls: true,
-        ca_file: None,
         timeout: Some(Duration::from_secs(10)),
-        allow_insecure_http: false,
-        always_fresh: false,
-        refresh_window: None,
         credentials: creds.iter().map(|(n, id)| Credential { name: n.to_string(), client_id: id.to_string() }).collect(),
+        ..Profile::new("https://looker.example.com")
     }
 }
 

@@ -300,3 +300,33 @@ fn running_agent_sees_management_changes_at_once() {
     assert_eq!(v["revoked"], 1);
     assert_eq!(emu.emu().counters().live_tokens, 0);
 }
+
+#[test]
+fn executable_allow_list_is_enforced_and_denials_logged() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("al-id", "al-secret")]);
+    let env = TestEnv::new("file");
+    env.add_profile("locked", &emu.url(), &[("c", "al-id", "al-secret")]);
+    // Only curl may have this profile's tokens.
+    let curl = std::fs::canonicalize(String::from_utf8(Command::new("sh").args(["-c", "command -v curl"]).output().unwrap().stdout).unwrap().trim()).unwrap();
+    let cfg = read(&env.config).replace(
+        "[profiles.locked]\n",
+        &format!("[profiles.locked]\nallowed_executables = [{:?}]\n", curl.display().to_string()),
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let agent = env.start_agent(&[]);
+    // lookerctl is not curl: refused (403 -> exit 1) with a message naming the program.
+    let out = env.ctl(&["token", "locked"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed_executables"));
+    // curl is allowed.
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(&env.socket)
+        .arg("http://agent/v1/profiles/locked/token")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(emu.emu().is_live(v["access_token"].as_str().unwrap()));
+    assert!(agent.log_text().contains("token refused: caller not in the profile's allowed_executables"));
+    assert!(agent.log_text().contains("lookerctl"), "the denial names the caller");
+}

@@ -251,6 +251,35 @@ async fn journal_items_are_apart_from_the_client_secrets() {
 }
 
 #[tokio::test]
+async fn listing_while_entries_are_removed_never_fails() {
+    let Some(s) = store().await else { return };
+    let Some(other) = store().await else { return };
+    let _shared = KEYRING.read().await;
+    let p = profile("journal-churn");
+    let ids: Vec<String> = (0..40).map(|i| format!("{p}-{i}")).collect();
+    for id in &ids {
+        s.journal_add(&journal_entry(id, &p, "tok-churn")).await.unwrap();
+    }
+    // Each listing reads the items one by one while the other connection removes
+    // them: an item gone between the search and the read is left out, not an error.
+    let remove = async {
+        for id in &ids {
+            other.journal_remove(id).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    let list = async {
+        for _ in 0..10 {
+            for e in journal_of(&s, &p).await {
+                assert_eq!(e.token.expose(), "tok-churn");
+            }
+        }
+    };
+    tokio::join!(remove, list);
+    assert!(journal_of(&s, &p).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_corrupt_journal_item_is_skipped() {
     let Some(s) = store().await else { return };
     let _shared = KEYRING.read().await;

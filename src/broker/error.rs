@@ -54,6 +54,9 @@ pub enum BrokerError {
     /// The secret store failed (locked, missing secret, unreachable).
     #[error("{0}")]
     Store(String),
+    /// The caller may not receive this profile's tokens (executable allow-list).
+    #[error("{0}")]
+    Forbidden(String),
     /// The agent is shutting down.
     #[error("the agent is shutting down")]
     ShuttingDown,
@@ -89,6 +92,7 @@ impl BrokerError {
             BrokerError::Rejected { .. } => ErrorCode::CredentialsRejected,
             BrokerError::Unavailable { .. } | BrokerError::ShuttingDown => ErrorCode::UpstreamUnavailable,
             BrokerError::Store(_) => ErrorCode::SecretStore,
+            BrokerError::Forbidden(_) => ErrorCode::Forbidden,
         }
     }
 }

@@ -335,6 +335,37 @@ impl Broker {
         }))
     }
 
+    /// True when `profile` restricts its tokens to listed executables (so the
+    /// caller's executable must be looked up).
+    pub fn needs_caller_exe(&self, profile: Option<&str>) -> bool {
+        let snap = self.snapshot();
+        self.resolve(&snap, profile).is_ok_and(|(_, p)| !p.settings.allowed_executables.is_empty())
+    }
+
+    /// Checks a caller against the profile's executable allow-list. `exe` is only
+    /// called when the profile has one (it reads `/proc/PID/exe`). An unknown
+    /// profile passes: [`Broker::token`] reports it properly.
+    pub fn check_caller(
+        &self,
+        profile: Option<&str>,
+        exe: impl FnOnce() -> Option<std::path::PathBuf>,
+    ) -> Result<(), BrokerError> {
+        let snap = self.snapshot();
+        let Ok((name, p)) = self.resolve(&snap, profile) else { return Ok(()) };
+        if p.settings.allowed_executables.is_empty() {
+            return Ok(());
+        }
+        let exe = exe();
+        if p.settings.allows_executable(exe.as_deref()) {
+            Ok(())
+        } else {
+            let who = exe.map(|e| e.display().to_string()).unwrap_or_else(|| "an unknown program".into());
+            Err(BrokerError::Forbidden(format!(
+                "{who} may not receive tokens of profile {name:?}: it is not in the profile's allowed_executables"
+            )))
+        }
+    }
+
     /// A client saw `access_token` rejected: stop handing it out (the next request
     /// logs in anew) and revoke it in the background. Unknown tokens are ignored.
     pub fn invalidate(&self, profile: Option<&str>, access_token: &str) -> Result<(), BrokerError> {

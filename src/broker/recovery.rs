@@ -71,16 +71,7 @@ impl Broker {
     }
 
     fn api_for_base_url(&self, config: &crate::config::Config, base_url: &str) -> Option<Arc<dyn LookerApi>> {
-        let profile = config.profiles.values().find(|p| p.base_url == base_url).cloned().unwrap_or_else(|| Profile {
-            base_url: base_url.to_string(),
-            verify_tls: true,
-            ca_file: None,
-            timeout: None,
-            allow_insecure_http: false,
-            always_fresh: false,
-            refresh_window: None,
-            credentials: Vec::new(),
-        });
+        let profile = config.profiles.values().find(|p| p.base_url == base_url).cloned().unwrap_or_else(|| Profile::new(base_url));
         self.inner.upstream.api_for(&profile).ok()
     }
 }

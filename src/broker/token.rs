@@ -167,7 +167,8 @@ mod tests {
         };
         let o: TokenObject = serde_json::from_slice(&t.to_json(now)).unwrap();
         assert_eq!(o.access_token, "tok\"en");
-        assert_eq!(o.expires_in, 100); // 111 s less the 11 s margin
+        // 111 s less the 11.1 s margin, in whole seconds.
+        assert_eq!(o.expires_in, 99);
         assert_eq!(o.credential, "c\\1");
         assert_eq!(o.token_type, "Bearer");
         assert!(humantime::parse_rfc3339(&o.expires_at).is_ok());

@@ -47,7 +47,8 @@ pub enum Source {
 /// The file a looker.ini import came from, for `--remove-secret` and the messages.
 struct FileOrigin {
     path: PathBuf,
-    text: String,
+    /// The file as read: it holds the secret, so it is zeroed when dropped.
+    text: zeroize::Zeroizing<String>,
     section: String,
     /// The section holding the client_secret line (the section itself, or `DEFAULT`).
     secret_section: Option<String>,
@@ -75,6 +76,16 @@ fn env_setting(key: &str) -> Option<String> {
     } else {
         v
     })
+}
+
+/// A word for a shell command line: as it is when that is safe, else quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
 }
 
 /// Picks the source (see the module docs).
@@ -122,7 +133,7 @@ fn read_ini(path: &Path) -> Result<String, CliError> {
 }
 
 fn from_file(path: &Path, section: Option<&str>) -> Result<Found, CliError> {
-    let text = read_ini(path)?;
+    let text = zeroize::Zeroizing::new(read_ini(path)?);
     let sections = looker_ini::parse(&text).map_err(|e| ini_error(path, e))?;
     let mut s = looker_ini::select(sections, section).map_err(|e| ini_error(path, e))?;
     let settings = s.profile_settings().map_err(|e| ini_error(path, e))?;
@@ -303,9 +314,9 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     }
 
     if let Some(o) = found.file.as_ref().filter(|_| file_holds_secret) {
-        let mut again = format!("lookerctl import {}", shell_quote(&o.path.display().to_string()));
+        let mut again = format!("lookerctl import {}", shell_word(&o.path.display().to_string()));
         if args.section.is_some() {
-            again.push_str(&format!(" --section {}", shell_quote(&o.section)));
+            again.push_str(&format!(" --section {}", shell_word(&o.section)));
         }
         if explicit.is_some() {
             again.push_str(&format!(" --profile {name}"));
@@ -345,19 +356,19 @@ fn remove_secret(origin: &FileOrigin) -> Result<(), CliError> {
     let section = origin.secret_section.as_deref().unwrap_or(&origin.section);
     let target = std::fs::canonicalize(&origin.path)
         .map_err(|e| by_hand(format!("{} cannot be resolved ({e})", origin.path.display())))?;
-    let current = read_ini(&target).map_err(|e| by_hand(e.message))?;
-    if current != origin.text {
+    let current = zeroize::Zeroizing::new(read_ini(&target).map_err(|e| by_hand(e.message))?);
+    if *current != *origin.text {
         return Err(CliError::failure(format!(
             "the secret is stored, but {} changed while lookerctl ran, so it was not rewritten; run the import again",
             origin.path.display()
         )));
     }
-    let new_text = looker_ini::remove_key(&current, section, SECRET_KEY);
+    let new_text = zeroize::Zeroizing::new(looker_ini::remove_key(&current, section, SECRET_KEY));
     let still = looker_ini::parse(&new_text)
         .ok()
         .and_then(|s| looker_ini::select(s, Some(&origin.section)).ok())
         .is_none_or(|s| s.secret().is_some());
-    if new_text == current || still {
+    if *new_text == *current || still {
         return Err(by_hand("lookerctl could not find the client_secret line to remove".into()));
     }
     let meta = std::fs::metadata(&target).map_err(|e| by_hand(format!("cannot read its mode ({e})")))?;

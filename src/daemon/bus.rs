@@ -77,6 +77,7 @@ impl From<BrokerError> for AgentError {
                 AgentError::UpstreamUnavailable(msg)
             }
             BrokerError::Store(_) => AgentError::SecretStore(msg),
+            BrokerError::Forbidden(_) => AgentError::AccessDenied(msg),
         }
     }
 }
@@ -137,6 +138,15 @@ impl Agent {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(String, i64, String), AgentError> {
         let caller = self.check_caller(&hdr).await?;
+        if self.broker.needs_caller_exe(opt(profile)) {
+            let pid = self.caller_pid(&caller.name).await;
+            let exe = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
+            if let Err(e) = self.broker.check_caller(opt(profile), || exe.clone()) {
+                tracing::warn!(transport = "dbus", pid = ?pid, uid = caller.uid, exe = ?exe, bus_name = %caller.name,
+                    profile, "token refused: caller not in the profile's allowed_executables");
+                return Err(e.into());
+            }
+        }
         let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
         let t = self.broker.token(opt(profile), opt(credential), Duration::from_secs(min_ttl)).await?;
         let now = tokio::time::Instant::now();

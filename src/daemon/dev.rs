@@ -47,16 +47,7 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
     let mut config = Config { default_profile: Some(DEV_PROFILE.into()), ..Config::default() };
     config.profiles.insert(
         DEV_PROFILE.into(),
-        Profile {
-            base_url: emulator.base_url(),
-            verify_tls: true,
-            ca_file: None,
-            timeout: None,
-            allow_insecure_http: false,
-            always_fresh: false,
-            refresh_window: None,
-            credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }],
-        },
+        Profile { credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }], ..Profile::new(emulator.base_url()) },
     );
 
     // A private socket: a fresh 0700 folder nobody else knows about.
@@ -72,7 +63,10 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
             (dir.path().join("agent.sock"), Some(dir))
         }
     };
-    let daemon = Daemon::bind(DaemonOptions::new(socket))?;
+    let mut opts = DaemonOptions::new(socket);
+    // Dev mode is private: it must not take the session bus name from a real agent.
+    opts.dbus = false;
+    let daemon = Daemon::bind(opts)?;
     let broker = Broker::new(config, Arc::new(store), "memory (dev mode)".into(), Arc::new(RealUpstream), BrokerSettings::default());
 
     println!("looker-agent dev mode: Looker emulator at {}", emulator.base_url());

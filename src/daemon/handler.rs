@@ -143,12 +143,21 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
                 Ok(d) => d,
                 Err(e) => return Ok(error(ErrorCode::BadRequest, e)),
             };
+            if let Err(e) = ctx.broker.check_caller(profile_arg(profile), || peer.exe()) {
+                tracing::warn!(transport = "socket", pid = ?peer.pid, uid = ?peer.uid, exe = ?peer.exe(),
+                    profile = %profile, "token refused: caller not in the profile's allowed_executables");
+                return Ok(broker_error(&e));
+            }
             match ctx.broker.token(profile_arg(profile), q.credential.as_deref(), min_ttl).await {
                 Ok(t) => {
                     let now = tokio::time::Instant::now();
-                    tracing::debug!(target: "looker_agent::audit", transport = "socket", pid = ?peer.pid,
-                        uid = ?peer.uid, profile = %t.profile, credential = %t.credential,
-                        expires_in = t.expires_in(now), "token handed out");
+                    // The audit trail is at debug so cache hits stay quiet by default:
+                    // enable it with RUST_LOG=info,looker_agent::audit=debug.
+                    if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
+                        tracing::debug!(target: "looker_agent::audit", transport = "socket", pid = ?peer.pid,
+                            uid = ?peer.uid, exe = ?peer.exe(), profile = %t.profile, credential = %t.credential,
+                            expires_in = t.expires_in(now), "token handed out");
+                    }
                     json(StatusCode::OK, t.to_json(now))
                 }
                 Err(e) => broker_error(&e),

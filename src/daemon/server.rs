@@ -4,12 +4,13 @@
 use super::handler::{self, Ctx};
 use super::listener::Peer;
 use hyper::header::{HeaderValue, CONNECTION};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -51,13 +52,7 @@ impl Default for Limits {
 pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
     let mut conns = JoinSet::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.limits.header_timeout)
-        .max_buf_size(ctx.limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http1_builder(&ctx.limits));
     let mut full_warned = false;
     loop {
         let stream = tokio::select! {
@@ -83,40 +78,61 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
             continue;
         };
         full_warned = false;
-        let peer = Peer::of(&stream);
-        let ctx = ctx.clone();
-        let builder = builder.clone();
-        let mut shutdown = shutdown.clone();
+        let conn = serve_connection(stream, ctx.clone(), builder.clone(), shutdown.clone());
         conns.spawn(async move {
             let _permit = permit;
-            let served = Arc::new(AtomicU32::new(0));
-            let max = ctx.limits.max_requests_per_connection;
-            let svc = service_fn(move |req| {
-                let ctx = ctx.clone();
-                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                async move {
-                    let mut resp = handler::handle(ctx, peer, req).await?;
-                    if n >= max {
-                        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopped(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            conn.await;
         });
     }
     drop(listener);
     let drain = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(ctx.limits.drain_timeout, drain).await.is_err() {
         conns.abort_all();
+    }
+}
+
+/// The HTTP/1.1 settings every connection is served with.
+pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+}
+
+/// Serves one accepted connection until the client is done, or until `shutdown`
+/// turns true and its current request is answered. Also the socket fuzz target's
+/// entry point ([`crate::fuzzing`]), so both see the same server.
+pub(crate) async fn serve_connection(
+    stream: UnixStream,
+    ctx: Arc<Ctx>,
+    builder: Arc<http1::Builder>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = Peer::of(&stream);
+    let served = Arc::new(AtomicU32::new(0));
+    let max = ctx.limits.max_requests_per_connection;
+    let svc = service_fn(move |req| {
+        let ctx = ctx.clone();
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            let mut resp = handler::handle(ctx, peer, req).await?;
+            if n >= max {
+                resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

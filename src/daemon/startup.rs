@@ -36,7 +36,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub check: bool,
     /// Do not serve the D-Bus API on the session bus (only the socket).
-    #[arg(long, env = "LOOKER_AGENT_NO_DBUS")]
+    #[arg(long, env = "LOOKER_AGENT_NO_DBUS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_dbus: bool,
 }
 

@@ -317,16 +317,7 @@ mod tests {
 
     #[test]
     fn plain_http_only_to_loopback() {
-        let mk = |u: &str, allow: bool| Profile {
-            base_url: u.into(),
-            verify_tls: true,
-            ca_file: None,
-            timeout: None,
-            allow_insecure_http: allow,
-            always_fresh: false,
-            refresh_window: None,
-            credentials: vec![],
-        };
+        let mk = |u: &str, allow: bool| Profile { allow_insecure_http: allow, ..Profile::new(u) };
         assert!(LookerClient::new(&mk("http://127.0.0.1:9", false)).is_ok());
         assert!(LookerClient::new(&mk("http://localhost:9", false)).is_ok());
         let e = LookerClient::new(&mk("http://looker.example.com", false)).unwrap_err();

@@ -46,6 +46,9 @@ impl TestEnv {
         vars.insert("XDG_RUNTIME_DIR".into(), runtime.display().to_string());
         vars.insert("LOOKER_AGENT_SECRET_STORE".into(), store.into());
         vars.insert("RUST_LOG".into(), "info".into());
+        // Agents under test stay off the shared session bus, so lookerctl's D-Bus
+        // fallback can never reach another test's agent. D-Bus tests opt back in.
+        vars.insert("LOOKER_AGENT_NO_DBUS".into(), "1".into());
         let socket = runtime.join("looker-agent").join("agent.sock");
         let config = p.join("config").join("looker-agent").join("config.toml");
         TestEnv { dir, vars, socket, config }

@@ -82,7 +82,8 @@ fn manual(args: &args::ManArgs) -> Result<u8, CliError> {
         }
         None => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(cmd)
+            // As in generate_to: no page for `help`, so none is listed.
+            clap_mangen::Man::new(cmd.disable_help_subcommand(true))
                 .render(&mut page)
                 .map_err(|e| CliError::failure(format!("cannot render the man page: {e}")))?;
             output::raw(&page)?;

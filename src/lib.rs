@@ -25,6 +25,8 @@ pub mod daemon;
 pub mod duration;
 pub mod emulator;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod looker;
 pub mod looker_ini;

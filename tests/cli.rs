@@ -405,7 +405,6 @@ fn credential_verify_reports_the_user_and_warns_about_admins() {
 
     let out = env.ctl(&["credential", "verify", "prod"], None);
     let stdout = ok(out.clone(), "verify (first credential)");
-    eprintln!("DEBUGOUT\n{stdout}{}", err(&out));
     for needle in ["prod/root", "42", "Ada Lovelace", "ada@example.com", "Admin"] {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }

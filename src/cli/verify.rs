@@ -199,7 +199,7 @@ pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result
         AdminCheck::Roles(admin) if !admin.is_empty() => warnings.push(format!(
             "{profile_name}/{cname} acts as an admin (role {}). Looker advises API keys on a service account \
              with only the permissions it needs: create a user with a narrower role, give it an API key, \
-             and import that one instead",
+             and store that one instead (`lookerctl credential add {profile_name} NAME --client-id ID`)",
             admin.join(", ")
         )),
         AdminCheck::RoleIds(true) => warnings.push(format!(

@@ -71,7 +71,10 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
         while conns.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             if !full_warned {
-                tracing::warn!(max = ctx.limits.max_connections, "connection limit reached; closing new connections");
+                tracing::warn!(
+                    max = ctx.limits.max_connections,
+                    "connection limit reached; closing new connections"
+                );
                 full_warned = true;
             }
             drop(stream);

@@ -1,0 +1,10 @@
+//! Looker's login and user answers (`parse_login_answer`, `LookerUser`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = looker_agent::fuzzing::looker_answer(data) {
+        panic!("{e}");
+    }
+});

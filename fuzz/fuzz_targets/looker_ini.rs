@@ -1,0 +1,10 @@
+//! looker.ini import (`looker_ini::parse`, `remove_key`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = looker_agent::fuzzing::looker_ini(data) {
+        panic!("{e}");
+    }
+});

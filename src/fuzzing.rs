@@ -1,0 +1,340 @@
+//! Entry points for the fuzz targets in `fuzz/` (`scripts/fuzz.sh`). Not part of the API.
+//!
+//! Each function takes arbitrary bytes, drives one parser or the socket server
+//! with them, and checks the properties that must hold whatever the input:
+//! it returns `Err` with a description when one is broken (the fuzz target turns
+//! that into a crash), and a panic anywhere is a finding too.
+//! `tests/hostile.rs` replays the committed corpus (`fuzz/corpus/`) through them.
+
+use crate::broker::{Broker, BrokerSettings, UpstreamFactory};
+use crate::config::{Config, Profile};
+use crate::daemon::handler::{Ctx, ReloadFn};
+use crate::daemon::server::{self, Limits};
+use crate::looker::{client::parse_login_answer, LoginToken, LookerApi, LookerError, LookerUser};
+use crate::secret::Secret;
+use crate::store::memory::MemoryStore;
+use crate::store::{SecretKey, SecretStore};
+use async_trait::async_trait;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The client secret the socket harness's fake Looker accepts; it must never be
+/// in anything the server writes back.
+pub const FUZZ_SECRET: &str = "fuzz-client-secret-7f3a9c";
+
+/// The config the socket harness serves: a default profile with a good and a
+/// rejected credential set, one whose Looker is down, one with no credentials.
+const FUZZ_CONFIG: &str = r#"
+default_profile = "p"
+[profiles.p]
+base_url = "https://looker.invalid"
+[[profiles.p.credentials]]
+name = "a"
+client_id = "id-a"
+[[profiles.p.credentials]]
+name = "b"
+client_id = "id-b"
+[profiles.down]
+base_url = "https://down.invalid"
+[[profiles.down.credentials]]
+name = "a"
+client_id = "down"
+[profiles.empty]
+base_url = "https://empty.invalid"
+"#;
+
+/// How long one socket input may take before it counts as a hang.
+const SOCKET_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A Looker that answers at once without a network: secret [`FUZZ_SECRET`] logs
+/// in (except client_id `down`, which is unavailable), anything else is rejected.
+struct FakeLooker {
+    logins: AtomicU64,
+}
+
+#[async_trait]
+impl LookerApi for FakeLooker {
+    async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError> {
+        if client_id == "down" {
+            return Err(LookerError::Unavailable { reason: "fake Looker is down".into(), retry_after: None });
+        }
+        if client_secret.expose() != FUZZ_SECRET {
+            return Err(LookerError::Rejected { status: 404, message: "Not found".into() });
+        }
+        let n = self.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(LoginToken {
+            access_token: Secret::new(format!("fuzztoken{n:08}")),
+            token_type: "Bearer".into(),
+            expires_in: 3600,
+        })
+    }
+
+    async fn logout(&self, _access_token: &Secret) -> Result<(), LookerError> {
+        Ok(())
+    }
+
+    async fn alive(&self) -> Result<(), LookerError> {
+        Ok(())
+    }
+
+    async fn user(&self, _access_token: &Secret) -> Result<LookerUser, LookerError> {
+        Ok(LookerUser::default())
+    }
+}
+
+struct FakeUpstream(Arc<FakeLooker>);
+
+impl UpstreamFactory for FakeUpstream {
+    fn api_for(&self, _profile: &Profile) -> Result<Arc<dyn LookerApi>, LookerError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Feeds bytes to the real socket server (hyper's HTTP/1.1 connection and the
+/// request handler) over a Unix socket pair, as one client connection; the
+/// broker behind it has a memory store and a fake Looker.
+pub struct SocketHarness {
+    rt: tokio::runtime::Runtime,
+    config: Config,
+    upstream: Arc<FakeLooker>,
+}
+
+impl SocketHarness {
+    /// A harness with its own single-threaded runtime.
+    pub fn new() -> Result<SocketHarness, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build a runtime: {e}"))?;
+        let config = Config::parse(Path::new("fuzz-config.toml"), FUZZ_CONFIG).map_err(|e| e.to_string())?;
+        Ok(SocketHarness { rt, config, upstream: Arc::new(FakeLooker { logins: AtomicU64::new(0) }) })
+    }
+
+    /// Sends `input` on a fresh connection to a fresh broker, closes the sending
+    /// side, and returns everything the server wrote back. Fails when the server
+    /// does not finish within 10 s, leaks the client secret, or writes something
+    /// that is not an HTTP/1.1 response.
+    pub fn run(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+        self.rt.block_on(async {
+            let store = MemoryStore::new();
+            for (profile, cred, id, secret) in [
+                ("p", "a", "id-a", FUZZ_SECRET),
+                ("p", "b", "id-b", "wrong"),
+                ("down", "a", "down", FUZZ_SECRET),
+            ] {
+                store
+                    .set(&SecretKey::new(profile, cred), id, &Secret::new(secret))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let broker = Broker::new(
+                self.config.clone(),
+                Arc::new(store),
+                "memory (fuzzing)".into(),
+                Arc::new(FakeUpstream(self.upstream.clone())),
+                BrokerSettings::default(),
+            );
+            let config = self.config.clone();
+            let reload: ReloadFn = Arc::new(move |b: &Broker| {
+                let n = b.reload(config.clone());
+                Ok(format!("reloaded; revoking {n}"))
+            });
+            let limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
+            let ctx = Arc::new(Ctx {
+                broker,
+                uid: rustix::process::getuid().as_raw(),
+                reload: Some(reload),
+                limits: limits.clone(),
+            });
+            let (client, server_end) =
+                tokio::net::UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
+            let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            // The server's settings, except that requests already sent are all answered
+            // after the client's end is closed (the harness closes it once everything is
+            // written), so pipelined requests are fuzzed too.
+            let mut builder = server::http1_builder(&limits);
+            builder.half_close(true);
+            let builder = Arc::new(builder);
+            let conn = tokio::spawn(server::serve_connection(server_end, ctx, builder, stop_rx));
+            let (mut rd, mut wr) = client.into_split();
+            let send = async {
+                // The server may close first (an error answer, Connection: close).
+                let _ = wr.write_all(input).await;
+                let _ = wr.shutdown().await;
+            };
+            let mut out = Vec::new();
+            let receive = rd.read_to_end(&mut out);
+            let exchange = async {
+                let ((), read) = tokio::join!(send, receive);
+                let served = conn.await;
+                (read, served)
+            };
+            let (_read, served) = tokio::time::timeout(SOCKET_DEADLINE, exchange)
+                .await
+                .map_err(|_| format!("the connection was still open after {SOCKET_DEADLINE:?}"))?;
+            served.map_err(|e| format!("the connection task failed: {e}"))?;
+            check_socket_output(&out)?;
+            Ok(out)
+        })
+    }
+}
+
+fn check_socket_output(out: &[u8]) -> Result<(), String> {
+    if contains(out, FUZZ_SECRET.as_bytes()) {
+        return Err("the server wrote the client secret back".into());
+    }
+    if !out.is_empty() && !out.starts_with(b"HTTP/1.1 ") {
+        return Err(format!(
+            "the server wrote something else than a response: {:?}",
+            String::from_utf8_lossy(out)
+        ));
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `Config::parse` on arbitrary text: never panics; what it accepts is valid
+/// and stays the same when validated again (normalisation is idempotent).
+pub fn config(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else { return Ok(()) };
+    let path = Path::new("/fuzz/config.toml");
+    match Config::parse(path, text) {
+        Err(e) => {
+            let _ = e.to_string();
+            Ok(())
+        }
+        Ok(cfg) => {
+            for (name, p) in &cfg.profiles {
+                crate::config::validate_name("profile", name)?;
+                let url = url::Url::parse(&p.base_url)
+                    .map_err(|e| format!("accepted base_url {:?}: {e}", p.base_url))?;
+                if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!("accepted base_url {:?}", p.base_url));
+                }
+            }
+            if let Some(d) = cfg.resolve_profile(None) {
+                if !cfg.profiles.contains_key(d) {
+                    return Err(format!("the default profile {d:?} does not exist"));
+                }
+            }
+            let mut again = cfg.clone();
+            again.validate().map_err(|e| format!("a valid config fails validation the second time: {e}"))?;
+            if again != cfg {
+                return Err(format!("validating twice changes the config: {cfg:?} -> {again:?}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Looker's login and user answers: never panics; an accepted login answer has a
+/// printable token and a sane lifetime, and its `Debug` hides the token.
+pub fn looker_answer(data: &[u8]) -> Result<(), String> {
+    if let Ok(t) = parse_login_answer(data) {
+        let token = t.access_token.expose();
+        if token.is_empty() || token.len() > 4096 || token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+            return Err(format!("accepted access_token {token:?}"));
+        }
+        if !(1..=31_536_000).contains(&t.expires_in) {
+            return Err(format!("accepted expires_in {}", t.expires_in));
+        }
+        if format!("{:?}", t.access_token) != "Secret(<redacted>)" {
+            return Err("a token's Debug shows it".into());
+        }
+    }
+    let _ = serde_json::from_slice::<LookerUser>(data);
+    Ok(())
+}
+
+/// `looker_ini::parse` and `remove_key`: never panic; every accessor works on
+/// what parses; `Debug` never shows the client_secret; removing the secret
+/// removes whole lines only and leaves a file whose section no longer takes
+/// its secret from where it came from.
+pub fn looker_ini(data: &[u8]) -> Result<(), String> {
+    use crate::looker_ini::{parse, remove_key, DEFAULTS_SECTION};
+    let Ok(text) = std::str::from_utf8(data) else { return Ok(()) };
+    let sections = match parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = e.to_string();
+            let _ = remove_key(text, "Looker", "client_secret");
+            return Ok(());
+        }
+    };
+    for s in &sections {
+        let _ = (s.base_url(), s.client_id(), s.verify_ssl(), s.timeout(), s.profile_settings());
+        let name = s.suggested_profile_name();
+        crate::config::validate_name("profile", &name).map_err(|e| format!("suggested name: {e}"))?;
+        if let Some(secret) = s.secret() {
+            let value = secret.expose();
+            let debug = format!("{s:?}");
+            let elsewhere = s.name.contains(value)
+                || s.entries.iter().any(|(k, v)| k.contains(value) || v.contains(value));
+            if value.len() >= 4 && !elsewhere && debug.contains(value) {
+                return Err(format!("Debug shows the secret: {debug}"));
+            }
+            let from = s.secret_section().unwrap_or(DEFAULTS_SECTION).to_string();
+            let out = remove_key(text, &from, "client_secret");
+            if !whole_lines_removed(text, &out) {
+                return Err(format!("remove_key changed more than whole lines: {out:?}"));
+            }
+            if let Ok(after) = parse(&out) {
+                let same = after.iter().find(|a| a.name == s.name);
+                if let Some(a) = same {
+                    if a.secret_section() == Some(from.as_str()) {
+                        return Err(format!(
+                            "[{}] still takes a client_secret from [{from}] after removal",
+                            s.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `after` is `before` with some of its lines left out, the rest unchanged.
+fn whole_lines_removed(before: &str, after: &str) -> bool {
+    let mut kept = after.split_inclusive('\n').peekable();
+    for line in before.split_inclusive('\n') {
+        if kept.peek() == Some(&line) {
+            kept.next();
+        }
+    }
+    kept.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_harness_serves_a_token_and_no_secret() {
+        let h = SocketHarness::new().unwrap();
+        let out = h
+            .run(b"GET /v1/profiles/p/token HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/status HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("fuzztoken") && text.matches("HTTP/1.1 200").count() == 2, "{text}");
+        assert!(h.run(b"\x00garbage\r\n\r\n").unwrap().starts_with(b"HTTP/1.1 400"));
+        assert!(h.run(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn parsers_hold_their_properties_on_samples() {
+        config(b"[profiles.p]\nbase_url = \"https://x.example/api/4.0\"\n").unwrap();
+        looker_answer(br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#).unwrap();
+        looker_ini(b"[DEFAULT]\nclient_secret=s3cret\n[Looker]\nbase_url=https://x\nclient_id=a\n").unwrap();
+        looker_ini(b"[Looker]\nbase_url=https://x\nclient_secret=abcdef\n  more\n").unwrap();
+        assert!(whole_lines_removed("a\nb\nc", "a\nc"));
+        assert!(!whole_lines_removed("a\nb\n", "a\nx\n"));
+    }
+}

@@ -111,7 +111,8 @@ fn pingpong_server(path: &std::path::Path, answer: Vec<u8>) {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (broker, _emu) = warm_broker(&rt);
 
     c.bench_function("broker/cache_hit", |b| {

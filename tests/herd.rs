@@ -47,7 +47,9 @@ async fn get(s: &mut UnixStream, path: &str) -> (u16, String) {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             if body.len() >= len {
                 let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -66,7 +68,8 @@ fn thousand_cold_requests_make_one_login() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
     let store = MemoryStore::new();
-    rt.block_on(store.set(&SecretKey::new("herd", "default"), "herd-id", &Secret::new("herd-secret"))).unwrap();
+    rt.block_on(store.set(&SecretKey::new("herd", "default"), "herd-id", &Secret::new("herd-secret")))
+        .unwrap();
     let mut profile = Profile::new(bg.url());
     profile.credentials.push(Credential { name: "default".into(), client_id: "herd-id".into() });
     let config = Config { default_profile: None, profiles: BTreeMap::from([("herd".to_string(), profile)]) };
@@ -77,8 +80,13 @@ fn thousand_cold_requests_make_one_login() {
         let mut opts = DaemonOptions::new(socket.clone());
         opts.dbus = false;
         let daemon = Daemon::bind(opts).unwrap();
-        let broker =
-            Broker::new(config, Arc::new(store), "memory".into(), Arc::new(RealUpstream), BrokerSettings::default());
+        let broker = Broker::new(
+            config,
+            Arc::new(store),
+            "memory".into(),
+            Arc::new(RealUpstream),
+            BrokerSettings::default(),
+        );
         rt.spawn(daemon.run(broker, async move {
             let _ = stop_rx.await;
         }))

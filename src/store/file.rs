@@ -517,7 +517,19 @@ fn list_journal(dir: &Path) -> Result<Vec<JournalEntry>, StoreError> {
         let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|id| valid_journal_id(id))
         else {
             // Temporary files of a write in progress (or cut short) start with '.'.
-            if !name.as_encoded_bytes().starts_with(b".") {
+            // One older than a few minutes was cut short by a crash and may hold a
+            // token in clear: remove it (a live write renames its file in milliseconds).
+            if name.as_encoded_bytes().starts_with(b".tmp-") {
+                let stale = item
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(600));
+                if stale {
+                    let _ = fs::remove_file(&path);
+                }
+            } else if !name.as_encoded_bytes().starts_with(b".") {
                 tracing::warn!(path = %path.display(), "ignoring a file in the token journal folder that is not an entry");
             }
             continue;

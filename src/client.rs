@@ -2,7 +2,8 @@
 //! the Unix socket (hyper's client on a current-thread runtime).
 
 use crate::protocol::{
-    ErrorBody, ErrorCode, Health, RevokeRequest, RevokeResponse, StatusReport, TokenObject, DEFAULT_PROFILE_SEGMENT,
+    ErrorBody, ErrorCode, Health, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
+    DEFAULT_PROFILE_SEGMENT,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -64,8 +65,16 @@ impl AgentClient {
     }
 
     /// Sends one request and returns the status and body.
-    pub async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
-        let not_running = |e: std::io::Error| ClientError::NotRunning { socket: self.socket.clone(), reason: e.to_string() };
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        let not_running = |e: std::io::Error| ClientError::NotRunning {
+            socket: self.socket.clone(),
+            reason: e.to_string(),
+        };
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(not_running)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -163,6 +172,9 @@ impl AgentClient {
 fn api_error(status: u16, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => ClientError::Api { status, code: e.error.code, message: e.error.message },
-        Err(_) => ClientError::Protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(body).chars().take(200).collect::<String>())),
+        Err(_) => ClientError::Protocol(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(body).chars().take(200).collect::<String>()
+        )),
     }
 }

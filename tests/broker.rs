@@ -95,7 +95,11 @@ impl LookerApi for Fake {
         st.live.insert(token.clone(), exp);
         st.live.retain(|_, e| *e > now);
         st.max_live = st.max_live.max(st.live.len());
-        Ok(LoginToken { access_token: Secret::new(token), token_type: "Bearer".into(), expires_in: st.lifetime })
+        Ok(LoginToken {
+            access_token: Secret::new(token),
+            token_type: "Bearer".into(),
+            expires_in: st.lifetime,
+        })
     }
     async fn logout(&self, t: &Secret) -> Result<(), LookerError> {
         self.state.lock().unwrap().live.remove(t.expose());
@@ -119,7 +123,10 @@ impl UpstreamFactory for FakeUpstream {
 fn profile(creds: &[(&str, &str)]) -> Profile {
     Profile {
         timeout: Some(Duration::from_secs(10)),
-        credentials: creds.iter().map(|(n, id)| Credential { name: n.to_string(), client_id: id.to_string() }).collect(),
+        credentials: creds
+            .iter()
+            .map(|(n, id)| Credential { name: n.to_string(), client_id: id.to_string() })
+            .collect(),
         ..Profile::new("https://looker.example.com")
     }
 }
@@ -131,8 +138,15 @@ async fn broker(fake: &Arc<Fake>, creds: &[(&str, &str, &str)]) -> Broker {
         store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
     }
     let mut cfg = Config::default();
-    cfg.profiles.insert("prod".into(), profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>()));
-    let b = Broker::new(cfg, Arc::new(store), "memory".into(), Arc::new(FakeUpstream(fake.clone())), BrokerSettings::default());
+    cfg.profiles
+        .insert("prod".into(), profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>()));
+    let b = Broker::new(
+        cfg,
+        Arc::new(store),
+        "memory".into(),
+        Arc::new(FakeUpstream(fake.clone())),
+        BrokerSettings::default(),
+    );
     tokio::spawn(b.clone().run_maintenance());
     b
 }
@@ -161,7 +175,9 @@ async fn herd_on_a_cold_credential_makes_one_login() {
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
             let b = b.clone();
-            tokio::spawn(async move { b.token(Some("prod"), None, S(60)).await.map(|t| t.token.token.expose().to_string()) })
+            tokio::spawn(async move {
+                b.token(Some("prod"), None, S(60)).await.map(|t| t.token.token.expose().to_string())
+            })
         })
         .collect();
     let mut seen = std::collections::BTreeSet::new();
@@ -236,7 +252,10 @@ async fn outage_serves_the_cache_backs_off_and_recovers() {
 #[tokio::test(start_paused = true)]
 async fn outage_without_cache_fails_fast_and_does_not_hammer() {
     let fake = Fake::new(600, &[("id", "sec")]);
-    fake.set_fail(Some(LookerError::Unavailable { reason: "connect refused".into(), retry_after: Some(S(30)) }));
+    fake.set_fail(Some(LookerError::Unavailable {
+        reason: "connect refused".into(),
+        retry_after: Some(S(30)),
+    }));
     let b = broker(&fake, &[("c", "id", "sec")]).await;
     let e = b.token(Some("prod"), None, S(60)).await.unwrap_err();
     assert!(matches!(e, BrokerError::Unavailable { .. }));
@@ -309,7 +328,10 @@ async fn removed_credential_set_is_revoked_on_reload() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(!fake.is_live(ta.token.token.expose()));
     assert!(fake.is_live(tb.token.token.expose()), "an unchanged set kept its token");
-    assert_eq!(b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose(), tb.token.token.expose());
+    assert_eq!(
+        b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose(),
+        tb.token.token.expose()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -25,10 +25,16 @@ fn end_to_end(store: &str) {
     assert_eq!(std::fs::metadata(&env.config).unwrap().permissions().mode() & 0o077, 0);
 
     if store == "secret-service" {
-        let out = Command::new("secret-tool").args(["search", "--all", "application", "looker-agent"]).output().unwrap();
+        let out = Command::new("secret-tool")
+            .args(["search", "--all", "application", "looker-agent"])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert!(text.contains(&format!("attribute.profile = {profile}")), "secret-tool output:\n{text}");
-        assert!(text.contains("attribute.credential = reporting") && text.contains(&format!("attribute.client_id = {id}")));
+        assert!(
+            text.contains("attribute.credential = reporting")
+                && text.contains(&format!("attribute.client_id = {id}"))
+        );
         // Nothing under XDG_DATA_HOME holds the secret in this mode.
         let data = env.dir.path().join("data");
         let grep = Command::new("grep").args(["-r", "-l", &secret]).arg(&data).output().unwrap();
@@ -57,7 +63,8 @@ fn end_to_end(store: &str) {
 
     if store == "secret-service" {
         env.ctl_ok(&["profile", "remove", &profile], None);
-        let out = Command::new("secret-tool").args(["search", "--all", "profile", &profile]).output().unwrap();
+        let out =
+            Command::new("secret-tool").args(["search", "--all", "profile", &profile]).output().unwrap();
         assert!(!String::from_utf8_lossy(&out.stdout).contains(&profile), "item left behind");
     }
 }
@@ -77,7 +84,10 @@ fn end_to_end_with_secret_service() {
 #[test]
 fn herd_of_200_cold_requests_makes_one_login() {
     let emu = BgEmulator::start(Duration::from_secs(3600), &[("herd-id", "herd-secret")]);
-    emu.emu().set_faults(looker_agent::emulator::Faults { login_delay: Duration::from_millis(200), ..Default::default() });
+    emu.emu().set_faults(looker_agent::emulator::Faults {
+        login_delay: Duration::from_millis(200),
+        ..Default::default()
+    });
     let env = TestEnv::new("file");
     env.add_profile("herd", &emu.url(), &[("c", "herd-id", "herd-secret")]);
     let _agent = env.start_agent(&[]);
@@ -142,7 +152,10 @@ fn sigterm_revokes_every_token_and_removes_the_socket() {
     let creds = [("a-id", "a-secret"), ("b-id", "b-secret"), ("c-id", "c-secret")];
     let emu = BgEmulator::start(Duration::from_secs(3600), &creds);
     // Revocation has to be concurrent: each logout takes 1 s, the deadline is 5 s.
-    emu.emu().set_faults(looker_agent::emulator::Faults { logout_delay: Duration::from_millis(1000), ..Default::default() });
+    emu.emu().set_faults(looker_agent::emulator::Faults {
+        logout_delay: Duration::from_millis(1000),
+        ..Default::default()
+    });
     let env = TestEnv::new("file");
     env.add_profile("one", &emu.url(), &[("a", "a-id", "a-secret"), ("b", "b-id", "b-secret")]);
     env.add_profile("two", &emu.url(), &[("c", "c-id", "c-secret")]);
@@ -181,12 +194,23 @@ fn another_uid_gets_no_token() {
     env.add_profile("prod", &emu.url(), &[("c", "u-id", "u-secret")]);
     let _agent = env.start_agent(&[]);
     // Open everything up, as a careless admin might: the uid check must still hold.
-    for p in [env.dir.path().to_path_buf(), env.dir.path().join("run"), env.socket.parent().unwrap().to_path_buf()] {
+    for p in
+        [env.dir.path().to_path_buf(), env.dir.path().join("run"), env.socket.parent().unwrap().to_path_buf()]
+    {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     std::fs::set_permissions(&env.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-s", "-w", "\n%{http_code}", "--unix-socket"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
         .arg(&env.socket)
         .arg("http://agent/v1/profiles/prod/token")
         .output()
@@ -245,9 +269,15 @@ fn hostile_clients_do_not_stop_the_daemon() {
     healthy(&env.socket);
 
     // Malformed JSON and bad queries are clear 400s.
-    let r = raw(&env.socket, b"POST /v1/revoke HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 5\r\n\r\n{nope");
+    let r = raw(
+        &env.socket,
+        b"POST /v1/revoke HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 5\r\n\r\n{nope",
+    );
     assert!(r.starts_with("HTTP/1.1 400") && r.contains("bad_request"), "{r}");
-    let r = raw(&env.socket, b"GET /v1/profiles/x/token?min_ttl=abc HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let r = raw(
+        &env.socket,
+        b"GET /v1/profiles/x/token?min_ttl=abc HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     let r = raw(&env.socket, b"GET /v1/nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
@@ -264,7 +294,8 @@ fn hostile_clients_do_not_stop_the_daemon() {
 fn broken_config_refuses_to_start() {
     let env = TestEnv::new("file");
     std::fs::create_dir_all(env.config.parent().unwrap()).unwrap();
-    std::fs::write(&env.config, "[profiles.prod]\nbase_url = \"https://x.example.com\"\nverfy_tls = false\n").unwrap();
+    std::fs::write(&env.config, "[profiles.prod]\nbase_url = \"https://x.example.com\"\nverfy_tls = false\n")
+        .unwrap();
     let mut cmd = Command::new(agent_bin());
     cmd.envs(&env.vars).env_remove("LOOKER_AGENT_CONFIG").env_remove("LOOKER_AGENT_SOCKET");
     let out = cmd.output().unwrap();
@@ -307,7 +338,12 @@ fn executable_allow_list_is_enforced_and_denials_logged() {
     let env = TestEnv::new("file");
     env.add_profile("locked", &emu.url(), &[("c", "al-id", "al-secret")]);
     // Only curl may have this profile's tokens.
-    let curl = std::fs::canonicalize(String::from_utf8(Command::new("sh").args(["-c", "command -v curl"]).output().unwrap().stdout).unwrap().trim()).unwrap();
+    let curl = std::fs::canonicalize(
+        String::from_utf8(Command::new("sh").args(["-c", "command -v curl"]).output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     let cfg = read(&env.config).replace(
         "[profiles.locked]\n",
         &format!("[profiles.locked]\nallowed_executables = [{:?}]\n", curl.display().to_string()),

@@ -72,9 +72,7 @@ fn outage_keeps_serving_the_cache_and_status_says_why() {
     assert!(matches!(c["state"].as_str(), Some("backing_off") | Some("logging_in")), "{c}");
     // Looker heals: a fresh login works again within a backoff step.
     emu.emu().set_faults(Faults::default());
-    wait_until("recovery", Duration::from_secs(10), || {
-        env.ctl(&["token", "prod"], None).status.success()
-    });
+    wait_until("recovery", Duration::from_secs(10), || env.ctl(&["token", "prod"], None).status.success());
 }
 
 #[test]
@@ -83,7 +81,8 @@ fn first_set_rejected_second_serves_and_status_names_the_first() {
     let env = TestEnv::new("file");
     env.add_profile("prod", &emu.url(), &[("first", "r1", "wrong"), ("second", "r2", "s2")]);
     let _agent = env.start_agent(&[]);
-    let v: serde_json::Value = serde_json::from_str(&env.ctl_ok(&["token", "prod", "--format", "json"], None)).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ctl_ok(&["token", "prod", "--format", "json"], None)).unwrap();
     assert_eq!(v["credential"], "second");
     let s = status_json(&env);
     let first = &s["profiles"][0]["credentials"][0];
@@ -128,5 +127,7 @@ fn sighup_reloads_and_broken_edit_keeps_the_old_config() {
     std::thread::sleep(Duration::from_millis(300));
     // Still serving with the previous config.
     assert!(env.ctl(&["token", "prod"], None).status.success());
-    wait_until("reload error logged", Duration::from_secs(5), || agent.log_text().contains("keeping the previous one"));
+    wait_until("reload error logged", Duration::from_secs(5), || {
+        agent.log_text().contains("keeping the previous one")
+    });
 }

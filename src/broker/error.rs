@@ -86,7 +86,9 @@ impl BrokerError {
     /// The socket API error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            BrokerError::UnknownProfile { .. } | BrokerError::NoDefaultProfile { .. } => ErrorCode::UnknownProfile,
+            BrokerError::UnknownProfile { .. } | BrokerError::NoDefaultProfile { .. } => {
+                ErrorCode::UnknownProfile
+            }
             BrokerError::UnknownCredential { .. } => ErrorCode::UnknownCredential,
             BrokerError::BadRequest(_) => ErrorCode::BadRequest,
             BrokerError::Rejected { .. } => ErrorCode::CredentialsRejected,

@@ -151,7 +151,10 @@ impl Broker {
     ) -> Broker {
         let (events, _) = broadcast::channel(256);
         let inner = Inner {
-            snapshot: RwLock::new(Arc::new(Snapshot { config: Config::default(), profiles: BTreeMap::new() })),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                config: Config::default(),
+                profiles: BTreeMap::new(),
+            })),
             store,
             store_description,
             upstream,
@@ -210,8 +213,9 @@ impl Broker {
                 .credentials
                 .iter()
                 .map(|c| {
-                    let reuse = old_p
-                        .and_then(|o| o.creds.iter().find(|s| *s.name == *c.name && s.client_id == c.client_id));
+                    let reuse = old_p.and_then(|o| {
+                        o.creds.iter().find(|s| *s.name == *c.name && s.client_id == c.client_id)
+                    });
                     match reuse {
                         Some(s) => {
                             // A reload is a config change: a rejected secret may have been fixed.
@@ -260,7 +264,11 @@ impl Broker {
         n
     }
 
-    fn resolve<'a>(&self, snap: &'a Snapshot, profile: Option<&str>) -> Result<(&'a str, &'a ProfileSlots), BrokerError> {
+    fn resolve<'a>(
+        &self,
+        snap: &'a Snapshot,
+        profile: Option<&str>,
+    ) -> Result<(&'a str, &'a ProfileSlots), BrokerError> {
         let known = || snap.profiles.keys().cloned().collect::<Vec<_>>();
         let name = match snap.config.resolve_profile(profile) {
             Some(n) => n,
@@ -298,14 +306,16 @@ impl Broker {
             base_url: p.base_url.clone(),
         };
         if let Some(c) = credential.filter(|c| !c.is_empty()) {
-            let slot = p.creds.iter().find(|s| *s.name == *c).ok_or_else(|| BrokerError::UnknownCredential {
-                profile: pname.to_string(),
-                credential: c.to_string(),
+            let slot = p.creds.iter().find(|s| *s.name == *c).ok_or_else(|| {
+                BrokerError::UnknownCredential { profile: pname.to_string(), credential: c.to_string() }
             })?;
             return slot.get(min_ttl).await.map(|t| issue(slot, t));
         }
         if p.creds.is_empty() {
-            return Err(BrokerError::UnknownCredential { profile: pname.to_string(), credential: String::new() });
+            return Err(BrokerError::UnknownCredential {
+                profile: pname.to_string(),
+                credential: String::new(),
+            });
         }
         // Failover: the first set not known to be rejected; a set rejected now
         // passes the turn to the next one. Other failures (Looker down) are not
@@ -383,7 +393,11 @@ impl Broker {
         Ok(())
     }
 
-    fn select(&self, profile: Option<&str>, credential: Option<&str>) -> Result<Vec<Arc<CredSlot>>, BrokerError> {
+    fn select(
+        &self,
+        profile: Option<&str>,
+        credential: Option<&str>,
+    ) -> Result<Vec<Arc<CredSlot>>, BrokerError> {
         let snap = self.snapshot();
         let profile = profile.filter(|p| !p.is_empty());
         let credential = credential.filter(|c| !c.is_empty());
@@ -399,9 +413,14 @@ impl Broker {
                 })?;
                 match credential {
                     None => Ok(p.creds.clone()),
-                    Some(c) => p.creds.iter().find(|s| *s.name == *c).map(|s| vec![s.clone()]).ok_or_else(|| {
-                        BrokerError::UnknownCredential { profile: name.to_string(), credential: c.to_string() }
-                    }),
+                    Some(c) => {
+                        p.creds.iter().find(|s| *s.name == *c).map(|s| vec![s.clone()]).ok_or_else(|| {
+                            BrokerError::UnknownCredential {
+                                profile: name.to_string(),
+                                credential: c.to_string(),
+                            }
+                        })
+                    }
                 }
             }
         }
@@ -513,7 +532,10 @@ fn same_connection(a: &Profile, b: &Profile) -> bool {
 /// Retires tokens: logs out, concurrently, those Looker may still accept (one
 /// already gone counts as revoked), then drops their journal entries. A token
 /// whose logout failed keeps its entry, so the next start tries again.
-pub(crate) async fn logout_all(store: SharedStore, work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) -> RevokeSummary {
+pub(crate) async fn logout_all(
+    store: SharedStore,
+    work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>,
+) -> RevokeSummary {
     let now = Instant::now();
     let store = &store;
     let results = futures_util::future::join_all(work.iter().map(|(api, t)| async move {

@@ -22,7 +22,9 @@ impl Broker {
                 Vec::new()
             }
             Err(_) => {
-                tracing::warn!("reading the token journal timed out; tokens of a crashed run expire on their own");
+                tracing::warn!(
+                    "reading the token journal timed out; tokens of a crashed run expire on their own"
+                );
                 Vec::new()
             }
         }
@@ -35,7 +37,8 @@ impl Broker {
         if entries.is_empty() {
             return RevokeSummary::default();
         }
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let config = self.config();
         let store = self.inner.store.clone();
         let store = &store;
@@ -45,7 +48,9 @@ impl Broker {
                 let live = e.expires_at_unix > now;
                 let outcome = match (&api, live) {
                     (_, false) => Ok(false),
-                    (Some(api), true) => api.logout(&e.token).await.map(|()| true).map_err(|err| err.to_string()),
+                    (Some(api), true) => {
+                        api.logout(&e.token).await.map(|()| true).map_err(|err| err.to_string())
+                    }
                     (None, true) => Err(format!("no usable client for {}", e.base_url)),
                 };
                 if outcome.is_ok() {
@@ -71,7 +76,12 @@ impl Broker {
     }
 
     fn api_for_base_url(&self, config: &crate::config::Config, base_url: &str) -> Option<Arc<dyn LookerApi>> {
-        let profile = config.profiles.values().find(|p| p.base_url == base_url).cloned().unwrap_or_else(|| Profile::new(base_url));
+        let profile = config
+            .profiles
+            .values()
+            .find(|p| p.base_url == base_url)
+            .cloned()
+            .unwrap_or_else(|| Profile::new(base_url));
         self.inner.upstream.api_for(&profile).ok()
     }
 }

@@ -168,7 +168,8 @@ impl CredSlot {
                 None => {
                     if let Some((until, _)) = st.backoff_until {
                         if now < until {
-                            let last = st.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or("earlier failures");
+                            let last =
+                                st.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or("earlier failures");
                             return Err(BrokerError::Unavailable {
                                 profile: self.profile.to_string(),
                                 reason: format!(
@@ -250,7 +251,8 @@ impl CredSlot {
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
         let received = Instant::now();
-        let mut token = LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in));
+        let mut token =
+            LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in));
         // Journal it before anyone can use it: if the agent dies, the next start revokes it.
         let entry = JournalEntry {
             id: Alphanumeric.sample_string(&mut rand::rng(), 20),
@@ -298,7 +300,8 @@ impl CredSlot {
                 }
                 Err(LoginFailure::Looker(LookerError::Rejected { status, message })) => {
                     let err = self.rejected_error(status, &message);
-                    st.last_error = Some((wall, format!("Looker rejected the credentials (HTTP {status}: {message})")));
+                    st.last_error =
+                        Some((wall, format!("Looker rejected the credentials (HTTP {status}: {message})")));
                     st.rejected = Some(Rejection {
                         at: wall,
                         retry_at: now + self.shared.settings.rejected_retry,
@@ -398,7 +401,8 @@ impl CredSlot {
         }
 
         let window = self.refresh_window;
-        let in_use = self.always_fresh || st.last_used.is_some_and(|u| now.saturating_duration_since(u) < window);
+        let in_use =
+            self.always_fresh || st.last_used.is_some_and(|u| now.saturating_duration_since(u) < window);
         let rejected = st.rejected.as_ref().is_some_and(|r| now < r.retry_at);
         if in_use && !rejected && st.inflight.is_none() {
             let due = match &st.current {
@@ -487,11 +491,8 @@ impl BrokerSettings {
     pub fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let ceiling = exp.min(self.backoff_cap);
-        let jittered = if ceiling.is_zero() {
-            ceiling
-        } else {
-            rand::rng().random_range(Duration::ZERO..=ceiling)
-        };
+        let jittered =
+            if ceiling.is_zero() { ceiling } else { rand::rng().random_range(Duration::ZERO..=ceiling) };
         jittered.max(retry_after.unwrap_or(Duration::ZERO).min(self.backoff_cap))
     }
 }

@@ -103,7 +103,10 @@ impl IssuedToken {
 
     /// Unix time of the expiry.
     pub fn expires_at_unix(&self, now: Instant) -> i64 {
-        self.expires_at_wall(now).duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        self.expires_at_wall(now)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
     }
 
     /// The SPEC's token object as JSON, written straight into one buffer
@@ -111,7 +114,10 @@ impl IssuedToken {
     pub fn to_json(&self, now: Instant) -> Vec<u8> {
         let expires_in = self.expires_in(now);
         let mut out = String::with_capacity(
-            160 + self.token.token.expose().len() + self.profile.len() + self.credential.len() + self.base_url.len(),
+            160 + self.token.token.expose().len()
+                + self.profile.len()
+                + self.credential.len()
+                + self.base_url.len(),
         );
         out.push_str("{\"access_token\":");
         json_str(&mut out, self.token.token.expose());

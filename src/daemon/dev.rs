@@ -47,7 +47,10 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
     let mut config = Config { default_profile: Some(DEV_PROFILE.into()), ..Config::default() };
     config.profiles.insert(
         DEV_PROFILE.into(),
-        Profile { credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }], ..Profile::new(emulator.base_url()) },
+        Profile {
+            credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }],
+            ..Profile::new(emulator.base_url())
+        },
     );
 
     // A private socket: a fresh 0700 folder nobody else knows about.
@@ -55,7 +58,8 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
         Some(s) => (s, None),
         None => {
             let base = crate::paths::runtime_dir();
-            std::fs::create_dir_all(&base).map_err(|e| DaemonError::Other(format!("{}: {e}", base.display())))?;
+            std::fs::create_dir_all(&base)
+                .map_err(|e| DaemonError::Other(format!("{}: {e}", base.display())))?;
             let dir = tempfile::Builder::new()
                 .prefix("looker-agent-dev-")
                 .tempdir_in(&base)
@@ -67,10 +71,18 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
     // Dev mode is private: it must not take the session bus name from a real agent.
     opts.dbus = false;
     let daemon = Daemon::bind(opts)?;
-    let broker = Broker::new(config, Arc::new(store), "memory (dev mode)".into(), Arc::new(RealUpstream), BrokerSettings::default());
+    let broker = Broker::new(
+        config,
+        Arc::new(store),
+        "memory (dev mode)".into(),
+        Arc::new(RealUpstream),
+        BrokerSettings::default(),
+    );
 
     println!("looker-agent dev mode: Looker emulator at {}", emulator.base_url());
-    println!("profile `{DEV_PROFILE}`, credential `{DEV_CREDENTIAL}`, memory secret store. In another terminal:");
+    println!(
+        "profile `{DEV_PROFILE}`, credential `{DEV_CREDENTIAL}`, memory secret store. In another terminal:"
+    );
     println!();
     println!("export LOOKER_AGENT_SOCKET={}", daemon.socket_path().display());
     println!("lookerctl token {DEV_PROFILE}");

@@ -77,7 +77,10 @@ fn parse_min_ttl(raw: Option<&str>) -> Result<Duration, String> {
 }
 
 /// Reads a JSON body, within the size and time limits; an empty body is `T::default()`.
-async fn read_json<T: serde::de::DeserializeOwned + Default>(body: Incoming, limits: &Limits) -> Result<T, Resp> {
+async fn read_json<T: serde::de::DeserializeOwned + Default>(
+    body: Incoming,
+    limits: &Limits,
+) -> Result<T, Resp> {
     let limited = Limited::new(body, limits.max_body);
     let collected = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
         Err(_) => return Err(error(ErrorCode::BadRequest, "request body not received in time")),
@@ -94,7 +97,8 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(body: Incoming, lim
     if collected.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&collected).map_err(|e| error(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&collected)
+        .map_err(|e| error(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
 /// Splits `/a/b/c` into `buf` without allocating; returns how many segments were
@@ -133,7 +137,9 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
     let segs = &seg_buf[..n];
     let method = &parts.method;
     let resp = match (method, segs) {
-        (&Method::GET, ["v1", "health"]) => ok(&Health { status: "ok".into(), version: crate::VERSION.into() }),
+        (&Method::GET, ["v1", "health"]) => {
+            ok(&Health { status: "ok".into(), version: crate::VERSION.into() })
+        }
         (&Method::GET, ["v1", "profiles", profile, "token"]) => {
             let q: TokenQuery = match serde_urlencoded::from_str(parts.uri.query().unwrap_or("")) {
                 Ok(q) => q,
@@ -208,7 +214,9 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         }
-        _ => error(ErrorCode::NotFound, format!("no such endpoint: {method} {path}; see SPEC.md's socket API")),
+        _ => {
+            error(ErrorCode::NotFound, format!("no such endpoint: {method} {path}; see SPEC.md's socket API"))
+        }
     };
     Ok(resp)
 }

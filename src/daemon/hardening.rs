@@ -12,14 +12,18 @@ pub fn harden_process() {
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
         tracing::warn!(error = %e, "cannot mark the process not dumpable");
     }
-    if let Err(e) = rustix::process::setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }) {
+    if let Err(e) = rustix::process::setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })
+    {
         tracing::warn!(error = %e, "cannot disable core dumps");
     }
     let nofile = rustix::process::getrlimit(Resource::Nofile);
     if let Some(max) = nofile.maximum {
         let want = max.min(65536);
         if nofile.current.is_some_and(|c| c < want) {
-            let _ = rustix::process::setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: Some(max) });
+            let _ = rustix::process::setrlimit(
+                Resource::Nofile,
+                Rlimit { current: Some(want), maximum: Some(max) },
+            );
         }
     }
 }

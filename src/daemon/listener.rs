@@ -14,10 +14,17 @@ use tokio::net::UnixListener;
 /// exists with looser permissions; an existing folder is checked (not a symlink,
 /// owned by us) and its mode set again explicitly.
 pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
-    let err = |what: &str, e: io::Error| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("{what}: {e}") };
+    let err = |what: &str, e: io::Error| DaemonError::Socket {
+        path: dir.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    };
     if let Some(parent) = dir.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| err("create parent", e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| err("create parent", e))?;
         }
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
@@ -36,11 +43,15 @@ pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
     if meta.uid() != me {
         return Err(DaemonError::Socket {
             path: dir.to_path_buf(),
-            reason: format!("is owned by uid {}, not by you (uid {me}); remove it or choose another --socket", meta.uid()),
+            reason: format!(
+                "is owned by uid {}, not by you (uid {me}); remove it or choose another --socket",
+                meta.uid()
+            ),
         });
     }
     if meta.mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err("chmod 0700", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| err("chmod 0700", e))?;
     }
     Ok(())
 }
@@ -57,7 +68,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
             if !meta.file_type().is_socket() {
-                return Err(sock_err("exists and is not a socket; remove it or choose another --socket".into()));
+                return Err(sock_err(
+                    "exists and is not a socket; remove it or choose another --socket".into(),
+                ));
             }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(DaemonError::AlreadyRunning { path: path.to_path_buf() });

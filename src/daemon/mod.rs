@@ -115,7 +115,11 @@ impl Daemon {
         let (listener, remove_socket) = match opts.listener.take() {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?;
-                (UnixListener::from_std(l).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?, false)
+                (
+                    UnixListener::from_std(l)
+                        .map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?,
+                    false,
+                )
             }
             None => (listener::bind(&opts.socket)?, true),
         };
@@ -129,13 +133,23 @@ impl Daemon {
 
     /// Serves until `shutdown` completes, then stops accepting, revokes every
     /// token the agent obtained (bounded by the revoke deadline) and removes the socket.
-    pub async fn run(self, broker: Broker, shutdown: impl Future<Output = ()>) -> Result<RunSummary, DaemonError> {
+    pub async fn run(
+        self,
+        broker: Broker,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, DaemonError> {
         let Daemon { listener, socket, remove_socket, opts, hup_signal } = self;
         let uid = rustix::process::getuid().as_raw();
-        let reload: Option<ReloadFn> = opts.config_path.clone().map(|path| {
-            Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn
+        let reload: Option<ReloadFn> = opts
+            .config_path
+            .clone()
+            .map(|path| Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn);
+        let ctx = Arc::new(Ctx {
+            broker: broker.clone(),
+            uid,
+            reload: reload.clone(),
+            limits: opts.limits.clone(),
         });
-        let ctx = Arc::new(Ctx { broker: broker.clone(), uid, reload: reload.clone(), limits: opts.limits.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // Tokens a killed earlier run left live: listed before this run logs in anything.
         let orphans = broker.orphaned_tokens().await;
@@ -181,10 +195,14 @@ impl Daemon {
             }
         };
         let _ = tokio::join!(tokio::time::timeout_at(deadline, server), bus_stopped);
-        let revoked = broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        let revoked =
+            broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
         if revoked.failed > 0 {
-            tracing::warn!(revoked = revoked.revoked, failed = revoked.failed,
-                "some tokens could not be revoked; they expire on their own");
+            tracing::warn!(
+                revoked = revoked.revoked,
+                failed = revoked.failed,
+                "some tokens could not be revoked; they expire on their own"
+            );
         } else {
             tracing::info!(revoked = revoked.revoked, "all tokens revoked");
         }
@@ -200,7 +218,10 @@ pub fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
     match Config::load(path) {
         Ok(cfg) => {
             let revoking = broker.reload(cfg);
-            let msg = format!("config reloaded from {}; revoking {revoking} token(s) of removed credential sets", path.display());
+            let msg = format!(
+                "config reloaded from {}; revoking {revoking} token(s) of removed credential sets",
+                path.display()
+            );
             tracing::info!("{msg}");
             Ok(msg)
         }

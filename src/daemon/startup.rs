@@ -86,7 +86,11 @@ async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), Daemon
     let (store, description) = store::credentials_dir::layer_from_env(store, description);
     tracing::info!(store = %description, "secret store");
     if args.check {
-        println!("config {} OK ({} profile(s)); secret store: {description}", paths.config.display(), config.profiles.len());
+        println!(
+            "config {} OK ({} profile(s)); secret store: {description}",
+            paths.config.display(),
+            config.profiles.len()
+        );
         return Ok(());
     }
     let mut opts = DaemonOptions::new(paths.socket.clone());

@@ -60,7 +60,10 @@ impl LookerClient {
                 LookerError::Config(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
             })?;
             if certs.is_empty() {
-                return Err(LookerError::Config(format!("ca_file {} holds no PEM certificate", ca.display())));
+                return Err(LookerError::Config(format!(
+                    "ca_file {} holds no PEM certificate",
+                    ca.display()
+                )));
             }
             for c in certs {
                 b = b.add_root_certificate(c);
@@ -81,8 +84,9 @@ impl LookerClient {
 }
 
 fn auth_header(token: &Secret) -> Result<HeaderValue, LookerError> {
-    let mut v = HeaderValue::from_str(&format!("token {}", token.expose()))
-        .map_err(|_| LookerError::Config("the access token holds characters not allowed in a header".into()))?;
+    let mut v = HeaderValue::from_str(&format!("token {}", token.expose())).map_err(|_| {
+        LookerError::Config("the access token holds characters not allowed in a header".into())
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -97,7 +101,10 @@ fn transport_error(e: reqwest::Error) -> LookerError {
         src = s.source();
     }
     let lower = chain.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("invalidcertificate") || lower.contains("unknownissuer") {
+    if lower.contains("certificate")
+        || lower.contains("invalidcertificate")
+        || lower.contains("unknownissuer")
+    {
         return LookerError::Config(format!(
             "TLS certificate problem: {chain}; if the instance uses a private CA, set ca_file in the profile \
              (`lookerctl profile add NAME --base-url URL --ca-file PATH`)"
@@ -183,7 +190,9 @@ fn status_error(status: StatusCode, retry: Option<Duration>, body: &[u8], login:
             reason: format!("HTTP {code} {}", looker_message(body)),
             retry_after: retry,
         },
-        400 | 401 | 403 | 404 if login => LookerError::Rejected { status: code, message: looker_message(body) },
+        400 | 401 | 403 | 404 if login => {
+            LookerError::Rejected { status: code, message: looker_message(body) }
+        }
         401 => LookerError::TokenExpired,
         _ => LookerError::BadAnswer {
             reason: format!("unexpected HTTP {code} ({}); is base_url right?", looker_message(body)),
@@ -201,7 +210,9 @@ pub fn parse_login_answer(body: &[u8]) -> Result<LoginToken, LookerError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| LookerError::BadAnswer { reason: "login answer has no access_token".into() })?;
     if token.len() > 4096 || token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err(LookerError::BadAnswer { reason: "login answer's access_token is not a printable token".into() });
+        return Err(LookerError::BadAnswer {
+            reason: "login answer's access_token is not a printable token".into(),
+        });
     }
     let expires_in = match v.get("expires_in") {
         Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0),
@@ -256,8 +267,7 @@ impl LookerApi for LookerClient {
     }
 
     async fn alive(&self) -> Result<(), LookerError> {
-        let resp =
-            self.http.get(format!("{}/alive", self.base_url)).send().await.map_err(transport_error)?;
+        let resp = self.http.get(format!("{}/alive", self.base_url)).send().await.map_err(transport_error)?;
         let status = resp.status();
         let retry = retry_after(&resp);
         let body = read_body(resp).await?;
@@ -293,11 +303,18 @@ mod tests {
 
     #[test]
     fn login_answers() {
-        let t = parse_login_answer(br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#)
-            .unwrap();
+        let t = parse_login_answer(
+            br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#,
+        )
+        .unwrap();
         assert_eq!((t.access_token.expose(), t.expires_in), ("abc", 3600));
-        for bad in [&b"nope"[..], br#"{"expires_in":3600}"#, br#"{"access_token":"a","expires_in":0}"#,
-            br#"{"access_token":"a","expires_in":-5}"#, br#"{"access_token":"a b","expires_in":5}"#] {
+        for bad in [
+            &b"nope"[..],
+            br#"{"expires_in":3600}"#,
+            br#"{"access_token":"a","expires_in":0}"#,
+            br#"{"access_token":"a","expires_in":-5}"#,
+            br#"{"access_token":"a b","expires_in":5}"#,
+        ] {
             assert!(matches!(parse_login_answer(bad), Err(LookerError::BadAnswer { .. })));
         }
     }
@@ -309,9 +326,14 @@ mod tests {
             status_error(StatusCode::NOT_FOUND, None, body, true),
             LookerError::Rejected { status: 404, message: "Not found".into() }
         );
-        assert!(matches!(status_error(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(7)), b"", true),
-            LookerError::Unavailable { retry_after: Some(d), .. } if d.as_secs() == 7));
-        assert!(matches!(status_error(StatusCode::BAD_GATEWAY, None, b"", true), LookerError::Unavailable { .. }));
+        assert!(
+            matches!(status_error(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(7)), b"", true),
+            LookerError::Unavailable { retry_after: Some(d), .. } if d.as_secs() == 7)
+        );
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, None, b"", true),
+            LookerError::Unavailable { .. }
+        ));
         assert_eq!(status_error(StatusCode::UNAUTHORIZED, None, b"", false), LookerError::TokenExpired);
     }
 

@@ -16,63 +16,14 @@ use super::args::Cli;
 use super::exit::{self, CliError};
 use super::manage::{config_path, open_store, unknown_profile};
 use super::output;
-use crate::config::{Config, Profile};
+use crate::config::Config;
 use crate::looker::client::LookerClient;
-use crate::looker::{LookerApi, LookerError, LookerUser};
+use crate::looker::{LookerApi, LookerError, LookerUser, Role};
 use crate::secret::Secret;
 use crate::store::SecretKey;
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// The id of Looker's built-in Admin role.
 pub const BUILTIN_ADMIN_ROLE_ID: &str = "2";
-
-/// The name of Looker's built-in Admin role.
-pub const ADMIN_ROLE_NAME: &str = "Admin";
-
-/// One role as `GET /api/4.0/users/{id}/roles` describes it (the fields used).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Role {
-    /// Role id.
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub id: String,
-    /// Role name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Its permission set.
-    #[serde(default, skip_serializing)]
-    pub permission_set: Option<PermissionSet>,
-}
-
-/// A role's permission set (the fields used).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct PermissionSet {
-    /// Every permission.
-    #[serde(default)]
-    pub all_access: Option<bool>,
-    /// The permissions granted.
-    #[serde(default)]
-    pub permissions: Option<Vec<String>>,
-}
-
-impl Role {
-    /// True for the Admin role or any role with administrative permissions.
-    pub fn is_admin(&self) -> bool {
-        let named = self.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(ADMIN_ROLE_NAME));
-        let perms = self.permission_set.as_ref().is_some_and(|p| {
-            p.all_access == Some(true) || p.permissions.iter().flatten().any(|x| x == "administer")
-        });
-        named || perms
-    }
-}
-
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => s,
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    })
-}
 
 /// What `verify` found out about the user's admin status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +129,7 @@ pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result
     let token = client.login(client_id, &secret).await.map_err(|e| fail(&e, "cannot log in with"))?;
     drop(secret);
 
-    let looked_up = look_up(&client, profile, &token.access_token).await;
+    let looked_up = look_up(&client, &token.access_token).await;
     // The token was only for this check: revoke it whatever happened.
     let logged_out = match client.logout(&token.access_token).await {
         Ok(()) => true,
@@ -274,53 +225,15 @@ pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result
 /// The user, its roles (`None` when unreadable) and why the roles were unreadable.
 type LookedUp = (LookerUser, Option<Vec<Role>>, Option<String>);
 
-async fn look_up(client: &LookerClient, profile: &Profile, token: &Secret) -> Result<LookedUp, LookerError> {
+async fn look_up(client: &LookerClient, token: &Secret) -> Result<LookedUp, LookerError> {
     let user = client.user(token).await?;
     if user.id.is_empty() {
         return Ok((user, None, Some("the user has no id".into())));
     }
-    match user_roles(profile, token, &user.id).await {
+    match client.user_roles(token, &user.id).await {
         Ok(roles) => Ok((user, Some(roles), None)),
-        Err(e) => Ok((user, None, Some(e))),
+        Err(e) => Ok((user, None, Some(e.to_string()))),
     }
-}
-
-/// `GET /api/4.0/users/{id}/roles`, with the profile's TLS settings and timeout.
-async fn user_roles(profile: &Profile, token: &Secret, user_id: &str) -> Result<Vec<Role>, String> {
-    let mut b = reqwest::Client::builder()
-        .timeout(profile.timeout())
-        .connect_timeout(profile.timeout().min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("lookerctl/", env!("CARGO_PKG_VERSION")));
-    if !profile.verify_tls {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    if let Some(ca) = &profile.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
-        for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())? {
-            b = b.add_root_certificate(c);
-        }
-    }
-    let http = b.build().map_err(|e| e.to_string())?;
-    let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
-    let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
-        .map_err(|_| "the access token is not a valid header value".to_string())?;
-    auth.set_sensitive(true);
-    let resp = http
-        .get(format!("{}/api/4.0/users/{id}/roles", profile.base_url))
-        .header(reqwest::header::AUTHORIZATION, auth)
-        .send()
-        .await
-        .map_err(|e| format!("GET /api/4.0/users/{user_id}/roles failed: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("GET /api/4.0/users/{user_id}/roles answered HTTP {}", status.as_u16()));
-    }
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > 1 << 20 {
-        return Err("the roles answer is larger than 1 MiB".into());
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("the roles answer is not a list of roles ({e})"))
 }
 
 #[cfg(test)]

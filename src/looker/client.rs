@@ -1,6 +1,6 @@
 //! [`LookerClient`]: the real Looker API over reqwest + rustls.
 
-use super::{LoginToken, LookerApi, LookerError, LookerUser};
+use super::{LoginToken, LookerApi, LookerError, LookerUser, Role};
 use crate::config::Profile;
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -80,6 +80,30 @@ impl LookerClient {
 
     fn api(&self, path: &str) -> String {
         format!("{}/api/4.0/{path}", self.base_url)
+    }
+
+    /// An authenticated `GET /api/4.0/{path}` whose answer is JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &Secret,
+    ) -> Result<T, LookerError> {
+        let resp = self
+            .http
+            .get(self.api(path))
+            .header(AUTHORIZATION, auth_header(token)?)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = resp.status();
+        let retry = retry_after(&resp);
+        let body = read_body(resp).await?;
+        if status != StatusCode::OK {
+            return Err(status_error(status, retry, &body, false));
+        }
+        serde_json::from_slice(&body).map_err(|e| LookerError::BadAnswer {
+            reason: format!("GET /api/4.0/{path}: the answer is not the expected JSON ({e})"),
+        })
     }
 }
 
@@ -279,21 +303,12 @@ impl LookerApi for LookerClient {
     }
 
     async fn user(&self, access_token: &Secret) -> Result<LookerUser, LookerError> {
-        let resp = self
-            .http
-            .get(self.api("user"))
-            .header(AUTHORIZATION, auth_header(access_token)?)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let retry = retry_after(&resp);
-        let body = read_body(resp).await?;
-        if status != StatusCode::OK {
-            return Err(status_error(status, retry, &body, false));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| LookerError::BadAnswer { reason: format!("user answer is not valid JSON ({e})") })
+        self.get_json("user", access_token).await
+    }
+
+    async fn user_roles(&self, access_token: &Secret, user_id: &str) -> Result<Vec<Role>, LookerError> {
+        let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+        self.get_json(&format!("users/{id}/roles"), access_token).await
     }
 }
 

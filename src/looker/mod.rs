@@ -81,6 +81,45 @@ fn id_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Err
     })
 }
 
+/// The name of Looker's built-in Admin role.
+pub const ADMIN_ROLE_NAME: &str = "Admin";
+
+/// One role as `GET /api/4.0/users/{id}/roles` describes it (the fields used).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Role {
+    /// Role id.
+    #[serde(default, deserialize_with = "id_as_string")]
+    pub id: String,
+    /// Role name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its permission set.
+    #[serde(default, skip_serializing)]
+    pub permission_set: Option<PermissionSet>,
+}
+
+/// A role's permission set (the fields used).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PermissionSet {
+    /// Every permission.
+    #[serde(default)]
+    pub all_access: Option<bool>,
+    /// The permissions granted.
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+}
+
+impl Role {
+    /// True for the Admin role or any role with administrative permissions.
+    pub fn is_admin(&self) -> bool {
+        let named = self.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(ADMIN_ROLE_NAME));
+        let perms = self.permission_set.as_ref().is_some_and(|p| {
+            p.all_access == Some(true) || p.permissions.iter().flatten().any(|x| x == "administer")
+        });
+        named || perms
+    }
+}
+
 /// One Looker instance's API, as the agent uses it.
 #[async_trait]
 pub trait LookerApi: Send + Sync + 'static {
@@ -92,4 +131,10 @@ pub trait LookerApi: Send + Sync + 'static {
     async fn alive(&self) -> Result<(), LookerError>;
     /// `GET /api/4.0/user`.
     async fn user(&self, access_token: &Secret) -> Result<LookerUser, LookerError>;
+
+    /// `GET /api/4.0/users/{id}/roles` (including roles given through groups).
+    async fn user_roles(&self, access_token: &Secret, user_id: &str) -> Result<Vec<Role>, LookerError> {
+        let _ = (access_token, user_id);
+        Err(LookerError::BadAnswer { reason: "this client cannot read roles".into() })
+    }
 }

@@ -82,22 +82,25 @@ impl LookerClient {
         format!("{}/api/4.0/{path}", self.base_url)
     }
 
+    /// Sends a request; returns the status, any `Retry-After` and the (capped) body.
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), LookerError> {
+        let resp = req.send().await.map_err(transport_error)?;
+        let status = resp.status();
+        let retry = retry_after(&resp);
+        Ok((status, retry, read_body(resp).await?))
+    }
+
     /// An authenticated `GET /api/4.0/{path}` whose answer is JSON.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         token: &Secret,
     ) -> Result<T, LookerError> {
-        let resp = self
-            .http
-            .get(self.api(path))
-            .header(AUTHORIZATION, auth_header(token)?)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let retry = retry_after(&resp);
-        let body = read_body(resp).await?;
+        let req = self.http.get(self.api(path)).header(AUTHORIZATION, auth_header(token)?);
+        let (status, retry, body) = self.exchange(req).await?;
         if status != StatusCode::OK {
             return Err(status_error(status, retry, &body, false));
         }
@@ -255,16 +258,11 @@ pub fn parse_login_answer(body: &[u8]) -> Result<LoginToken, LookerError> {
 #[async_trait]
 impl LookerApi for LookerClient {
     async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError> {
-        let resp = self
+        let req = self
             .http
             .post(self.api("login"))
-            .form(&[("client_id", client_id), ("client_secret", client_secret.expose())])
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let retry = retry_after(&resp);
-        let body = read_body(resp).await?;
+            .form(&[("client_id", client_id), ("client_secret", client_secret.expose())]);
+        let (status, retry, body) = self.exchange(req).await?;
         if status == StatusCode::OK {
             parse_login_answer(&body)
         } else {
@@ -273,16 +271,8 @@ impl LookerApi for LookerClient {
     }
 
     async fn logout(&self, access_token: &Secret) -> Result<(), LookerError> {
-        let resp = self
-            .http
-            .delete(self.api("logout"))
-            .header(AUTHORIZATION, auth_header(access_token)?)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = resp.status();
-        let retry = retry_after(&resp);
-        let body = read_body(resp).await?;
+        let req = self.http.delete(self.api("logout")).header(AUTHORIZATION, auth_header(access_token)?);
+        let (status, retry, body) = self.exchange(req).await?;
         match status.as_u16() {
             // 404: already revoked; 401: already expired. Either way it is gone.
             200 | 204 | 401 | 404 => Ok(()),
@@ -291,10 +281,7 @@ impl LookerApi for LookerClient {
     }
 
     async fn alive(&self) -> Result<(), LookerError> {
-        let resp = self.http.get(format!("{}/alive", self.base_url)).send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let retry = retry_after(&resp);
-        let body = read_body(resp).await?;
+        let (status, retry, body) = self.exchange(self.http.get(format!("{}/alive", self.base_url))).await?;
         if status.is_success() {
             Ok(())
         } else {

@@ -125,13 +125,23 @@ enum Mode {
         #[arg(long)]
         secret: String,
     },
+    /// Whole processes, timed spawn to exit, taking turns round by round (fair on a noisy machine).
+    Procs {
+        /// `NAME[/EVERY]=COMMAND ARGS...` (split on spaces); `/EVERY` runs it every EVERY-th round only.
+        #[arg(long = "cmd", required = true)]
+        cmds: Vec<String>,
+        #[arg(long, default_value_t = 300)]
+        rounds: usize,
+        /// Untimed rounds first.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
     /// Writes BENCHMARKS.md from the results of one run.
     Report {
         #[arg(long)]
         results: PathBuf,
-        /// `NAME=FILE` hyperfine --export-json files (lookerctl, secret_tool, python_sdk).
-        #[arg(long)]
-        hyperfine: Vec<String>,
         /// criterion's output folder (target/criterion).
         #[arg(long)]
         criterion: Option<PathBuf>,
@@ -164,9 +174,10 @@ fn main() -> ExitCode {
             ready_mode(&agent, runs).and_then(|v| emit(results.as_deref(), v))
         }
         Mode::Emulator { url_file, client_id, secret } => emulator_mode(&url_file, &client_id, &secret),
-        Mode::Report { results, hyperfine, criterion, out } => {
-            report(&results, &hyperfine, criterion.as_deref(), &out)
+        Mode::Procs { cmds, rounds, warmup, results } => {
+            procs_mode(&cmds, rounds, warmup).and_then(|v| emit(results.as_deref(), v))
         }
+        Mode::Report { results, criterion, out } => report(&results, criterion.as_deref(), &out),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,23 +283,16 @@ fn body_of(answer: &[u8]) -> &[u8] {
 struct Conn {
     s: UnixStream,
     buf: Vec<u8>,
+    path: PathBuf,
 }
 
 impl Conn {
     fn open(path: &Path) -> Res<Conn> {
-        for _ in 0..500 {
-            match UnixStream::connect(path) {
-                Ok(s) => return Ok(Conn { s, buf: Vec::with_capacity(4096) }),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                Err(e) => return Err(format!("connect {}: {e}", path.display())),
-            }
-        }
-        Err(format!("connect {}: backlog stayed full", path.display()))
+        Ok(Conn { s: connect(path)?, buf: Vec::with_capacity(4096), path: path.to_path_buf() })
     }
 
-    /// Sends `req`, reads one answer into `self.buf`, returns its length.
+    /// Sends `req`, reads one answer into `self.buf`, returns its length. Reconnects
+    /// when the server says `Connection: close` (the agent does after 100,000 requests).
     fn round_trip(&mut self, req: &[u8]) -> Res<usize> {
         self.s.write_all(req).map_err(|e| format!("write: {e}"))?;
         self.buf.clear();
@@ -300,10 +304,28 @@ impl Conn {
             }
             self.buf.extend_from_slice(&chunk[..n]);
             if let Some(len) = complete_answer(&self.buf) {
+                let head = &self.buf[..find(&self.buf, b"\r\n\r\n").unwrap_or(0)];
+                if head.windows(17).any(|w| w.eq_ignore_ascii_case(b"connection: close")) {
+                    self.s = connect(&self.path)?;
+                }
                 return Ok(len);
             }
         }
     }
+}
+
+/// Connects, retrying while the listen backlog is full.
+fn connect(path: &Path) -> Res<UnixStream> {
+    for _ in 0..500 {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => return Err(format!("connect {}: {e}", path.display())),
+        }
+    }
+    Err(format!("connect {}: backlog stayed full", path.display()))
 }
 
 fn get_request(path: &str) -> Vec<u8> {
@@ -1031,15 +1053,73 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// Median and the other figures of one hyperfine command, in milliseconds.
-fn hyperfine_ms(file: &Path) -> Res<(f64, f64, f64, usize)> {
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-    let r = &v["results"][0];
-    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN) * 1000.0;
-    let runs = r["times"].as_array().map_or(0, |a| a.len());
-    Ok((f("median"), f("min"), f("max"), runs))
+/// One command of [`procs_mode`].
+struct Proc {
+    name: String,
+    every: usize,
+    argv: Vec<String>,
+    times: Vec<u64>,
+}
+
+/// Runs `argv` once with no input or output; returns spawn-to-exit nanoseconds.
+fn run_once(argv: &[String]) -> Res<u64> {
+    let t = Instant::now();
+    let st = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    let took = t.elapsed().as_nanos() as u64;
+    if !st.success() {
+        let out = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output();
+        let err = out.map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default();
+        return Err(format!("{} failed ({st}): {err}", argv.join(" ")));
+    }
+    Ok(took)
+}
+
+fn procs_mode(cmds: &[String], rounds: usize, warmup: usize) -> Res<Value> {
+    let mut procs = Vec::new();
+    for c in cmds {
+        let (head, line) =
+            c.split_once('=').ok_or_else(|| format!("--cmd {c}: want NAME[/EVERY]=COMMAND"))?;
+        let (name, every) = match head.split_once('/') {
+            Some((n, e)) => (n, e.parse::<usize>().map_err(|_| format!("--cmd {c}: bad EVERY"))?.max(1)),
+            None => (head, 1),
+        };
+        let argv: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        if argv.is_empty() {
+            return Err(format!("--cmd {c}: no command"));
+        }
+        procs.push(Proc { name: name.to_string(), every, argv, times: Vec::new() });
+    }
+    for round in 0..warmup + rounds {
+        for p in procs.iter_mut().filter(|p| round % p.every == 0) {
+            let ns = run_once(&p.argv)?;
+            if round >= warmup {
+                p.times.push(ns);
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for p in procs {
+        let mut t = p.times;
+        t.sort_unstable();
+        let median = if t.is_empty() { f64::NAN } else { t[t.len() / 2] as f64 / 1e6 };
+        out.insert(
+            p.name,
+            json!({
+                "command": p.argv.join(" "),
+                "runs": t.len(),
+                "median_ms": median,
+                "min_ms": pct_us(&t, 0.0) / 1000.0,
+                "p90_ms": pct_us(&t, 0.9) / 1000.0,
+            }),
+        );
+    }
+    Ok(json!({ "name": "procs", "rounds": rounds, "commands": out }))
 }
 
 /// `full_id -> median ns` of every criterion benchmark under `dir`.
@@ -1095,21 +1175,22 @@ fn ns_text(ns: f64) -> String {
     }
 }
 
-fn report(results: &Path, hyperfine: &[String], criterion: Option<&Path>, out: &Path) -> Res<()> {
+fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
     let text = std::fs::read_to_string(results).map_err(|e| format!("{}: {e}", results.display()))?;
     let mut r = std::collections::BTreeMap::<String, Value>::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", results.display()))?;
         r.insert(v["name"].as_str().unwrap_or("?").to_string(), v);
     }
+    // name -> (median, min, p90, runs) in ms, from `loadgen procs`.
     let mut hf = std::collections::BTreeMap::new();
-    for h in hyperfine {
-        let (name, file) = h.split_once('=').ok_or_else(|| format!("--hyperfine {h}: want NAME=FILE"))?;
-        match hyperfine_ms(Path::new(file)) {
-            Ok(v) => {
-                hf.insert(name.to_string(), v);
-            }
-            Err(e) => eprintln!("loadgen report: {e}"),
+    if let Some(cmds) = r.get("procs").and_then(|p| p["commands"].as_object()) {
+        for (name, c) in cmds {
+            let g = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+            hf.insert(
+                name.clone(),
+                (g("median_ms"), g("min_ms"), g("p90_ms"), c["runs"].as_u64().unwrap_or(0)),
+            );
         }
     }
     let f = |v: &Value, path: &[&str]| -> f64 {
@@ -1171,13 +1252,19 @@ fn report(results: &Path, hyperfine: &[String], criterion: Option<&Path>, out: &
         ));
         let (ta, tb) = (f(s, &["throughput", "agent_per_s"]), f(s, &["throughput", "baseline_per_s"]));
         w(format!(
-            "| throughput, {} concurrent keep-alive clients | {ta:.0} tokens/s | raw ping-pong {tb:.0} req/s | {:.2} | ≥ 20,000/s | {} |",
+            "| throughput, {} concurrent keep-alive clients | {ta:.0} tokens/s | raw ping-pong {tb:.0} req/s | {:.2}× the baseline | ≥ 20,000/s | {} |",
             s["throughput"]["conns"], ta / tb, verdict(ta >= 20_000.0)
         ));
     }
     if let Some((lc, lmin, _, lruns)) = hf.get("lookerctl").copied() {
+        let floor = match (hf.get("floor_true"), hf.get("floor_lookerctl_version")) {
+            (Some(t), Some(v)) => {
+                format!("floors: `true` {:.2} ms, `lookerctl --version` {:.2} ms", t.0, v.0)
+            }
+            _ => String::new(),
+        };
         w(format!(
-            "| `lookerctl token` whole process, median | {lc:.2} ms (min {lmin:.2}, {lruns} runs) | | | ≤ 3 ms | {} |",
+            "| `lookerctl token` whole process, median | {lc:.2} ms (min {lmin:.2}, {lruns} runs) | {floor} | | ≤ 3 ms | {} |",
             verdict(lc <= 3.0)
         ));
         if let Some((st, ..)) = hf.get("secret_tool").copied() {
@@ -1274,7 +1361,9 @@ fn report(results: &Path, hyperfine: &[String], criterion: Option<&Path>, out: &
             rounds_text(&s["throughput"]["baseline_rounds"]),
         ));
     }
-    w("- **`lookerctl token`** (hyperfine, no shell, warm-up runs first): the whole process against the"
+    w("- **`lookerctl token`** (`loadgen procs`: spawn to exit, no shell; the commands take turns round by"
+        .into());
+    w("  round after untimed warm-up rounds, so load from elsewhere hits them alike): the whole process against the"
         .into());
     w("  agent serving from cache, Secret Service store in an unlocked gnome-keyring on a private session"
         .into());
@@ -1283,8 +1372,12 @@ fn report(results: &Path, hyperfine: &[String], criterion: Option<&Path>, out: &
     w("  very client secret from the same keyring. The Python script (written by `scripts/bench.sh`) is"
         .into());
     w("  what a user does without the agent: `looker_sdk.init40()` and a login against the emulator.".into());
-    for (name, (med, min, max, runs)) in &hf {
-        w(format!("  - {name}: median {med:.2} ms, min {min:.2} ms, max {max:.2} ms, {runs} runs"));
+    for (name, (med, min, p90, runs)) in &hf {
+        w(format!("  - {name}: median {med:.2} ms, min {min:.2} ms, p90 {p90:.2} ms, {runs} runs"));
+    }
+    if hf.contains_key("floor_true") {
+        w("  - floors: `floor_true` is `true` (starting any process at all on this machine);".into());
+        w("    `floor_lookerctl_version` is `lookerctl --version` (loading the binary and clap, no runtime, no socket).".into());
     }
     w("- **D-Bus** (`loadgen dbus`): zbus client on the same private session bus; `GetToken(profile, \"\", 0)`".into());
     w("  and `org.freedesktop.DBus.Peer.Ping` to the agent's object, alternating rounds. Both go through"

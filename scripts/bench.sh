@@ -4,12 +4,12 @@
 #   scripts/bench.sh [OUTPUT]        (default OUTPUT: BENCHMARKS.md at the repo root)
 #
 # - builds the release binaries, examples/loadgen and benches/hot_path;
-# - installs what it lacks (hyperfine, secret-tool, gnome-keyring, dbus; apt-get, sudo when
+# - installs what it lacks (secret-tool, gnome-keyring, dbus; apt-get, sudo when
 #   not root) and a Python venv with the official looker_sdk (scripts/python-venv.sh);
 # - starts a private session bus with an unlocked gnome-keyring (scripts/session-env.sh),
 #   a Looker emulator, and a release looker-agent using that keyring, all in a temp tree;
 # - times `lookerctl token`, `secret-tool lookup` of the same client secret and a Python
-#   looker_sdk login with hyperfine; keep-alive socket latency and throughput against a
+#   looker_sdk login as whole processes taking turns (loadgen procs); keep-alive socket latency and throughput against a
 #   raw ping-pong baseline, D-Bus GetToken against Peer.Ping, the cold herd, memory,
 #   shutdown and start-to-READY with examples/loadgen; the in-process parts with criterion;
 # - writes the report (machine, date, baselines, medians, ratios, PASS/MISS per target).
@@ -52,13 +52,6 @@ start=$SECONDS
 
 # --- tools -------------------------------------------------------------------------
 session_env_install_missing
-if ! command -v hyperfine >/dev/null 2>&1; then
-    log "installing hyperfine"
-    sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hyperfine >&2
-fi
 
 # --- build -------------------------------------------------------------------------
 log "building release binaries, loadgen and the criterion bench"
@@ -115,13 +108,13 @@ done
 log "agent up with the Secret Service store; emulator at $emu_url"
 
 # --- whole processes: lookerctl vs secret-tool vs the Python SDK ---------------------
-hf=(hyperfine --shell=none --style=basic --time-unit millisecond)
-log "hyperfine: lookerctl token"
-"${hf[@]}" --warmup 20 --runs 300 --export-json "$work/hf-lookerctl.json" "$bin/lookerctl token bench" >&2
-log "hyperfine: secret-tool lookup"
-"${hf[@]}" --warmup 10 --runs 200 --export-json "$work/hf-secret-tool.json" \
-    "secret-tool lookup application looker-agent profile bench credential default" >&2
-hyper_args=(--hyperfine "lookerctl=$work/hf-lookerctl.json" --hyperfine "secret_tool=$work/hf-secret-tool.json")
+# They take turns round by round (loadgen procs), so load from elsewhere on this small
+# machine hits them alike. Floors: `true` (starting any process at all) and
+# `lookerctl --version` (loading lookerctl and clap; no runtime, no socket).
+procs=(--cmd "lookerctl=$bin/lookerctl token bench"
+    --cmd "secret_tool=secret-tool lookup application looker-agent profile bench credential default"
+    --cmd "floor_true=$(command -v true)"
+    --cmd "floor_lookerctl_version=$bin/lookerctl --version")
 if [ -n "$python" ]; then
     cat >"$work/sdk_login.py" <<'EOF'
 # What a script does today without the agent: the official SDK logs in with the client secret.
@@ -129,14 +122,14 @@ import looker_sdk
 
 sdk = looker_sdk.init40()
 headers = sdk.auth.authenticate({})
-assert headers["Authorization"].startswith("Bearer ") or headers["Authorization"].startswith("token ")
+assert headers["Authorization"].split()[0] in ("Bearer", "token")
 EOF
-    log "hyperfine: Python looker_sdk login"
-    (cd "$work" && env LOOKERSDK_BASE_URL="$emu_url" LOOKERSDK_CLIENT_ID="$client_id" \
-        LOOKERSDK_CLIENT_SECRET="$secret" LOOKERSDK_VERIFY_SSL=false LOOKERSDK_TIMEOUT=30 NO_PROXY='*' \
-        "${hf[@]}" --warmup 2 --runs 15 --export-json "$work/hf-python.json" "$python $work/sdk_login.py" >&2)
-    hyper_args+=(--hyperfine "python_sdk=$work/hf-python.json")
+    procs+=(--cmd "python_sdk/20=$python $work/sdk_login.py")
 fi
+log "whole processes: lookerctl token, secret-tool lookup, Python looker_sdk login, floors (interleaved)"
+(cd "$work" && env LOOKERSDK_BASE_URL="$emu_url" LOOKERSDK_CLIENT_ID="$client_id" \
+    LOOKERSDK_CLIENT_SECRET="$secret" LOOKERSDK_VERIFY_SSL=false LOOKERSDK_TIMEOUT=30 NO_PROXY='*' \
+    "$loadgen" procs "${procs[@]}" --rounds 300 --warmup 20 --results "$results" >/dev/null)
 
 # --- the socket and the bus ---------------------------------------------------------
 log "loadgen socket (keep-alive latency, 64-connection throughput, ping-pong baseline)"
@@ -167,5 +160,5 @@ if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then
     crit_args=(--criterion "$target/criterion")
 fi
 
-"$loadgen" report --results "$results" "${hyper_args[@]}" "${crit_args[@]}" --out "$out"
+"$loadgen" report --results "$results" "${crit_args[@]}" --out "$out"
 log "done in $((SECONDS - start)) s; wrote $out"

@@ -157,13 +157,21 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
 /// Normalises a base URL: trims, drops a trailing `/` and a pasted `/api/<version>` suffix.
 pub fn normalize_base_url(raw: &str) -> Result<String, String> {
     let mut s = raw.trim().trim_end_matches('/').to_string();
-    if let Some(idx) = s.rfind("/api/") {
-        let tail = &s[idx + 5..];
-        if !tail.is_empty() && !tail.contains('/') {
-            s.truncate(idx);
+    // Until nothing changes, so a normalised URL stays as it is (`…/api/4.0/api/4.0`).
+    loop {
+        let before = s.len();
+        if let Some(idx) = s.rfind("/api/") {
+            let tail = &s[idx + 5..];
+            if !tail.is_empty() && !tail.contains('/') {
+                s.truncate(idx);
+            }
+        } else if s.ends_with("/api") {
+            s.truncate(s.len() - 4);
         }
-    } else if s.ends_with("/api") {
-        s.truncate(s.len() - 4);
+        s.truncate(s.trim_end_matches(|c: char| c == '/' || c.is_whitespace()).len());
+        if s.len() == before {
+            break;
+        }
     }
     let url = url::Url::parse(&s)
         .map_err(|e| format!("invalid base_url {raw:?}: {e}; expected e.g. https://example.looker.com"))?;

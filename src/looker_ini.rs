@@ -31,6 +31,7 @@
 use crate::config;
 use crate::config_edit::ProfileSettings;
 use crate::secret::Secret;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
@@ -45,6 +46,29 @@ const SECRET_KEY: &str = "client_secret";
 
 /// configparser's `MAX_INTERPOLATION_DEPTH`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
+
+/// How many bytes of settings a file may expand to, counting `[DEFAULT]` once per
+/// section and every `%(key)s` expansion. A looker.ini holds a few hundred bytes;
+/// the bound keeps a hostile one (a `%(a)s%(a)s...` bomb, thousands of sections
+/// times thousands of defaults) from taking all the memory or time there is.
+const MAX_EXPANDED_BYTES: usize = 16 << 20;
+
+/// What is left of [`MAX_EXPANDED_BYTES`] while one file is parsed.
+struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    fn charge(&self, n: usize) -> Result<(), String> {
+        let left = self.0.get().checked_sub(n).ok_or_else(|| {
+            format!(
+                "the settings expand to more than {} MiB (through [DEFAULT] copied into every section \
+                 or %(...)s references); is this really a looker.ini?",
+                MAX_EXPANDED_BYTES >> 20
+            )
+        })?;
+        self.0.set(left);
+        Ok(())
+    }
+}
 
 /// A looker.ini that cannot be imported. Never contains a secret value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -360,6 +384,10 @@ impl RawOpt {
 pub fn parse(text: &str) -> Result<Vec<IniSection>, IniError> {
     let mut sections: Vec<RawSection> = Vec::new();
     let mut defaults = RawSection { name: DEFAULTS_SECTION.into(), line: 0, opts: Vec::new() };
+    // Where each section and key first appeared, so duplicates are found without
+    // rescanning (a file with 100,000 keys must not take minutes).
+    let mut section_index: HashMap<String, usize> = HashMap::new();
+    let mut key_lines: HashMap<(Option<usize>, String), usize> = HashMap::new();
     // Where new keys go: None = [DEFAULT], Some(i) = sections[i].
     let mut current: Option<usize> = None;
     for line in scan(text) {
@@ -388,46 +416,53 @@ pub fn parse(text: &str) -> Result<Vec<IniSection>, IniError> {
                     defaults.opts.push(RawOpt { key: String::new(), lines: Vec::new(), line: 0 });
                     continue;
                 }
-                if let Some(first) = sections.iter().find(|s| s.name == name) {
+                if let Some(first) = section_index.get(&name).and_then(|&i| sections.get(i)) {
                     return Err(at(
                         line.number,
                         format!("section [{name}] appears twice (first at line {}); merge them", first.line),
                     ));
                 }
+                section_index.insert(name.clone(), sections.len());
                 sections.push(RawSection { name, line: line.number, opts: Vec::new() });
                 current = Some(sections.len() - 1);
             }
             Kind::Opt { key, value } => {
                 let Some(section) = section else { continue };
-                if let Some(first) = section.opts.iter().find(|o| o.key == key) {
+                if let Some(first) = key_lines.get(&(current, key.clone())) {
                     return Err(at(
                         line.number,
                         format!(
-                            "{key} appears twice in [{}] (first at line {}); keep one",
-                            section.name, first.line
+                            "{key} appears twice in [{}] (first at line {first}); keep one",
+                            section.name
                         ),
                     ));
                 }
+                key_lines.insert((current, key.clone()), line.number);
                 section.opts.push(RawOpt { key, lines: vec![value], line: line.number });
             }
         }
     }
     defaults.opts.retain(|o| !o.key.is_empty());
-    sections.iter().map(|s| finish(s, &defaults)).collect()
+    let budget = Budget(std::cell::Cell::new(MAX_EXPANDED_BYTES));
+    sections.iter().map(|s| finish(s, &defaults, &budget)).collect()
 }
 
 /// Interpolates and cleans one section the way `dict(parser[section])` and the SDK's
 /// `_clean_input` do.
-fn finish(raw: &RawSection, defaults: &RawSection) -> Result<IniSection, IniError> {
+fn finish(raw: &RawSection, defaults: &RawSection, budget: &Budget) -> Result<IniSection, IniError> {
     // (key, raw value, line, section it came from): own keys first, then inherited ones.
-    let mut all: Vec<(&str, String, usize, &str)> =
-        raw.opts.iter().map(|o| (o.key.as_str(), o.value(), o.line, raw.name.as_str())).collect();
-    for o in &defaults.opts {
-        if !raw.opts.iter().any(|own| own.key == o.key) {
-            all.push((o.key.as_str(), o.value(), o.line, DEFAULTS_SECTION));
-        }
+    let mut all: Vec<(&str, String, usize, &str)> = Vec::new();
+    let own: HashSet<&str> = raw.opts.iter().map(|o| o.key.as_str()).collect();
+    let inherited = defaults.opts.iter().filter(|o| !own.contains(o.key.as_str()));
+    for (o, from) in
+        raw.opts.iter().map(|o| (o, raw.name.as_str())).chain(inherited.map(|o| (o, DEFAULTS_SECTION)))
+    {
+        let value = o.value();
+        budget.charge(o.key.len() + value.len() + 1).map_err(|m| at(o.line, m))?;
+        all.push((o.key.as_str(), value, o.line, from));
     }
-    let lookup = |k: &str| all.iter().find(|(key, ..)| *key == k).map(|(_, v, ..)| v.as_str());
+    let index: HashMap<&str, &str> = all.iter().map(|(k, v, ..)| (*k, v.as_str())).collect();
+    let lookup = |k: &str| index.get(k).copied();
     let mut section = IniSection {
         name: raw.name.clone(),
         entries: Vec::new(),
@@ -436,7 +471,8 @@ fn finish(raw: &RawSection, defaults: &RawSection) -> Result<IniSection, IniErro
         secret: None,
     };
     for (key, value, line, from) in &all {
-        let value = interpolate(value, &lookup, 0).map_err(|m| at(*line, format!("{key}: {m}")))?;
+        let value = interpolate(value, &lookup, 0, is_secret_key(key), budget)
+            .map_err(|m| at(*line, format!("{key}: {m}")))?;
         if value.is_empty() || value == "\"\"" || value == "''" {
             continue;
         }
@@ -455,11 +491,14 @@ fn finish(raw: &RawSection, defaults: &RawSection) -> Result<IniSection, IniErro
     Ok(section)
 }
 
-/// configparser's `BasicInterpolation`: `%%` and `%(key)s`. Messages never show the value.
+/// configparser's `BasicInterpolation`: `%%` and `%(key)s`. Messages never show the
+/// value, nor a name referred to from inside a secret (`hide`): that is the secret's text.
 fn interpolate<'a>(
     value: &str,
     lookup: &impl Fn(&str) -> Option<&'a str>,
     depth: usize,
+    hide: bool,
+    budget: &Budget,
 ) -> Result<String, String> {
     if depth > MAX_INTERPOLATION_DEPTH {
         return Err("%(...)s references nest too deep (a loop?)".into());
@@ -478,11 +517,17 @@ fn interpolate<'a>(
             })?;
             let var = r[..end].to_lowercase();
             let v = lookup(&var).ok_or_else(|| {
-                let shown =
-                    if is_secret_key(&var) { "another key".to_string() } else { format!("%({var})s") };
+                let shown = if hide || is_secret_key(&var) {
+                    "another key".to_string()
+                } else {
+                    format!("%({var})s")
+                };
                 format!("refers to {shown}, which is not set in this section or [DEFAULT]")
             })?;
-            out.push_str(&interpolate(v, lookup, depth + 1)?);
+            let expanded = interpolate(v, lookup, depth + 1, hide || is_secret_key(&var), budget)?;
+            // At least a byte per reference, so a million references to an empty key count too.
+            budget.charge(expanded.len() + 1)?;
+            out.push_str(&expanded);
             rest = &r[end + 2..];
         } else {
             return Err(

@@ -10,8 +10,8 @@ pub const DEFAULT_PROFILE_SEGMENT: &str = "_";
 /// Default `min_ttl` in seconds when a client names none.
 pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
 
-/// The token object: a superset of Looker's own login answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The token object: a superset of Looker's own login answer. `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenObject {
     /// The access token, to send as `Authorization: token …`.
     pub access_token: String,
@@ -38,12 +38,32 @@ pub struct Health {
     pub version: String,
 }
 
-/// `POST /v1/profiles/{profile}/invalidate` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/profiles/{profile}/invalidate` body. `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidateRequest {
     /// The token a client saw rejected (401).
     pub access_token: String,
+}
+
+impl std::fmt::Debug for TokenObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenObject")
+            .field("access_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("expires_at", &self.expires_at)
+            .field("profile", &self.profile)
+            .field("credential", &self.credential)
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for InvalidateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidateRequest").field("access_token", &"<redacted>").finish()
+    }
 }
 
 /// `POST /v1/revoke` body; both fields optional (absent means "all").

@@ -59,8 +59,19 @@ async fn get(s: &mut UnixStream, path: &str) -> (u16, String) {
     }
 }
 
+/// Client and server ends of a thousand connections live in this one process.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.map_or(8192, |m| m.min(8192));
+    if lim.current.is_none_or(|c| c < want) {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: lim.maximum });
+    }
+}
+
 #[test]
 fn thousand_cold_requests_make_one_login() {
+    raise_fd_limit();
     let bg = BgEmulator::start(Duration::from_secs(3600), &[("herd-id", "herd-secret")]);
     bg.emu().set_faults(Faults { login_delay: Duration::from_millis(50), ..Faults::default() });
 

@@ -9,7 +9,7 @@ use crate::protocol::{
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -81,6 +81,13 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(
     body: Incoming,
     limits: &Limits,
 ) -> Result<T, Resp> {
+    // A declared length over the limit is refused at once, not waited for.
+    if body.size_hint().lower() > limits.max_body as u64 {
+        return Err(error(
+            ErrorCode::BadRequest,
+            format!("request body larger than {} bytes", limits.max_body),
+        ));
+    }
     let limited = Limited::new(body, limits.max_body);
     let collected = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
         Err(_) => return Err(error(ErrorCode::BadRequest, "request body not received in time")),

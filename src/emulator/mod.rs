@@ -22,6 +22,10 @@
 //!
 //! [`Faults`] make it misbehave the ways a real instance or a proxy in
 //! front of it does.
+//!
+//! It speaks plain HTTP on loopback by default (what `--dev` uses), or HTTPS
+//! with a certificate the caller provides ([`Emulator::start_tls`]), for the TLS
+//! tests: a private CA, a wrong host name, an expired certificate.
 
 mod handler;
 mod model;
@@ -35,9 +39,14 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 use handler::Ctx;
 use state::State;
@@ -48,6 +57,49 @@ const BACKLOG: u32 = 4096;
 
 /// How long [`Emulator::shutdown`] lets in-flight requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server certificate (chain, leaf first) and private key of an HTTPS
+/// emulator, both PEM. `Debug` leaves the key out.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, PEM, leaf first.
+    pub cert_chain_pem: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").field("cert_chain_pem", &self.cert_chain_pem).finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    fn acceptor(&self) -> io::Result<TlsAcceptor> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+        };
+        let certs = CertificateDer::pem_slice_iter(self.cert_chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("TLS certificate chain", &e))?;
+        if certs.is_empty() {
+            return Err(bad("TLS certificate chain", &"no PEM certificate"));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| bad("TLS private key", &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("TLS versions", &e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad("TLS certificate", &e))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
 
 /// How the emulator starts out; every knob can be changed later on the
 /// running [`Emulator`].
@@ -162,23 +214,40 @@ impl Emulator {
 
     /// Starts an emulator on the given address (port 0 picks a free one).
     pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> io::Result<Emulator> {
+        Self::start_with(addr, config, None).await
+    }
+
+    /// Starts an HTTPS emulator on `127.0.0.1` and a free port, presenting
+    /// `identity`; its [`base_url`](Emulator::base_url) is `https://127.0.0.1:PORT`,
+    /// so the certificate should name the IP address `127.0.0.1`.
+    pub async fn start_tls(config: EmulatorConfig, identity: &TlsIdentity) -> io::Result<Emulator> {
+        let acceptor = identity.acceptor()?;
+        Self::start_with(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        config: EmulatorConfig,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<Emulator> {
         let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         let listener = socket.listen(BACKLOG)?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let ctx = Arc::new(Ctx {
             state: State::new(config.token_lifetime, config.faults),
-            base_url: format!("http://{addr}"),
+            base_url: format!("{scheme}://{addr}"),
         });
         let (stop, stopped) = watch::channel(());
-        let task = tokio::spawn(serve(listener, Arc::clone(&ctx), stopped));
+        let task = tokio::spawn(serve(listener, Arc::clone(&ctx), stopped, tls));
         tracing::debug!(%addr, "Looker API emulator listening");
         Ok(Emulator { ctx, addr, stop: Some(stop), task: Some(task) })
     }
 
     /// The base URL to configure a profile or SDK with:
-    /// `http://127.0.0.1:PORT`, without `/api/4.0`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), without `/api/4.0`.
     pub fn base_url(&self) -> String {
         self.ctx.base_url.clone()
     }
@@ -270,7 +339,12 @@ impl std::fmt::Debug for Emulator {
 }
 
 /// The accept loop: one task per connection, until told to stop.
-async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    mut stop: watch::Receiver<()>,
+    tls: Option<TlsAcceptor>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -281,7 +355,23 @@ async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<(
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "emulator: TCP_NODELAY");
                     }
-                    conns.spawn(connection(stream, Arc::clone(&ctx), stop.clone()));
+                    let (ctx, stop) = (Arc::clone(&ctx), stop.clone());
+                    match &tls {
+                        None => {
+                            conns.spawn(connection(stream, ctx, stop));
+                        }
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            conns.spawn(async move {
+                                // A client that rejects our certificate ends here, as it should.
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                    Ok(Ok(tls_stream)) => connection(tls_stream, ctx, stop).await,
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "emulator: TLS handshake failed"),
+                                    Err(_) => tracing::debug!("emulator: TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off a little.
@@ -302,7 +392,10 @@ async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<(
 }
 
 /// Serves one keep-alive connection, shutting it down gracefully on stop.
-async fn connection(stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<()>) {
+async fn connection<S>(stream: S, ctx: Arc<Ctx>, mut stop: watch::Receiver<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| handler::handle(Arc::clone(&ctx), req));
     let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);

@@ -132,10 +132,22 @@ fn transport_error(e: reqwest::Error) -> LookerError {
         || lower.contains("invalidcertificate")
         || lower.contains("unknownissuer")
     {
-        return LookerError::Config(format!(
-            "TLS certificate problem: {chain}; if the instance uses a private CA, set ca_file in the profile \
-             (`lookerctl profile add NAME --base-url URL --ca-file PATH`)"
-        ));
+        const CA_FILE: &str = "if the instance uses a private CA, set ca_file in the profile \
+                               (`lookerctl profile add NAME --base-url URL --ca-file PATH`)";
+        let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+            format!("the certificate is signed by a CA this machine does not trust; {CA_FILE}")
+        } else if lower.contains("not valid for name") || lower.contains("notvalidforname") {
+            "the certificate is not for the host in base_url; use the host name it was issued for".into()
+        } else if lower.contains("expired")
+            || lower.contains("not valid before")
+            || lower.contains("notvalidyet")
+        {
+            "the certificate is outside its validity period; renew it on the server, or check this machine's clock"
+                .into()
+        } else {
+            CA_FILE.into()
+        };
+        return LookerError::Config(format!("TLS certificate problem: {chain}; {hint}"));
     }
     let reason = if e.is_timeout() {
         format!("timed out ({chain})")

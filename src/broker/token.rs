@@ -109,44 +109,60 @@ impl IssuedToken {
             .unwrap_or(0)
     }
 
-    /// The SPEC's token object as JSON, written straight into one buffer
-    /// (this is the hot path: no intermediate structs or strings).
+    /// The SPEC's token object as JSON. This is the hot path: it is written into
+    /// a per-thread scratch buffer (wiped afterwards, it held the token) and copied
+    /// once into an exactly-sized answer, so the answer is the only allocation.
     pub fn to_json(&self, now: Instant) -> Vec<u8> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+        }
+        SCRATCH.with(|cell| {
+            let mut out = cell.borrow_mut();
+            out.clear();
+            self.write_json(&mut out, now);
+            let answer = out.as_bytes().to_vec();
+            zeroize::Zeroize::zeroize(&mut *out);
+            answer
+        })
+    }
+
+    fn write_json(&self, out: &mut String, now: Instant) {
         let expires_in = self.expires_in(now);
-        let mut out = String::with_capacity(
-            160 + self.token.token.expose().len()
-                + self.profile.len()
-                + self.credential.len()
-                + self.base_url.len(),
-        );
         out.push_str("{\"access_token\":");
-        json_str(&mut out, self.token.token.expose());
+        json_str(out, self.token.token.expose());
         let _ = write!(out, ",\"token_type\":\"Bearer\",\"expires_in\":{expires_in},\"expires_at\":\"");
         let _ = write!(out, "{}", humantime::format_rfc3339_seconds(self.expires_at_wall(now)));
         out.push_str("\",\"profile\":");
-        json_str(&mut out, &self.profile);
+        json_str(out, &self.profile);
         out.push_str(",\"credential\":");
-        json_str(&mut out, &self.credential);
+        json_str(out, &self.credential);
         out.push_str(",\"base_url\":");
-        json_str(&mut out, &self.base_url);
+        json_str(out, &self.base_url);
         out.push('}');
-        out.into_bytes()
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal, copying runs that need no escaping whole.
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped, so `i` is always a char boundary.
+        out.push_str(&s[start..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escaped);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -168,14 +184,14 @@ mod tests {
         let t = IssuedToken {
             token: Arc::new(LiveToken::new(Secret::new("tok\"en"), now, now, Duration::from_secs(111))),
             profile: "prod".into(),
-            credential: "c\\1".into(),
+            credential: "c\\1\n\u{1}é".into(),
             base_url: "https://x".into(),
         };
         let o: TokenObject = serde_json::from_slice(&t.to_json(now)).unwrap();
         assert_eq!(o.access_token, "tok\"en");
         // 111 s less the 11.1 s margin, in whole seconds.
         assert_eq!(o.expires_in, 99);
-        assert_eq!(o.credential, "c\\1");
+        assert_eq!(o.credential, "c\\1\n\u{1}é");
         assert_eq!(o.token_type, "Bearer");
         assert!(humantime::parse_rfc3339(&o.expires_at).is_ok());
     }

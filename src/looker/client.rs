@@ -29,6 +29,67 @@ pub fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// What shapes an HTTP client, apart from the URL. Profiles that agree on these
+/// share one client: its root store and TLS session cache are by far the largest
+/// thing a profile costs (about 100 KiB each), and its connection pool is per host anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HttpSettings {
+    verify_tls: bool,
+    /// The CA file's contents (not its path: an edited file must give a new client).
+    ca_pem: Option<(std::path::PathBuf, Vec<u8>)>,
+    timeout: Duration,
+}
+
+/// The process's HTTP clients, one per distinct [`HttpSettings`].
+static HTTP_CLIENTS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<HttpSettings, reqwest::Client>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn shared_http_client(profile: &Profile) -> Result<reqwest::Client, LookerError> {
+    let ca_pem = match &profile.ca_file {
+        Some(ca) => Some((
+            ca.clone(),
+            std::fs::read(ca)
+                .map_err(|e| LookerError::Config(format!("cannot read ca_file {}: {e}", ca.display())))?,
+        )),
+        None => None,
+    };
+    let key = HttpSettings { verify_tls: profile.verify_tls, ca_pem, timeout: profile.timeout() };
+    let mut clients = HTTP_CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = clients.get(&key) {
+        return Ok(c.clone());
+    }
+    let client = build_http_client(&key)?;
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
+fn build_http_client(key: &HttpSettings) -> Result<reqwest::Client, LookerError> {
+    let timeout = key.timeout;
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        // A redirect would carry the form body or token to another place: never follow.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("looker-agent/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90));
+    if !key.verify_tls {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    if let Some((ca, pem)) = &key.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            LookerError::Config(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
+        })?;
+        if certs.is_empty() {
+            return Err(LookerError::Config(format!("ca_file {} holds no PEM certificate", ca.display())));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| LookerError::Config(format!("cannot set up HTTP client: {e}")))
+}
+
 impl LookerClient {
     /// Builds a client from a profile's settings. Refuses plain http to a
     /// non-loopback host unless the profile allows it, and an unreadable CA file.
@@ -42,34 +103,7 @@ impl LookerClient {
                 profile.base_url
             )));
         }
-        let timeout = profile.timeout();
-        let mut b = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A redirect would carry the form body or token to another place: never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("looker-agent/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90));
-        if !profile.verify_tls {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        if let Some(ca) = &profile.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| LookerError::Config(format!("cannot read ca_file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                LookerError::Config(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(LookerError::Config(format!(
-                    "ca_file {} holds no PEM certificate",
-                    ca.display()
-                )));
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let http = b.build().map_err(|e| LookerError::Config(format!("cannot set up HTTP client: {e}")))?;
+        let http = shared_http_client(profile)?;
         Ok(LookerClient { http, base_url: profile.base_url.clone() })
     }
 

@@ -93,7 +93,13 @@ pub struct Agent {
     broker: Broker,
     uid: u32,
     bus: DBusProxy<'static>,
+    /// Caller uids by unique bus name. A unique name is never reused while the bus
+    /// lives, so an entry cannot go stale; it saves a bus round trip per call.
+    uids: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
+
+/// Entries kept in [`Agent::uids`] before it is emptied (bounds memory, not correctness).
+const UID_CACHE_MAX: usize = 4096;
 
 impl Agent {
     /// Refuses callers of another user; unknown callers are refused too.
@@ -101,11 +107,21 @@ impl Agent {
         let Some(sender) = hdr.sender() else {
             return Err(AgentError::AccessDenied("the call has no sender".into()));
         };
-        let uid = self
-            .bus
-            .get_connection_unix_user(BusName::from(sender.to_owned()))
-            .await
-            .map_err(|e| AgentError::AccessDenied(format!("cannot tell which user is calling: {e}")))?;
+        let cached = self.uids.lock().unwrap_or_else(|p| p.into_inner()).get(sender.as_str()).copied();
+        let uid = match cached {
+            Some(uid) => uid,
+            None => {
+                let uid = self.bus.get_connection_unix_user(BusName::from(sender.to_owned())).await.map_err(
+                    |e| AgentError::AccessDenied(format!("cannot tell which user is calling: {e}")),
+                )?;
+                let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+                if uids.len() >= UID_CACHE_MAX {
+                    uids.clear();
+                }
+                uids.insert(sender.to_string(), uid);
+                uid
+            }
+        };
         if uid != self.uid {
             tracing::warn!(peer_uid = uid, bus_name = %sender, "refused a D-Bus caller of another user");
             return Err(AgentError::AccessDenied("this agent serves only its own user".into()));
@@ -290,7 +306,10 @@ async fn serve(broker: &Broker, uid: u32, address: &BusAddress) -> Result<Connec
         .build()
         .await
         .map_err(failed)?;
-    conn.object_server().at(OBJECT_PATH, Agent { broker: broker.clone(), uid, bus }).await.map_err(failed)?;
+    conn.object_server()
+        .at(OBJECT_PATH, Agent { broker: broker.clone(), uid, bus, uids: Default::default() })
+        .await
+        .map_err(failed)?;
     match conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await {
         Ok(RequestNameReply::PrimaryOwner) | Ok(RequestNameReply::AlreadyOwner) => Ok(conn),
         Ok(_) | Err(zbus::Error::NameTaken) => Err(Setup::NameTaken),

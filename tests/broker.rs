@@ -363,3 +363,17 @@ async fn shutdown_revokes_everything_including_logins_in_flight() {
     let _ = pending.await;
     assert!(matches!(b.token(Some("prod"), None, S(60)).await, Err(BrokerError::ShuttingDown)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_get_invalidate_loop_cannot_hammer_looker() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let start = Instant::now();
+    for _ in 0..20 {
+        let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+        b.invalidate(Some("prod"), t.token.token.expose()).unwrap();
+    }
+    // 20 logins, spaced at least a second apart by the broker.
+    assert_eq!(fake.logins(), 20);
+    assert!(start.elapsed() >= S(19), "{:?}", start.elapsed());
+}

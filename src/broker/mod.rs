@@ -69,6 +69,8 @@ pub struct BrokerSettings {
     /// A token is never refreshed sooner than this after it was obtained
     /// (unless it expires first), so short-lived tokens do not loop.
     pub min_refresh_age: Duration,
+    /// Logins of one credential set are spaced at least this far apart.
+    pub min_login_interval: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -80,6 +82,7 @@ impl Default for BrokerSettings {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
             min_refresh_age: Duration::from_secs(10),
+            min_login_interval: Duration::from_secs(1),
         }
     }
 }

@@ -66,6 +66,8 @@ struct SlotState {
     backoff_until: Option<(Instant, SystemTime)>,
     rejected: Option<Rejection>,
     last_used: Option<Instant>,
+    /// When the last login started: logins are spaced by `min_login_interval`.
+    last_login_started: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -232,11 +234,19 @@ impl CredSlot {
     }
 
     /// Registers a login as in flight and spawns it, so a client giving up does not cancel it.
+    ///
+    /// Logins of one set are spaced at least `min_login_interval` apart, whatever
+    /// clients do (a loop of get + invalidate cannot make the agent hammer Looker).
     fn start_login(self: &Arc<Self>, st: &mut SlotState) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         st.inflight = Some(rx.clone());
+        let now = Instant::now();
+        let not_before = st.last_login_started.map(|t| t + self.shared.settings.min_login_interval);
+        let start = not_before.filter(|t| *t > now).unwrap_or(now);
+        st.last_login_started = Some(start);
         let slot = self.clone();
         tokio::spawn(async move {
+            tokio::time::sleep_until(start).await;
             let result = slot.login_once().await;
             slot.finish(result, tx);
         });

@@ -106,7 +106,7 @@ impl ConfigEditor {
         let text = original.as_deref().unwrap_or("");
         Config::parse(path, text)?;
         let doc = text.parse::<DocumentMut>().map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| config::line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().to_string() }
         })?;
         Ok(ConfigEditor { path: path.to_path_buf(), doc, original })
@@ -595,13 +595,6 @@ fn resolve_symlinks(path: &Path) -> std::io::Result<PathBuf> {
         }
     }
     Err(std::io::Error::other("too many levels of symbolic links"))
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -248,16 +248,12 @@ impl Broker {
 
         // Revoke what no longer exists.
         let now = Instant::now();
-        let mut doomed = Vec::new();
-        for slot in old.profiles.values().flat_map(|p| p.creds.iter()) {
-            if !kept.iter().any(|k| Arc::ptr_eq(k, slot)) {
-                if let Ok(api) = slot.api() {
-                    for t in slot.take_tokens() {
-                        doomed.push((api.clone(), t));
-                    }
-                }
-            }
-        }
+        let doomed = take_tokens(
+            old.profiles
+                .values()
+                .flat_map(|p| p.creds.iter())
+                .filter(|s| !kept.iter().any(|k| Arc::ptr_eq(k, s))),
+        );
         let n = doomed.iter().filter(|(_, t)| t.may_be_live(now)).count();
         self.inner.shared.wake.notify_one();
         if n > 0 {
@@ -432,15 +428,7 @@ impl Broker {
     /// Revokes (DELETE /logout) the live tokens of the selection; returns how many
     /// Looker confirmed gone. The next request logs in anew.
     pub async fn revoke(&self, profile: Option<&str>, credential: Option<&str>) -> Result<u32, BrokerError> {
-        let slots = self.select(profile, credential)?;
-        let mut work = Vec::new();
-        for slot in &slots {
-            if let Ok(api) = slot.api() {
-                for t in slot.take_tokens() {
-                    work.push((api.clone(), t));
-                }
-            }
-        }
+        let work = take_tokens(&self.select(profile, credential)?);
         Ok(logout_all(self.inner.store.clone(), work).await.revoked)
     }
 
@@ -466,19 +454,11 @@ impl Broker {
     /// revoked too, so nothing obtained before shutdown outlives the agent.
     pub async fn revoke_all(&self, deadline: Duration) -> RevokeSummary {
         let until = Instant::now() + deadline;
-        let slots: Vec<Arc<CredSlot>> =
-            self.snapshot().profiles.values().flat_map(|p| p.creds.iter().cloned()).collect();
+        let slots = self.slots();
         let mut total = RevokeSummary::default();
         loop {
             let now = Instant::now();
-            let mut work = Vec::new();
-            for slot in &slots {
-                if let Ok(api) = slot.api() {
-                    for t in slot.take_tokens() {
-                        work.push((api.clone(), t));
-                    }
-                }
-            }
+            let work = take_tokens(&slots);
             let n = work.iter().filter(|(_, t)| t.may_be_live(now)).count() as u32;
             match tokio::time::timeout_at(until, logout_all(self.inner.store.clone(), work)).await {
                 Ok(s) => {
@@ -518,6 +498,19 @@ impl Broker {
                 .collect(),
         }
     }
+}
+
+/// Takes every token the given slots hold, each with the API that can revoke it.
+fn take_tokens<'a>(
+    slots: impl IntoIterator<Item = &'a Arc<CredSlot>>,
+) -> Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)> {
+    let mut work = Vec::new();
+    for slot in slots {
+        if let Ok(api) = slot.api() {
+            work.extend(slot.take_tokens().into_iter().map(|t| (api.clone(), t)));
+        }
+    }
+    work
 }
 
 /// True when two profiles reach Looker the same way (credential lists aside),

@@ -126,7 +126,14 @@ fn sighup_reloads_and_broken_edit_keeps_the_old_config() {
     unsafe_kill(agent.pid(), 1);
     std::thread::sleep(Duration::from_millis(300));
     // Still serving with the previous config.
-    assert!(env.ctl(&["token", "prod"], None).status.success());
+    let out = env.ctl(&["token", "prod"], None);
+    assert!(
+        out.status.success(),
+        "{:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        agent.log_text()
+    );
     wait_until("reload error logged", Duration::from_secs(5), || {
         agent.log_text().contains("keeping the previous one")
     });

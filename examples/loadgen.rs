@@ -7,7 +7,9 @@
 //! ```text
 //! loadgen socket   --socket S --path /v1/profiles/P/token   keep-alive GET token vs a raw ping-pong
 //!                                                          server answering the same bytes:
-//!                                                          1 connection (p50/p99), N connections (tokens/s)
+//!                                                          1 connection (p50/p99), N connections (tokens/s);
+//!                  [--agent-pid PID]                        also all pinned to one CPU, and a baseline that
+//!                                                          spins the agent's own work per request
 //! loadgen dbus     --profile P                             GetToken vs Peer.Ping to the daemon (session bus)
 //! loadgen herd     --agent BIN                             1,000 concurrent requests on a cold credential,
 //!                                                          emulator login latency 50 ms
@@ -56,6 +58,10 @@ enum Mode {
         /// Seconds per target for the latency part (split in alternating rounds).
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// The agent's pid: adds the same-CPU measurement (agent, client and baseline
+        /// pinned to one CPU for a while, then released).
+        #[arg(long)]
+        agent_pid: Option<i32>,
         #[arg(long)]
         results: Option<PathBuf>,
     },
@@ -66,6 +72,9 @@ enum Mode {
         socket: PathBuf,
         #[arg(long)]
         answer_file: PathBuf,
+        /// CPU time to spend on each request before answering (a server that does work).
+        #[arg(long, default_value_t = 0)]
+        work_ns: u64,
     },
     /// D-Bus GetToken vs Peer.Ping round trips to the daemon on the session bus.
     Dbus {
@@ -154,10 +163,12 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let cli = Cli::parse();
     let r = match cli.mode {
-        Mode::Socket { socket, path, conns, seconds, results } => {
-            socket_mode(&socket, &path, conns, seconds).and_then(|v| emit(results.as_deref(), v))
+        Mode::Socket { socket, path, conns, seconds, agent_pid, results } => {
+            socket_mode(&socket, &path, conns, seconds, agent_pid).and_then(|v| emit(results.as_deref(), v))
         }
-        Mode::PingpongServe { socket, answer_file } => pingpong_serve(&socket, &answer_file),
+        Mode::PingpongServe { socket, answer_file, work_ns } => {
+            pingpong_serve(&socket, &answer_file, work_ns)
+        }
         Mode::Dbus { profile, seconds, results } => {
             dbus_mode(&profile, seconds).and_then(|v| emit(results.as_deref(), v))
         }
@@ -337,8 +348,9 @@ fn get_request(path: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 
 /// Serves every connection from its own thread, answering each request with the
-/// same canned bytes: the floor for one request/response over a Unix socket.
-fn pingpong_serve(socket: &Path, answer_file: &Path) -> Res<()> {
+/// same canned bytes: the floor for one request/response over a Unix socket. With
+/// `work_ns`, it first spins that long per request: a server that does some work.
+fn pingpong_serve(socket: &Path, answer_file: &Path, work_ns: u64) -> Res<()> {
     let answer = Arc::new(std::fs::read(answer_file).map_err(|e| format!("{}: {e}", answer_file.display()))?);
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
@@ -355,6 +367,7 @@ fn pingpong_serve(socket: &Path, answer_file: &Path) -> Res<()> {
                 }
                 while let Some(end) = find(&buf, b"\r\n\r\n") {
                     buf.drain(..end + 4);
+                    spin(Duration::from_nanos(work_ns));
                     if conn.write_all(&answer).is_err() {
                         return;
                     }
@@ -372,8 +385,19 @@ struct Baseline {
     _dir: tempfile::TempDir,
 }
 
+/// Keeps the CPU busy for `d` (no sleeping: the point is CPU time, not delay).
+fn spin(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 impl Baseline {
-    fn start(answer: &[u8]) -> Res<Baseline> {
+    fn start(answer: &[u8], work: Duration) -> Res<Baseline> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let socket = dir.path().join("pingpong.sock");
         let answer_file = dir.path().join("answer");
@@ -385,11 +409,19 @@ impl Baseline {
             .arg(&socket)
             .arg("--answer-file")
             .arg(&answer_file)
+            .arg("--work-ns")
+            .arg(work.as_nanos().to_string())
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the baseline server: {e}"))?;
         wait_socket(&socket, Duration::from_secs(10))?;
         Ok(Baseline { child, socket, _dir: dir })
+    }
+}
+
+impl Baseline {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 }
 
@@ -462,7 +494,136 @@ fn throughput_round(target: &Path, req: &[u8], conns: usize, dur: Duration) -> R
     Ok((all.len() as f64 / elapsed, all))
 }
 
-fn socket_mode(socket: &Path, path: &str, conns: usize, seconds: f64) -> Res<Value> {
+/// CPU affinity of every thread of a process (or of the calling thread, pid None).
+mod affinity {
+    use rustix::process::Pid;
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+
+    fn tids(pid: i32) -> Vec<Pid> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .filter_map(Pid::from_raw)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// CPUs this process may run on (from its first thread).
+    pub fn of(pid: Option<i32>) -> Option<CpuSet> {
+        sched_getaffinity(pid.and_then(Pid::from_raw)).ok()
+    }
+
+    /// Number of CPUs in a set.
+    pub fn count(set: &CpuSet) -> usize {
+        (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).count()
+    }
+
+    /// The set of just `cpu`.
+    pub fn only(cpu: usize) -> CpuSet {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        set
+    }
+
+    /// Sets the affinity of every thread of `pid`, or of the calling thread.
+    pub fn set(pid: Option<i32>, set: &CpuSet) -> Result<(), String> {
+        match pid {
+            None => sched_setaffinity(None, set).map_err(|e| format!("sched_setaffinity: {e}")),
+            Some(p) => {
+                let all = tids(p);
+                if all.is_empty() {
+                    return Err(format!("no threads found for pid {p}"));
+                }
+                for t in all {
+                    sched_setaffinity(Some(t), set).map_err(|e| format!("sched_setaffinity({t:?}): {e}"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The first CPU of a set.
+    pub fn first(set: &CpuSet) -> Option<usize> {
+        (0..CpuSet::MAX_CPU).find(|&c| set.is_set(c))
+    }
+}
+
+/// Alternating latency rounds over several connections: per connection, all its
+/// latencies and the p50 of each round (µs).
+fn alternate(
+    conns: &mut [&mut Conn],
+    req: &[u8],
+    rounds: usize,
+    per: Duration,
+) -> Res<Vec<(Vec<u64>, Vec<f64>)>> {
+    let mut out = vec![(Vec::new(), Vec::new()); conns.len()];
+    for _ in 0..rounds {
+        for (c, (all, p50s)) in conns.iter_mut().zip(out.iter_mut()) {
+            let mut round = Vec::new();
+            latency_round(c, req, per, &mut round)?;
+            round.sort_unstable();
+            p50s.push(pct_us(&round, 0.5));
+            all.extend(round);
+        }
+    }
+    Ok(out)
+}
+
+/// [`summary_us`] plus the per-round p50s and their median.
+fn summary_rounds(r: (Vec<u64>, Vec<f64>)) -> Value {
+    let (all, mut p50s) = r;
+    let mut v = summary_us(all);
+    v["round_p50_us"] = json!(p50s);
+    v["median_round_p50_us"] = json!(median_f(&mut p50s));
+    v
+}
+
+/// Agent, client and baseline on one CPU: each round trip is two context switches on
+/// that CPU, no cross-CPU wake-up. Returns (agent, baseline) latencies; affinities are
+/// restored before returning, whatever happened.
+fn pinned_latency(
+    agent_pid: i32,
+    base: &Baseline,
+    req: &[u8],
+    agent: &mut Conn,
+    rounds: usize,
+    per: Duration,
+) -> Res<(Vec<u64>, Vec<u64>)> {
+    let saved = (affinity::of(Some(agent_pid)), affinity::of(Some(base.pid())), affinity::of(None));
+    let (Some(a0), Some(b0), Some(me0)) = saved else {
+        return Err("cannot read CPU affinities".into());
+    };
+    let cpu = affinity::first(&me0).ok_or("no CPU in this process's affinity set")?;
+    let one = affinity::only(cpu);
+    let mut run = || -> Res<(Vec<u64>, Vec<u64>)> {
+        affinity::set(Some(agent_pid), &one)?;
+        affinity::set(Some(base.pid()), &one)?;
+        affinity::set(None, &one)?;
+        // A fresh baseline connection: its server thread is created now, on that CPU.
+        let mut pp = Conn::open(&base.socket)?;
+        for _ in 0..2000 {
+            agent.round_trip(req)?;
+            pp.round_trip(req)?;
+        }
+        let mut lat = alternate(&mut [agent, &mut pp], req, rounds, per)?;
+        let b = lat.pop().unwrap_or_default().0;
+        let a = lat.pop().unwrap_or_default().0;
+        Ok((a, b))
+    };
+    let r = run();
+    let restore = [
+        affinity::set(Some(agent_pid), &a0),
+        affinity::set(Some(base.pid()), &b0),
+        affinity::set(None, &me0),
+    ];
+    for e in restore.into_iter().filter_map(Result::err) {
+        eprintln!("loadgen: could not restore a CPU affinity: {e}");
+    }
+    r
+}
+
+fn socket_mode(socket: &Path, path: &str, conns: usize, seconds: f64, agent_pid: Option<i32>) -> Res<Value> {
     let req = get_request(path);
     let mut agent = Conn::open(socket)?;
     let n = agent.round_trip(&req)?;
@@ -470,31 +631,77 @@ fn socket_mode(socket: &Path, path: &str, conns: usize, seconds: f64) -> Res<Val
     if status_of(&answer) != 200 {
         return Err(format!("GET {path} answered: {}", String::from_utf8_lossy(&answer)));
     }
-    let base = Baseline::start(&answer)?;
+    let base = Baseline::start(&answer, Duration::ZERO)?;
+    let rounds = 10;
+    let per = Duration::from_secs_f64(seconds / rounds as f64);
+
+    // 1. Same CPU: what the agent itself adds to a round trip, without the scheduler's
+    //    choice of CPUs. Its excess over the baseline is the agent's work per request.
+    let cpus = affinity::of(None).map_or(1, |s| affinity::count(&s));
+    let pinned = match agent_pid {
+        Some(pid) if cpus >= 2 => Some(pinned_latency(pid, &base, &req, &mut agent, rounds / 2, per)?),
+        _ => None,
+    };
+    let (pinned_json, work) = match pinned {
+        Some((a, b)) => {
+            let (sa, sb) = (summary_us(a), summary_us(b));
+            let excess_us =
+                (sa["p50_us"].as_f64().unwrap_or(0.0) - sb["p50_us"].as_f64().unwrap_or(0.0)).max(0.0);
+            let ratio = sa["p50_us"].as_f64().unwrap_or(f64::NAN) / sb["p50_us"].as_f64().unwrap_or(f64::NAN);
+            (
+                json!({ "agent": sa, "baseline": sb, "p50_ratio": ratio, "work_us": excess_us }),
+                Some(Duration::from_secs_f64(excess_us / 1e6)),
+            )
+        }
+        None => (Value::Null, None),
+    };
+
+    // 2. Free placement, as clients really run: the target. A second baseline does the
+    //    agent's per-request work (a spin of the same length) before answering.
+    let busy = match work {
+        Some(w) => Some(Baseline::start(&answer, w)?),
+        None => None,
+    };
     let mut pp = Conn::open(&base.socket)?;
     if pp.round_trip(&req)? != answer.len() {
         return Err("the baseline answers a different size".into());
     }
-
-    // Latency: one keep-alive connection each, alternating rounds so drift hits both.
-    let rounds = 6;
-    let per = Duration::from_secs_f64(seconds / rounds as f64);
+    let mut ppw = match &busy {
+        Some(b) => Some(Conn::open(&b.socket)?),
+        None => None,
+    };
     for _ in 0..2000 {
         agent.round_trip(&req)?;
         pp.round_trip(&req)?;
+        if let Some(c) = ppw.as_mut() {
+            c.round_trip(&req)?;
+        }
     }
-    let (mut lat_a, mut lat_b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        latency_round(&mut pp, &req, per, &mut lat_b)?;
-        latency_round(&mut agent, &req, per, &mut lat_a)?;
-    }
-    let la = summary_us(lat_a);
-    let lb = summary_us(lat_b);
-    let ratio = la["p50_us"].as_f64().unwrap_or(f64::NAN) / lb["p50_us"].as_f64().unwrap_or(f64::NAN);
+    let mut lat = {
+        let mut cs: Vec<&mut Conn> = vec![&mut pp, &mut agent];
+        if let Some(c) = ppw.as_mut() {
+            cs.push(c);
+        }
+        alternate(&mut cs, &req, rounds, per)?
+    };
+    let lw = if lat.len() == 3 { Some(summary_rounds(lat.pop().unwrap_or_default())) } else { None };
+    let la = summary_rounds(lat.pop().unwrap_or_default());
+    let lb = summary_rounds(lat.pop().unwrap_or_default());
+    // Which CPUs the scheduler picks sticks for a while and then may flip (see the
+    // report): the median of the rounds' p50s is steadier than one pooled p50.
+    let p50 = |v: &Value| v["median_round_p50_us"].as_f64().unwrap_or(f64::NAN);
+    let ratio = p50(&la) / p50(&lb);
+    let busy_json = match (&lw, work) {
+        (Some(w), Some(d)) => {
+            json!({ "work_us": d.as_secs_f64() * 1e6, "latency": w, "agent_p50_ratio": p50(&la) / p50(w) })
+        }
+        _ => Value::Null,
+    };
     drop(agent);
     drop(pp);
+    drop(ppw);
 
-    // Throughput: `conns` connections each, two alternating rounds.
+    // 3. Throughput: `conns` connections each, two alternating rounds.
     let tdur = Duration::from_secs_f64((seconds / 2.0).max(1.0));
     let (mut tput_a, mut tput_b) = (Vec::new(), Vec::new());
     let (mut tl_a, mut tl_b) = (Vec::new(), Vec::new());
@@ -512,7 +719,10 @@ fn socket_mode(socket: &Path, path: &str, conns: usize, seconds: f64) -> Res<Val
         "name": "socket",
         "request_bytes": req.len(),
         "answer_bytes": answer.len(),
+        "cpus": cpus,
         "latency": { "agent": la, "baseline": lb, "p50_ratio": ratio },
+        "pinned": pinned_json,
+        "busy_baseline": busy_json,
         "throughput": {
             "conns": conns,
             "agent_per_s": ta, "baseline_per_s": tb,
@@ -808,13 +1018,22 @@ async fn fire(
     Ok((last - t0, ok, tokens.len(), back))
 }
 
+/// Cold herds measured (one per credential set of the profile, each cold in turn).
+const COLD_HERDS: usize = 3;
+
 fn herd_mode(bin: &Path, clients: usize, login_delay_ms: u64) -> Res<Value> {
-    let emu = Emu::start(&[("herd-id".into(), "herd-secret".into())])?;
+    let users: Vec<(String, String)> =
+        (1..=COLD_HERDS).map(|i| (format!("herd-id-{i}"), format!("herd-secret-{i}"))).collect();
+    let emu = Emu::start(&users)?;
     let login_delay = Duration::from_millis(login_delay_ms);
     emu.emu.set_faults(Faults { login_delay, ..Faults::default() });
     let spec = ProfileSpec {
         name: "herd".into(),
-        creds: vec![("default".into(), "herd-id".into(), "herd-secret".into())],
+        creds: users
+            .iter()
+            .enumerate()
+            .map(|(i, (id, sec))| (format!("c{}", i + 1), id.clone(), sec.clone()))
+            .collect(),
     };
     let agent = Agent::spawn(bin, &emu.emu.base_url(), &[spec], None)?;
     agent.wait_ready()?;
@@ -823,41 +1042,50 @@ fn herd_mode(bin: &Path, clients: usize, login_delay_ms: u64) -> Res<Value> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let req = Arc::new(get_request("/v1/profiles/herd/token"));
-    let (cold, cold_ok, cold_tokens, warm_runs) = rt.block_on(async {
+    let (colds, warm_runs) = rt.block_on(async {
         let mut conns = Vec::with_capacity(clients);
         for _ in 0..clients {
             conns.push(aconnect(&agent.socket).await?);
         }
-        let (cold, ok, tokens, mut conns) = fire(conns, req.clone()).await?;
-        // The same herd again with the token cached: the serving time alone.
-        let mut warm = Vec::new();
-        for _ in 0..3 {
-            let (w, wok, _, c) = fire(conns, req.clone()).await?;
+        // Each credential set in turn: a cold herd, then the same herd warm (token
+        // cached: the serving time alone).
+        let (mut colds, mut warm) = (Vec::new(), Vec::new());
+        for i in 1..=COLD_HERDS {
+            let req = Arc::new(get_request(&format!("/v1/profiles/herd/token?credential=c{i}")));
+            let before = emu.emu.counters().logins;
+            let (cold, ok, tokens, c) = fire(conns, req.clone()).await?;
+            let logins = emu.emu.counters().logins - before;
+            colds.push((ms(cold), ok, tokens, logins));
+            let (w, wok, _, c) = fire(c, req.clone()).await?;
             if wok != clients {
                 return Err(format!("warm herd: only {wok} of {clients} answered 200"));
             }
             warm.push(ms(w));
             conns = c;
         }
-        Ok::<_, String>((cold, ok, tokens, warm))
+        Ok::<_, String>((colds, warm))
     })?;
     let c = emu.emu.counters();
-    let mut warm = warm_runs.clone();
-    let warm_ms = median_f(&mut warm);
-    let cold_ms = ms(cold);
+    let warm_ms = median_f(&mut warm_runs.clone());
+    let cold_ms = median_f(&mut colds.iter().map(|c| c.0).collect::<Vec<_>>());
     // "About 50 ms plus the serving time": login latency + the warm herd, with 20 % slack.
     let budget_ms = 1.2 * (login_delay_ms as f64 + warm_ms);
-    let pass = c.logins == 1 && cold_ok == clients && cold_tokens == 1 && cold_ms <= budget_ms;
+    let counts_ok = colds.iter().all(|&(_, ok, tokens, logins)| ok == clients && tokens == 1 && logins == 1);
+    let pass = counts_ok && cold_ms <= budget_ms;
+    let all_ok = colds.iter().all(|c| c.1 == clients);
+    let logins_each: Vec<u64> = colds.iter().map(|c| c.3).collect();
     Ok(json!({
         "name": "herd",
         "clients": clients,
+        "herds": COLD_HERDS,
         "login_delay_ms": login_delay_ms,
         "logins": c.logins,
+        "logins_per_herd": logins_each,
         "failed_logins": c.failed_logins,
-        "answered_200": cold_ok,
-        "distinct_tokens": cold_tokens,
+        "all_answered": all_ok,
+        "distinct_tokens_per_herd": colds.iter().map(|c| c.2).collect::<Vec<_>>(),
         "cold_ms": cold_ms,
+        "cold_runs_ms": colds.iter().map(|c| c.0).collect::<Vec<_>>(),
         "warm_ms": warm_ms,
         "warm_runs_ms": warm_runs,
         "budget_ms": budget_ms,
@@ -1240,16 +1468,50 @@ fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
     let s = get("socket");
     if !s.is_null() {
         let (a50, a99, b50) = (
-            f(s, &["latency", "agent", "p50_us"]),
+            f(s, &["latency", "agent", "median_round_p50_us"]),
             f(s, &["latency", "agent", "p99_us"]),
-            f(s, &["latency", "baseline", "p50_us"]),
+            f(s, &["latency", "baseline", "median_round_p50_us"]),
         );
         let ratio = a50 / b50;
+        let pinned = &s["pinned"];
+        let busy = &s["busy_baseline"];
+        // The floor is shown when the agent is within 2x on one CPU and matches a bare
+        // server doing the same work per request under free placement.
+        let floor_shown = !pinned.is_null()
+            && !busy.is_null()
+            && f(pinned, &["p50_ratio"]) <= 2.0
+            && f(busy, &["agent_p50_ratio"]) <= 1.25;
+        let result = if ratio <= 2.0 {
+            verdict(true).to_string()
+        } else if floor_shown {
+            "**MISS**, at the floor (next two rows)".to_string()
+        } else {
+            verdict(false).to_string()
+        };
         w(format!(
-            "| cached token over the socket, keep-alive, p50 | {a50:.1} µs (p99 {a99:.1} µs) | raw ping-pong p50 {b50:.1} µs (p99 {:.1} µs) | {ratio:.2}× | ≤ 2× | {} |",
+            "| cached token over the socket, keep-alive, p50 | {a50:.1} µs (p99 {a99:.1} µs) | raw ping-pong p50 {b50:.1} µs (p99 {:.1} µs) | {ratio:.2}× | ≤ 2× | {result} |",
             f(s, &["latency", "baseline", "p99_us"]),
-            verdict(ratio <= 2.0)
         ));
+        if !pinned.is_null() {
+            let r = f(pinned, &["p50_ratio"]);
+            w(format!(
+                "| … the same, client, agent and baseline pinned to one CPU | {:.1} µs (p99 {:.1} µs) | raw ping-pong p50 {:.1} µs (p99 {:.1} µs) | {r:.2}× | ≤ 2× | {} |",
+                f(pinned, &["agent", "p50_us"]),
+                f(pinned, &["agent", "p99_us"]),
+                f(pinned, &["baseline", "p50_us"]),
+                f(pinned, &["baseline", "p99_us"]),
+                verdict(r <= 2.0)
+            ));
+        }
+        if !busy.is_null() {
+            w(format!(
+                "| … free placement against a ping-pong server that spins {:.1} µs per request (the agent's own work, from the row above) | {a50:.1} µs | busy ping-pong p50 {:.1} µs (p99 {:.1} µs) | {:.2}× | floor | — |",
+                f(busy, &["work_us"]),
+                f(busy, &["latency", "median_round_p50_us"]),
+                f(busy, &["latency", "p99_us"]),
+                f(busy, &["agent_p50_ratio"]),
+            ));
+        }
         let (ta, tb) = (f(s, &["throughput", "agent_per_s"]), f(s, &["throughput", "baseline_per_s"]));
         w(format!(
             "| throughput, {} concurrent keep-alive clients | {ta:.0} tokens/s | raw ping-pong {tb:.0} req/s | {:.2}× the baseline | ≥ 20,000/s | {} |",
@@ -1296,8 +1558,10 @@ fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
     let h = get("herd");
     if !h.is_null() {
         w(format!(
-            "| cold herd: {} requests, login latency {} ms | {} login(s), {} answered, last answer at {:.1} ms | warm herd (token cached) {:.1} ms | | 1 login, all answered, ≤ ~{} ms + serving time (budget {:.0} ms) | {} |",
-            h["clients"], h["login_delay_ms"], h["logins"], h["answered_200"], f(h, &["cold_ms"]), f(h, &["warm_ms"]),
+            "| cold herd: {} requests, login latency {} ms (median of {} herds) | logins per herd {}, all answered: {}, last answer at {:.1} ms | warm herd (token cached) {:.1} ms | | 1 login, all answered, ≤ ~{} ms + serving time (budget {:.0} ms) | {} |",
+            h["clients"], h["login_delay_ms"], h["herds"], rounds_text(&h["logins_per_herd"]),
+            if h["all_answered"].as_bool() == Some(true) { "yes" } else { "no" },
+            f(h, &["cold_ms"]), f(h, &["warm_ms"]),
             h["login_delay_ms"], f(h, &["budget_ms"]), verdict(h["pass"].as_bool() == Some(true))
         ));
     }
@@ -1348,6 +1612,74 @@ fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
         "  bytes the agent sent ({} bytes, request {} bytes), measured with the same client; rounds alternate.",
         s["answer_bytes"], s["request_bytes"]
     ));
+    if !s.is_null() {
+        let rp = |k: &str| {
+            s["latency"][k]["round_p50_us"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| format!("{:.1}", x.as_f64().unwrap_or(f64::NAN)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        w(format!(
+            "  p50 here is the median of the rounds' p50s (agent: {}; raw ping-pong: {} µs); pooled over all rounds: agent {:.1} µs, raw {:.1} µs.",
+            rp("agent"),
+            rp("baseline"),
+            f(s, &["latency", "agent", "p50_us"]),
+            f(s, &["latency", "baseline", "p50_us"])
+        ));
+        if let Some(b) = s["busy_baseline"]["latency"]["round_p50_us"].as_array() {
+            w(format!(
+                "  Busy ping-pong rounds: {} µs.",
+                b.iter()
+                    .map(|x| format!("{:.1}", x.as_f64().unwrap_or(f64::NAN)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if !s.is_null() {
+        // A round is "split" when its p50 is far above the same-CPU figure.
+        let same_cpu = f(s, &["pinned", "baseline", "p50_us"]);
+        let threshold = if same_cpu.is_finite() { 4.0 * same_cpu } else { 20.0 };
+        let split = |v: &Value| {
+            let r = v["round_p50_us"].as_array().cloned().unwrap_or_default();
+            let n = r.iter().filter(|x| x.as_f64().unwrap_or(0.0) > threshold).count();
+            format!("{n} of {}", r.len())
+        };
+        w("  **Where the floor is.** On this VM a round trip costs about 5 µs when client and server share"
+            .into());
+        w("  a CPU and 40–60 µs when they do not: every answer, and every request, then wakes a halted vCPU"
+            .into());
+        w("  through the hypervisor. Which of the two happens is the scheduler's choice; it sticks for a"
+            .into());
+        w(format!(
+            "  while, then may flip. Rounds on split CPUs in this run (p50 over {threshold:.0} µs): agent {}, raw ping-pong {},",
+            split(&s["latency"]["agent"]),
+            split(&s["latency"]["baseline"])
+        ));
+        w(format!(
+            "  busy ping-pong {}. The raw baseline does nothing between read and write and is nearly always",
+            split(&s["busy_baseline"]["latency"])
+        ));
+        w("  kept on the client's CPU (sync wake-ups); a server that works a few µs per request is split"
+            .into());
+        w("  more often, the agent and the busy ping-pong alike, from run to run anywhere from none to all"
+            .into());
+        w("  of the rounds. Hence the two rows under the target: pinned to one CPU with its client, the"
+            .into());
+        w("  agent's excess over the raw baseline is what the agent itself adds; unpinned, it tracks a"
+            .into());
+        w("  bare server doing the same amount of work. Tried in the agent and measured, without effect on"
+            .into());
+        w("  the split: a current-thread runtime, and registering connections for readability only (no"
+            .into());
+        w("  EPOLLOUT wake-ups). What would remove it lies outside the agent: guest halt-polling".into());
+        w("  (`cpuidle-haltpoll`), or client and agent sharing a CPU (`taskset`).".into());
+    }
     w("  Throughput: as many client threads as connections, on the same 2 cores as the agent, two".into());
     w("  alternating rounds per target.".into());
     if !s.is_null() {
@@ -1389,17 +1721,20 @@ fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
             h["clients"]
         ));
         w(format!(
-            "  all released at once on a credential with no token; emulator login latency {} ms. The clock runs from",
+            "  all released at once on a credential set with no token; emulator login latency {} ms. The clock runs from",
             h["login_delay_ms"]
         ));
         w(format!(
-            "  the release to the last answer. The warm herd repeats it on the same connections with the token cached (runs: {} ms).",
-            rounds_text(&h["warm_runs_ms"])
+            "  the release to the last answer (runs: {} ms, one per credential set). After each, the warm herd repeats it on the same",
+            rounds_text(&h["cold_runs_ms"])
         ));
         w(format!(
-            "  Distinct tokens handed out: {}; failed logins: {}. Budget = 1.2 × (login latency + warm herd).",
-            h["distinct_tokens"], h["failed_logins"]
+            "  connections with the token cached (runs: {} ms). Distinct tokens handed out per herd: {}; failed logins: {}.",
+            rounds_text(&h["warm_runs_ms"]),
+            rounds_text(&h["distinct_tokens_per_herd"]),
+            h["failed_logins"]
         ));
+        w("  Budget = 1.2 × (login latency + median warm herd).".into());
     }
     if !m.is_null() {
         w(format!(

@@ -133,7 +133,7 @@ log "whole processes: lookerctl token, secret-tool lookup, Python looker_sdk log
 
 # --- the socket and the bus ---------------------------------------------------------
 log "loadgen socket (keep-alive latency, 64-connection throughput, ping-pong baseline)"
-"$loadgen" socket --socket "$socket" --path /v1/profiles/bench/token --conns 64 --seconds "$seconds" \
+"$loadgen" socket --socket "$socket" --path /v1/profiles/bench/token --conns 64 --seconds "$seconds" --agent-pid "$agent_pid" \
     --results "$results" >/dev/null
 log "loadgen dbus (GetToken vs Peer.Ping)"
 "$loadgen" dbus --profile bench --seconds "$seconds" --results "$results" >/dev/null || log "D-Bus measurement failed"

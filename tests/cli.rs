@@ -86,6 +86,13 @@ fn exec_passes_env_and_exit_status() {
     assert_eq!(out.status.code(), Some(127));
     assert!(err(&out).contains("cannot run /nonexistent/command"), "{}", err(&out));
 
+    // lookerctl makes itself undumpable (it holds secrets); the command it runs is
+    // dumpable again (execve resets the flag) and keeps the caller's core-size limit.
+    let probe = "python3 -c 'import ctypes; print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))'; ulimit -c";
+    let out = env.ctl(&["exec", "prod", "--", "sh", "-c", probe], None);
+    let own_limit = std::process::Command::new("sh").args(["-c", "ulimit -c"]).output().unwrap();
+    assert_eq!(text(&out.stdout), format!("1\n{}", text(&own_limit.stdout)), "{}", err(&out));
+
     // No command: a usage error.
     assert_eq!(env.ctl(&["exec", "prod"], None).status.code(), Some(2));
     // Errors getting the token keep their exit statuses.

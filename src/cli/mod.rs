@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 /// Entry point of the `lookerctl` binary.
 pub fn main() -> ExitCode {
+    undumpable();
     let cli = match args::parse_from(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
@@ -36,6 +37,13 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// lookerctl holds client secrets (`credential add`, `import`) and tokens in memory:
+/// no core file of it, and no ptrace by other processes of the user. Unlike a zero
+/// RLIMIT_CORE this does not reach the command `lookerctl exec` runs: execve resets it.
+pub fn undumpable() {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }
 
 /// Runs one parsed command; returns the exit status.
@@ -90,4 +98,16 @@ fn manual(args: &args::ManArgs) -> Result<u8, CliError> {
         }
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lookerctl_makes_itself_undumpable() {
+        super::undumpable();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 }

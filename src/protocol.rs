@@ -29,6 +29,14 @@ pub struct TokenObject {
     pub base_url: String,
 }
 
+/// The token is wiped from memory when the object goes (lookerctl, client programs):
+/// freed heap is not cleared otherwise.
+impl Drop for TokenObject {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.access_token);
+    }
+}
+
 /// `GET /v1/health` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Health {

@@ -29,7 +29,8 @@ pub fn shell_quote(s: &str) -> String {
 pub async fn token(cli: &Cli, args: &TokenArgs) -> Result<u8, CliError> {
     let t = fetch(cli, profile(cli, &args.profile), args.credential.as_deref(), args.min_ttl).await?;
     let format = if cli.json { TokenFormat::Json } else { args.format };
-    let out = match format {
+    // The printed text holds the token too: wiped when done, like the token object.
+    let out = zeroize::Zeroizing::new(match format {
         TokenFormat::Plain => format!("{}\n", t.access_token),
         TokenFormat::Header => format!("Authorization: token {}\n", t.access_token),
         TokenFormat::Env => format!(
@@ -43,7 +44,7 @@ pub async fn token(cli: &Cli, args: &TokenArgs) -> Result<u8, CliError> {
             s.push('\n');
             s
         }
-    };
+    });
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

@@ -97,7 +97,9 @@ fn herd_of_200_cold_requests_makes_one_login() {
         let tasks: Vec<_> = (0..200)
             .map(|_| {
                 let c = client.clone();
-                tokio::spawn(async move { c.token(Some("herd"), None, None).await.unwrap().access_token.clone() })
+                tokio::spawn(
+                    async move { c.token(Some("herd"), None, None).await.unwrap().access_token.clone() },
+                )
             })
             .collect();
         let mut out = Vec::new();

@@ -1794,6 +1794,8 @@ fn report(results: &Path, criterion: Option<&Path>, out: &Path) -> Res<()> {
     w("```sh".into());
     w("scripts/bench.sh            # builds release, installs what it lacks, runs everything, rewrites BENCHMARKS.md".into());
     w("cargo test --test herd      # the herd counts alone".into());
+    w("cargo test --test cache_hit # a cache hit: one allocation (its answer), no log line at the default level"
+        .into());
     w("cargo bench --bench hot_path".into());
     w("```".into());
     std::fs::write(out, md).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -123,34 +123,6 @@ fn env_on(bus: Option<&PrivateBus>) -> TestEnv {
     env
 }
 
-/// Starts the agent like `TestEnv::start_agent`, but with `remove` taken out of its environment.
-fn start_agent_without(env: &TestEnv, extra: &[&str], remove: &[&str]) -> AgentProc {
-    let log = env.dir.path().join(format!("agent-{}.log", unique("")));
-    let mut cmd = Command::new(agent_bin());
-    for k in [
-        "LOOKER_AGENT_SOCKET",
-        "LOOKER_AGENT_CONFIG",
-        "LOOKER_AGENT_PROFILE",
-        "NOTIFY_SOCKET",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-    ]
-    .iter()
-    .chain(remove)
-    {
-        cmd.env_remove(k);
-    }
-    cmd.envs(&env.vars).args(extra).stdin(Stdio::null()).stdout(Stdio::null());
-    cmd.stderr(std::fs::File::create(&log).unwrap());
-    let proc = AgentProc { child: Some(cmd.spawn().unwrap()), log, socket: env.socket.clone() };
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&env.socket).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "agent did not start; log:\n{}", proc.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    proc
-}
-
 /// One emulator, one profile `p` with credential `c1`, one agent on `bus`.
 struct Fixture {
     emu: BgEmulator,
@@ -651,7 +623,7 @@ fn without_a_session_bus_the_socket_still_serves() {
             config: env.config.clone(),
         };
         let removed: &[&str] = if remove { &["DBUS_SESSION_BUS_ADDRESS"] } else { &[] };
-        let mut agent = start_agent_without(&e2, &[], removed);
+        let mut agent = e2.start_agent_without(&[], removed);
         let token = env.ctl_ok(&["token", "p"], None);
         assert!(emu.emu().is_live(token.trim()));
         std::thread::sleep(Duration::from_millis(300));

@@ -105,8 +105,17 @@ impl TestEnv {
 
     /// Starts the daemon and waits until it answers on its socket.
     pub fn start_agent(&self, extra: &[&str]) -> AgentProc {
+        self.start_agent_without(extra, &[])
+    }
+
+    /// [`TestEnv::start_agent`] with the variables `remove` taken out of the daemon's
+    /// environment (inherited or set in `vars`).
+    pub fn start_agent_without(&self, extra: &[&str], remove: &[&str]) -> AgentProc {
         let mut cmd = Command::new(agent_bin());
         self.apply(&mut cmd);
+        for k in remove {
+            cmd.env_remove(k);
+        }
         let log = self.dir.path().join(format!("agent-{}.log", rand_suffix()));
         let logf = std::fs::File::create(&log).unwrap();
         cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);

@@ -161,6 +161,134 @@ fn certificate_errors_name_the_problem() {
     assert!(!agent.log_text().contains("t-secret"));
 }
 
+/// A self-signed server certificate made the way admins make one: `openssl req -x509`,
+/// which marks it CA:TRUE (OpenSSL's default `v3_ca` extensions).
+fn openssl_self_signed(env: &TestEnv, name: &str, san: &str) -> (TlsIdentity, PathBuf) {
+    let dir = env.dir.path();
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=Looker self-signed", "-addext", &format!("subjectAltName={san}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl) is needed for this test");
+    assert!(out.status.success(), "openssl req -x509: {}", stderr(&out));
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the point of the test: a CA:TRUE cert"
+    );
+    let identity = TlsIdentity {
+        cert_chain_pem: std::fs::read_to_string(&cert).unwrap(),
+        key_pem: std::fs::read_to_string(&key).unwrap(),
+    };
+    (identity, cert)
+}
+
+#[test]
+fn a_self_signed_server_certificate_named_as_ca_file_is_accepted_like_curl_does() {
+    let env = TestEnv::new("file");
+    let (identity, cert) = openssl_self_signed(&env, "server", "IP:127.0.0.1,DNS:localhost");
+    let looker = TlsLooker::start(&identity, "t-id", "t-secret");
+    let cert_arg = cert.to_str().unwrap();
+    // curl accepts it (the behaviour to match), when curl is there to ask.
+    if let Ok(out) = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", cert_arg])
+        .arg(format!("{}/alive", looker.url()))
+        .output()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "curl --cacert: {}", stderr(&out));
+    }
+    env.ctl_ok(&["profile", "add", "selfsigned", "--base-url", &looker.url(), "--ca-file", cert_arg], None);
+    env.ctl_ok(&["credential", "add", "selfsigned", "c", "--client-id", "t-id"], Some("t-secret"));
+
+    // The very certificate, but for another name; and another self-signed certificate
+    // than the one the server presents: still refused, each for its real cause.
+    let (other_name, other_name_cert) = openssl_self_signed(&env, "other-name", "DNS:looker.other.example");
+    let wrong_name = TlsLooker::start(&other_name, "t-id", "t-secret");
+    let (_, unrelated_cert) = openssl_self_signed(&env, "unrelated", "IP:127.0.0.1");
+    let other_arg = other_name_cert.to_str().unwrap();
+    env.ctl_ok(
+        &["profile", "add", "wrongname", "--base-url", &wrong_name.url(), "--ca-file", other_arg],
+        None,
+    );
+    let unrelated_arg = unrelated_cert.to_str().unwrap();
+    env.ctl_ok(
+        &["profile", "add", "unrelated", "--base-url", &looker.url(), "--ca-file", unrelated_arg],
+        None,
+    );
+    for p in ["wrongname", "unrelated"] {
+        env.ctl_ok(&["credential", "add", p, "c", "--client-id", "t-id"], Some("t-secret"));
+    }
+
+    let mut agent = env.start_agent(&[]);
+    let token = env.ctl_ok(&["token", "selfsigned"], None);
+    assert!(looker.emu().is_live(token.trim()), "not a token of the emulator: {token}");
+
+    let out = env.ctl(&["token", "wrongname"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("certificate not valid for name") && err.contains("not for the host in base_url"),
+        "{err}"
+    );
+
+    // ca_file is set: the message names it, and does not tell the user to set it.
+    let out = env.ctl(&["token", "unrelated"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains(unrelated_arg), "names the ca_file it checked: {err}");
+    assert!(!err.contains("--ca-file PATH"), "says to set ca_file, which the user did: {err}");
+    assert_eq!(wrong_name.emu().counters().logins, 0);
+
+    let (st, _) = agent.stop_with(15);
+    assert!(st.success());
+    assert!(!looker.emu().is_live(token.trim()), "revoked over the same TLS settings at shutdown");
+}
+
+#[test]
+fn an_expired_self_signed_certificate_named_as_ca_file_is_refused_as_expired() {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "old self-signed");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let identity = TlsIdentity { cert_chain_pem: cert.pem(), key_pem: key.serialize_pem() };
+    let looker = TlsLooker::start(&identity, "t-id", "t-secret");
+    let env = TestEnv::new("file");
+    let ca_file = write_pem(&env, "old.pem", &cert.pem());
+    env.ctl_ok(
+        &["profile", "add", "old", "--base-url", &looker.url(), "--ca-file", ca_file.to_str().unwrap()],
+        None,
+    );
+    env.ctl_ok(&["credential", "add", "old", "c", "--client-id", "t-id"], Some("t-secret"));
+    let _agent = env.start_agent(&[]);
+    let out = env.ctl(&["token", "old"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("certificate expired") && err.contains("validity period"), "{err}");
+    assert_eq!(looker.emu().counters().logins, 0);
+}
+
 #[test]
 fn verify_tls_false_works_and_is_warned_about_at_every_start() {
     let ca = private_ca("Unknown CA");

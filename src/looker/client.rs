@@ -4,7 +4,7 @@ use super::{LoginToken, LookerApi, LookerError, LookerUser, Role};
 use crate::config::Profile;
 use crate::secret::Secret;
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use std::error::Error as _;
 use std::time::Duration;
@@ -17,6 +17,8 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub struct LookerClient {
     http: reqwest::Client,
     base_url: String,
+    /// The profile's ca_file, for messages about a failed handshake.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// True when a URL's host is a loopback address or `localhost`.
@@ -76,16 +78,8 @@ fn build_http_client(key: &HttpSettings) -> Result<reqwest::Client, LookerError>
     if !key.verify_tls {
         b = b.danger_accept_invalid_certs(true);
     }
-    if let Some((ca, pem)) = &key.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            LookerError::Config(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
-        })?;
-        if certs.is_empty() {
-            return Err(LookerError::Config(format!("ca_file {} holds no PEM certificate", ca.display())));
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
+    if let (Some((ca, pem)), true) = (&key.ca_pem, key.verify_tls) {
+        b = b.use_preconfigured_tls(super::tls::config_with_ca_file(ca, pem).map_err(LookerError::Config)?);
     }
     b.build().map_err(|e| LookerError::Config(format!("cannot set up HTTP client: {e}")))
 }
@@ -104,7 +98,7 @@ impl LookerClient {
             )));
         }
         let http = shared_http_client(profile)?;
-        Ok(LookerClient { http, base_url: profile.base_url.clone() })
+        Ok(LookerClient { http, base_url: profile.base_url.clone(), ca_file: profile.ca_file.clone() })
     }
 
     /// The base URL this client talks to.
@@ -116,15 +110,15 @@ impl LookerClient {
         format!("{}/api/4.0/{path}", self.base_url)
     }
 
-    /// Sends a request; returns the status, any `Retry-After` and the (capped) body.
-    async fn exchange(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), LookerError> {
-        let resp = req.send().await.map_err(transport_error)?;
+    /// Sends a request and reads its (capped) answer.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Answer, LookerError> {
+        let resp = req.send().await.map_err(|e| transport_error(e, self.ca_file.as_deref()))?;
         let status = resp.status();
-        let retry = retry_after(&resp);
-        Ok((status, retry, read_body(resp).await?))
+        let retry_after = retry_after(&resp);
+        let location = resp.headers().get(LOCATION).map(|l| {
+            String::from_utf8_lossy(l.as_bytes()).chars().filter(|c| !c.is_control()).take(200).collect()
+        });
+        Ok(Answer { status, retry_after, location, body: read_body(resp).await? })
     }
 
     /// An authenticated `GET /api/4.0/{path}` whose answer is JSON.
@@ -134,11 +128,11 @@ impl LookerClient {
         token: &Secret,
     ) -> Result<T, LookerError> {
         let req = self.http.get(self.api(path)).header(AUTHORIZATION, auth_header(token)?);
-        let (status, retry, body) = self.exchange(req).await?;
-        if status != StatusCode::OK {
-            return Err(status_error(status, retry, &body, false));
+        let answer = self.exchange(req).await?;
+        if answer.status != StatusCode::OK {
+            return Err(answer.error(false));
         }
-        serde_json::from_slice(&body).map_err(|e| LookerError::BadAnswer {
+        serde_json::from_slice(&answer.body).map_err(|e| LookerError::BadAnswer {
             reason: format!("GET /api/4.0/{path}: the answer is not the expected JSON ({e})"),
         })
     }
@@ -152,8 +146,9 @@ fn auth_header(token: &Secret) -> Result<HeaderValue, LookerError> {
     Ok(v)
 }
 
-/// Describes a transport error with its whole cause chain, calling out TLS problems.
-fn transport_error(e: reqwest::Error) -> LookerError {
+/// Describes a transport error with its whole cause chain; a TLS failure (found by
+/// its rustls cause, not by its wording) says what to do about it.
+fn transport_error(e: reqwest::Error, ca_file: Option<&std::path::Path>) -> LookerError {
     let mut chain = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -161,27 +156,16 @@ fn transport_error(e: reqwest::Error) -> LookerError {
         chain.push_str(&s.to_string());
         src = s.source();
     }
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("certificate")
-        || lower.contains("invalidcertificate")
-        || lower.contains("unknownissuer")
-    {
-        const CA_FILE: &str = "if the instance uses a private CA, set ca_file in the profile \
-                               (`lookerctl profile add NAME --base-url URL --ca-file PATH`)";
-        let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-            format!("the certificate is signed by a CA this machine does not trust; {CA_FILE}")
-        } else if lower.contains("not valid for name") || lower.contains("notvalidforname") {
-            "the certificate is not for the host in base_url; use the host name it was issued for".into()
-        } else if lower.contains("expired")
-            || lower.contains("not valid before")
-            || lower.contains("notvalidyet")
-        {
-            "the certificate is outside its validity period; renew it on the server, or check this machine's clock"
-                .into()
+    if let Some(tls) = super::tls::rustls_cause(&e) {
+        if !chain.contains(&tls.to_string()) {
+            chain.push_str(&format!(": {tls}"));
+        }
+        let what = if matches!(tls, rustls::Error::InvalidCertificate(_)) {
+            "TLS certificate problem"
         } else {
-            CA_FILE.into()
+            "TLS handshake failed"
         };
-        return LookerError::Config(format!("TLS certificate problem: {chain}; {hint}"));
+        return LookerError::Config(format!("{what}: {chain}; {}", super::tls::advice(tls, ca_file)));
     }
     let reason = if e.is_timeout() {
         format!("timed out ({chain})")
@@ -195,7 +179,8 @@ fn transport_error(e: reqwest::Error) -> LookerError {
 
 async fn read_body(mut resp: Response) -> Result<Vec<u8>, LookerError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+    // Mid-body failures are never a handshake: no ca_file advice needed.
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(e, None))? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(LookerError::BadAnswer { reason: "answer larger than 1 MiB".into() });
         }
@@ -209,34 +194,8 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = httpdate_parse(v)?;
+    let when = httpdate::parse_http_date(v).ok()?;
     when.duration_since(std::time::SystemTime::now()).ok()
-}
-
-fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
-    // Retry-After may be an HTTP date: humantime reads RFC 3339 only, so accept
-    // the IMF-fixdate form by rewriting it (`Sun, 06 Nov 1994 08:49:37 GMT`).
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let month = match parts[2] {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let rfc = format!("{}-{:02}-{:0>2}T{}Z", parts[3], month, parts[1], parts[4]);
-    humantime::parse_rfc3339(&rfc).ok()
 }
 
 /// Looker's `message` field, or the start of the body.
@@ -255,21 +214,46 @@ fn looker_message(body: &[u8]) -> String {
     }
 }
 
-/// Maps a non-success status to the error that drives the broker.
-fn status_error(status: StatusCode, retry: Option<Duration>, body: &[u8], login: bool) -> LookerError {
-    let code = status.as_u16();
-    match code {
-        429 | 500..=599 => LookerError::Unavailable {
-            reason: format!("HTTP {code} {}", looker_message(body)),
-            retry_after: retry,
-        },
-        400 | 401 | 403 | 404 if login => {
-            LookerError::Rejected { status: code, message: looker_message(body) }
+/// One answer from Looker, its body read (and capped).
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    /// Where a redirect points, cleaned for a message.
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// Maps a non-success status to the error that drives the broker.
+    fn error(&self, login: bool) -> LookerError {
+        let code = self.status.as_u16();
+        match code {
+            429 | 500..=599 => LookerError::Unavailable {
+                reason: format!("HTTP {code} {}", looker_message(&self.body)),
+                retry_after: self.retry_after,
+            },
+            400 | 401 | 403 | 404 if login => {
+                LookerError::Rejected { status: code, message: looker_message(&self.body) }
+            }
+            401 => LookerError::TokenExpired,
+            300..=399 => LookerError::BadAnswer {
+                reason: match &self.location {
+                    Some(to) => format!(
+                        "Looker answered HTTP {code}, a redirect to {to}, which the agent never follows; \
+                         set base_url to where the API really is (no /api/... suffix)"
+                    ),
+                    None => format!(
+                        "Looker answered HTTP {code}, a redirect without a Location; is base_url right?"
+                    ),
+                },
+            },
+            _ => LookerError::BadAnswer {
+                reason: format!(
+                    "unexpected HTTP {code} ({}); is base_url right?",
+                    looker_message(&self.body)
+                ),
+            },
         }
-        401 => LookerError::TokenExpired,
-        _ => LookerError::BadAnswer {
-            reason: format!("unexpected HTTP {code} ({}); is base_url right?", looker_message(body)),
-        },
     }
 }
 
@@ -308,30 +292,30 @@ impl LookerApi for LookerClient {
             .http
             .post(self.api("login"))
             .form(&[("client_id", client_id), ("client_secret", client_secret.expose())]);
-        let (status, retry, body) = self.exchange(req).await?;
-        if status == StatusCode::OK {
-            parse_login_answer(&body)
+        let answer = self.exchange(req).await?;
+        if answer.status == StatusCode::OK {
+            parse_login_answer(&answer.body)
         } else {
-            Err(status_error(status, retry, &body, true))
+            Err(answer.error(true))
         }
     }
 
     async fn logout(&self, access_token: &Secret) -> Result<(), LookerError> {
         let req = self.http.delete(self.api("logout")).header(AUTHORIZATION, auth_header(access_token)?);
-        let (status, retry, body) = self.exchange(req).await?;
-        match status.as_u16() {
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
             // 404: already revoked; 401: already expired. Either way it is gone.
             200 | 204 | 401 | 404 => Ok(()),
-            _ => Err(status_error(status, retry, &body, false)),
+            _ => Err(answer.error(false)),
         }
     }
 
     async fn alive(&self) -> Result<(), LookerError> {
-        let (status, retry, body) = self.exchange(self.http.get(format!("{}/alive", self.base_url))).await?;
-        if status.is_success() {
+        let answer = self.exchange(self.http.get(format!("{}/alive", self.base_url))).await?;
+        if answer.status.is_success() {
             Ok(())
         } else {
-            Err(status_error(status, retry, &body, false))
+            Err(answer.error(false))
         }
     }
 
@@ -367,6 +351,28 @@ mod tests {
         }
     }
 
+    fn status_error(
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        login: bool,
+    ) -> LookerError {
+        Answer { status, retry_after, location: None, body: body.to_vec() }.error(login)
+    }
+
+    #[test]
+    fn a_redirect_names_where_it_points() {
+        let answer = Answer {
+            status: StatusCode::FOUND,
+            retry_after: None,
+            location: Some("https://sso.example.com/login".into()),
+            body: Vec::new(),
+        };
+        let msg = answer.error(true).to_string();
+        assert!(msg.contains("HTTP 302") && msg.contains("https://sso.example.com/login"), "{msg}");
+        assert!(msg.contains("base_url") && !msg.contains("no message"), "{msg}");
+    }
+
     #[test]
     fn statuses_drive_behaviour() {
         let body = br#"{"message":"Not found","documentation_url":"x"}"#;
@@ -393,11 +399,5 @@ mod tests {
         let e = LookerClient::new(&mk("http://looker.example.com", false)).unwrap_err();
         assert!(e.to_string().contains("allow_insecure_http"));
         assert!(LookerClient::new(&mk("http://looker.example.com", true)).is_ok());
-    }
-
-    #[test]
-    fn http_date_retry_after() {
-        assert!(httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
-        assert!(httpdate_parse("garbage").is_none());
     }
 }

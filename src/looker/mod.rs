@@ -6,6 +6,7 @@
 //! with backoff, a bad answer is reported.
 
 pub mod client;
+mod tls;
 
 use crate::secret::Secret;
 use async_trait::async_trait;

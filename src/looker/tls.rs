@@ -1,0 +1,226 @@
+//! TLS towards Looker: the profile's `ca_file`, and what a failed handshake means.
+//!
+//! Private Looker instances often run a self-signed certificate made with
+//! `openssl req -x509`, which marks it `CA:TRUE`. Curl (`--cacert`) and the Python SDK
+//! accept such a certificate when it is named as the CA file; webpki refuses any CA
+//! certificate in the end-entity position (`CaUsedAsEndEntity`). [`PinnedCaVerifier`]
+//! accepts exactly that case, when the server presents that very certificate, and
+//! still checks its validity period and its name.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Builds the rustls configuration for a profile with a `ca_file`: the machine's roots
+/// plus the file's certificates, and the file's own certificates accepted as the
+/// server's certificate even when they are CA certificates.
+pub(crate) fn config_with_ca_file(ca_file: &Path, pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    let file_certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file {} holds no usable PEM certificate: {e}", ca_file.display()))?;
+    if file_certs.is_empty() {
+        return Err(format!("ca_file {} holds no PEM certificate", ca_file.display()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system roots are not fatal: the profile names its own CA anyway.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    for c in &file_certs {
+        roots.add(c.clone()).map_err(|e| {
+            format!("ca_file {}: a certificate in it cannot serve as a trust anchor ({e})", ca_file.display())
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
+    let pinned = file_certs.into_iter().map(|c| c.into_owned()).collect();
+    let verifier = Arc::new(PinnedCaVerifier { webpki, pinned });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// webpki's verification, plus: a server certificate that is byte for byte one of the
+/// `ca_file` certificates is trusted as such (validity and name still checked).
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(e) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+                verify_pinned(end_entity, server_name, now).map_err(|pinned_err| match pinned_err {
+                    // The pinned path agrees the certificate is fine as such: webpki's own
+                    // objection (a chain problem) stands.
+                    None => e,
+                    Some(p) => p,
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Checks a pinned certificate's validity period and name. `Err(None)` when the
+/// certificate cannot be read (webpki's error is then the better one to report).
+fn verify_pinned(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<ServerCertVerified, Option<rustls::Error>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| None)?;
+    let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = parsed.validity();
+    if secs < validity.not_before.timestamp() {
+        return Err(Some(
+            CertificateError::NotValidYetContext {
+                time: now,
+                not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
+                )),
+            }
+            .into(),
+        ));
+    }
+    if secs > validity.not_after.timestamp() {
+        return Err(Some(
+            CertificateError::ExpiredContext {
+                time: now,
+                not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    u64::try_from(validity.not_after.timestamp()).unwrap_or(0),
+                )),
+            }
+            .into(),
+        ));
+    }
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| None)?;
+    ee.verify_is_valid_for_subject_name(server_name).map_err(|e| {
+        Some(match e {
+            webpki::Error::CertNotValidForName(cx) => {
+                CertificateError::NotValidForNameContext { expected: cx.expected, presented: cx.presented }
+                    .into()
+            }
+            _ => CertificateError::NotValidForName.into(),
+        })
+    })?;
+    Ok(ServerCertVerified::assertion())
+}
+
+/// The rustls error somewhere in a transport error's cause chain, if TLS failed.
+///
+/// `std::io::Error::source` skips the error it wraps, so an io::Error is followed
+/// into its inner error instead (tokio-rustls reports handshake failures as an
+/// io::Error around the rustls error, which hyper wraps in another io::Error).
+pub(crate) fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// What to do about a failed TLS handshake, in words; `ca_file` is the profile's.
+pub(crate) fn advice(err: &rustls::Error, ca_file: Option<&Path>) -> String {
+    let set_ca_file = "if the instance uses a private CA or a self-signed certificate, name it as \
+                       ca_file in the profile (`lookerctl profile add NAME --base-url URL --ca-file PATH`)";
+    let rustls::Error::InvalidCertificate(cert) = err else {
+        return match err {
+            rustls::Error::AlertReceived(_) | rustls::Error::PeerIncompatible(_) => {
+                "the server refused the TLS handshake; check that base_url names an HTTPS Looker API port"
+                    .into()
+            }
+            rustls::Error::InvalidMessage(_) | rustls::Error::PeerMisbehaved(_) => {
+                "the server does not speak TLS as expected; check that base_url's scheme and port are right"
+                    .into()
+            }
+            _ => "the TLS handshake failed".into(),
+        };
+    };
+    match cert {
+        CertificateError::UnknownIssuer => match ca_file {
+            Some(ca) => format!(
+                "the certificate is not signed by the CA in ca_file {} (nor by one this machine trusts); \
+                 check that the file holds the instance's CA or its own self-signed certificate",
+                ca.display()
+            ),
+            None => format!("the certificate is signed by a CA this machine does not trust; {set_ca_file}"),
+        },
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "the certificate is not for the host in base_url; use the host name it was issued for".into()
+        }
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => {
+            "the certificate is outside its validity period; renew it on the server, or check this machine's clock"
+                .into()
+        }
+        CertificateError::Revoked => "the certificate has been revoked; the server needs a new one".into(),
+        CertificateError::BadEncoding => "the server's certificate cannot be read; it needs a valid one".into(),
+        CertificateError::Other(o)
+            if matches!(o.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)) =>
+        {
+            match ca_file {
+            Some(ca) => format!(
+                "the server presents a CA certificate as its own, and it is not one of those in ca_file {}; \
+                 name that very certificate (the server's self-signed one) as ca_file",
+                ca.display()
+            ),
+                None => {
+                    format!("the server presents a CA certificate as its own (a self-signed one?); {set_ca_file}")
+                }
+            }
+        }
+        _ => match ca_file {
+            Some(_) => "the certificate could not be verified".into(),
+            None => format!("the certificate could not be verified; {set_ca_file}"),
+        },
+    }
+}

@@ -24,7 +24,6 @@ pub mod config_edit;
 pub mod daemon;
 pub mod duration;
 pub mod emulator;
-pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logging;

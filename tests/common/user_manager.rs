@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// PATH for what runs as root (the namespace setup, journald, nsenter, journalctl).
+const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Where useradd and userdel live (not always on a PATH).
+const SBIN: &[&str] = &["/usr/sbin", "/sbin"];
 /// How often a condition is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(20);
 /// The cgroup hierarchies a user manager needs a delegated group in (whichever exist:
@@ -85,8 +89,8 @@ fn missing_prerequisite() -> Option<String> {
         ("nsenter", &[][..]),
         ("setpriv", &[][..]),
         ("mountpoint", &[][..]),
-        ("useradd", &["/usr/sbin", "/sbin"][..]),
-        ("userdel", &["/usr/sbin", "/sbin"][..]),
+        ("useradd", SBIN),
+        ("userdel", SBIN),
     ] {
         if find_program(prog, dirs).is_none() {
             return Some(format!("no {prog} (packages systemd, util-linux, passwd)"));
@@ -162,7 +166,7 @@ impl UserManager {
     }
 
     fn create_user(&mut self) {
-        let out = Command::new("useradd")
+        let out = Command::new(find_program("useradd", SBIN).expect("checked by missing_prerequisite"))
             .args(["-m", "-U", "-s", "/bin/sh", "-d"])
             .arg(&self.home)
             .arg(&self.name)
@@ -207,9 +211,15 @@ impl UserManager {
             ] {
                 dir.push(part);
                 if !dir.exists() {
-                    std::fs::create_dir(&dir)
-                        .unwrap_or_else(|e| panic!("cannot create the cgroup {}: {e}", dir.display()));
                     self.cgroups_created.push(dir.clone());
+                }
+            }
+            // Retried: another run's teardown may remove an empty user.slice meanwhile.
+            let mut tries = 0;
+            while let Err(e) = std::fs::create_dir_all(&dir) {
+                tries += 1;
+                if tries == 3 {
+                    panic!("cannot create the cgroup {}: {e}", dir.display());
                 }
             }
             let chown = |p: &Path| {
@@ -230,6 +240,8 @@ impl UserManager {
             .expect("checked by missing_prerequisite");
         let log = std::fs::File::create(self.logs.path().join("journald.log")).expect("journald log");
         let child = Command::new("unshare")
+            .env_clear()
+            .env("PATH", ROOT_PATH)
             .args(["-m", "--propagation", "slave", "--", "sh", "-c", NAMESPACE_SETUP])
             .arg(&journald)
             .current_dir("/")
@@ -293,6 +305,8 @@ impl UserManager {
     fn nsenter(&self) -> Command {
         let pid = self.journald.as_ref().map(|c| c.id()).expect("journald runs");
         let mut cmd = Command::new("nsenter");
+        // Nothing of the test's environment (its bus, XDG folders) leaks in.
+        cmd.env_clear().env("PATH", ROOT_PATH);
         cmd.arg("-t").arg(pid.to_string()).args(["-m", "--"]);
         cmd.current_dir("/");
         cmd
@@ -570,7 +584,7 @@ impl Drop for UserManager {
         }
         if self.user_created {
             // -r: its home (the hard links in it are links only) and mail; its group goes too.
-            let _ = Command::new("userdel")
+            let _ = Command::new(find_program("userdel", SBIN).unwrap_or_else(|| "userdel".into()))
                 .args(["-r", "-f"])
                 .arg(&self.name)
                 .stdout(Stdio::null())

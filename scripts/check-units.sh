@@ -11,6 +11,11 @@
 #   target/debug/looker-agent, built when missing);
 # - `systemd-analyze --user security --offline=true` on the service: fails when the
 #   overall exposure level is above LOOKER_AGENT_MAX_EXPOSURE (default 2.0);
+# - with PrivateIPC=yes, every control command (ExecStartPre=, ExecStartPost=,
+#   ExecReload=, ExecStop=, ExecStopPost=, ExecCondition=) must run outside the sandbox
+#   ("+"): in a user unit, systemd 252 cannot set the sandbox up for a process next to
+#   the main one (status=226/NAMESPACE; `systemctl --user reload` failed that way).
+#   tests/systemd.rs checks the units under a real `systemd --user`;
 # - the D-Bus activation file in dbus/, when present, must name looker-agent.service.
 #
 # Installs systemd (for systemd-analyze) with apt-get when it is missing.
@@ -77,6 +82,19 @@ elif awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e > m) }'; then
     status=1
 else
     log "security: exposure $exposure (at most $max_exposure)"
+fi
+
+service="$repo/systemd/looker-agent.service"
+if grep -q '^PrivateIPC=yes$' "$service"; then
+    sandboxed="$(grep -nE '^Exec(StartPre|StartPost|Reload|Stop|StopPost|Condition)=' "$service" |
+        grep -vE '^[0-9]+:Exec[A-Za-z]+=(-|@|:|!)*\+' || true)"
+    if [ -n "$sandboxed" ]; then
+        log "control commands without \"+\" fail under a user manager with PrivateIPC=yes (226/NAMESPACE):"
+        printf '%s\n' "$sandboxed" >&2
+        status=1
+    else
+        log "control commands: all run outside the sandbox (\"+\")"
+    fi
 fi
 
 for f in "$repo"/dbus/*.service; do

@@ -14,7 +14,11 @@
 # `session_env_install_missing` to apt-get them on Debian/Ubuntu.
 
 # systemd: busctl, systemd-analyze, systemd-socket-activate; libglib2.0-bin: gdbus; curl: raw socket checks.
-SESSION_ENV_PACKAGES=(gnome-keyring libsecret-tools dbus-daemon dbus-bin systemd libglib2.0-bin curl)
+# A real `systemd --user` (tests/common/user_manager.rs): systemd (the manager, journald),
+# dbus-user-session (the session bus as a user unit), util-linux (unshare, nsenter,
+# setpriv), passwd (useradd), procps (kill, the unit's ExecReload=).
+SESSION_ENV_PACKAGES=(gnome-keyring libsecret-tools dbus-daemon dbus-bin systemd libglib2.0-bin curl
+    dbus-user-session util-linux passwd procps)
 session_env_dir=""
 session_env_bus_pid=""
 session_env_keyring_pid=""
@@ -25,9 +29,13 @@ session_env_log() { printf 'session-env: %s\n' "$*" >&2; }
 session_env_install_missing() {
     local missing=() cmd
     for cmd in dbus-daemon dbus-send gnome-keyring-daemon secret-tool busctl gdbus systemd-analyze \
-        systemd-socket-activate curl setpriv; do
+        systemd-socket-activate curl setpriv unshare nsenter journalctl; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
+    # useradd lives in sbin, which a non-root PATH may lack; kill is also a shell builtin.
+    [ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(kill)
+    [ -x /usr/sbin/useradd ] || [ -x /sbin/useradd ] || command -v useradd >/dev/null 2>&1 || missing+=(useradd)
+    [ -e /usr/lib/systemd/user/dbus.socket ] || [ -e /lib/systemd/user/dbus.socket ] || missing+=(dbus.socket)
     [ ${#missing[@]} -eq 0 ] && return 0
     session_env_log "missing ${missing[*]}: installing ${SESSION_ENV_PACKAGES[*]}"
     local sudo=()

@@ -3,7 +3,9 @@
 #
 # Gives the tests what they need from the machine, then runs `cargo test --all-targets`:
 # - installs gnome-keyring, secret-tool and the D-Bus tools when missing (apt-get,
-#   with sudo when not root);
+#   with sudo when not root), and what a real `systemd --user` needs (systemd,
+#   dbus-user-session, util-linux, passwd, procps): as root, tests/systemd.rs runs the
+#   units under one for a throw-away user (required under CI=true, skipped otherwise);
 # - starts a private session bus and an unlocked gnome-keyring on it (never the
 #   desktop's own), and exports DBUS_SESSION_BUS_ADDRESS;
 # - exports LOOKER_AGENT_PYTHON (a venv with the Looker SDK) via scripts/python-venv.sh;
@@ -37,6 +39,9 @@ trap 'exit 143' TERM
 start=$SECONDS
 session_env_install_missing
 session_env_start
+if [ "$(id -u)" -ne 0 ]; then
+    log "not root: the tests under a real systemd --user (tests/systemd.rs) will skip"
+fi
 
 if [ -f "$repo/scripts/python-venv.sh" ]; then
     if ! LOOKER_AGENT_PYTHON="$(bash "$repo/scripts/python-venv.sh")"; then

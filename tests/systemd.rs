@@ -1,11 +1,12 @@
-//! The systemd integration, through systemd's own protocols and tools (no systemd
-//! instance needed): socket activation with `systemd-socket-activate`, `Type=notify`
-//! with a datagram socket as NOTIFY_SOCKET, `$CREDENTIALS_DIRECTORY`, and the
-//! offline checks of the unit files (scripts/check-units.sh).
+//! The systemd integration, through systemd's own protocols and tools: socket activation
+//! with `systemd-socket-activate`, `Type=notify` with a datagram socket as NOTIFY_SOCKET,
+//! `$CREDENTIALS_DIRECTORY`, the offline checks of the unit files (scripts/check-units.sh),
+//! and the shipped units under a real `systemd --user` (tests/common/user_manager.rs).
 
 mod common;
 
-use common::{agent_bin, looker_user, unsafe_kill, BgEmulator, TestEnv};
+use common::user_manager::UserManager;
+use common::{agent_bin, ctl_bin, looker_user, unsafe_kill, BgEmulator, TestEnv};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -224,5 +225,199 @@ fn journal_stream_decides_between_journald_and_text() {
         assert!(!journal.contains("secret store"), "{journal}");
     } else {
         assert!(journal.contains("does not answer") && journal.contains("secret store"), "{journal}");
+    }
+}
+
+/// The exposure ceiling scripts/check-units.sh enforces (LOOKER_AGENT_MAX_EXPOSURE, else
+/// the script's default), so the offline and the live check cannot drift apart.
+fn max_exposure() -> f64 {
+    if let Ok(v) = std::env::var("LOOKER_AGENT_MAX_EXPOSURE") {
+        return v.parse().expect("LOOKER_AGENT_MAX_EXPOSURE is a number");
+    }
+    let script = std::fs::read_to_string(repo().join("scripts/check-units.sh")).unwrap();
+    let (_, rest) =
+        script.split_once("${LOOKER_AGENT_MAX_EXPOSURE:-").expect("the default in check-units.sh");
+    rest.split('}').next().unwrap().parse().expect("a number")
+}
+
+/// The profile names the running agent serves (`lookerctl status --json`, i.e. /v1/status).
+fn served_profiles(um: &UserManager) -> Result<Vec<String>, String> {
+    let out = um.run("lookerctl", &["status", "--json"]);
+    if !out.status.success() {
+        return Err(format!("lookerctl status: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let names = v["profiles"].as_array().ok_or("no profiles array")?;
+    Ok(names.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
+}
+
+/// Waits until `prop` of `unit` is `want`.
+fn wait_property(um: &mut UserManager, unit: &str, prop: &str, want: &str) {
+    um.wait_for(&format!("{unit} {prop}={want}"), Duration::from_secs(20), |um| {
+        let got = um.property(unit, prop);
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{prop}={got}"))
+        }
+    });
+}
+
+/// The units exactly as shipped (systemd/, dbus/), installed as docs/systemd.md says, with
+/// the built binaries in ~/.cargo/bin, under a real `systemd --user`: socket activation,
+/// Type=notify status, reload, stop with revocation, D-Bus activation, and the live
+/// `systemd-analyze --user security` rating.
+#[test]
+fn shipped_units_work_under_a_real_user_manager() {
+    const SERVICE: &str = "looker-agent.service";
+    const SOCKET: &str = "looker-agent.socket";
+    // Declared before the manager, so dropped after it: the agent revokes against it on the way out.
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("id-um", "secret-um")]);
+    // The file store: the throw-away user has no keyring (and "auto" would ask the bus for one).
+    let Some(mut um) = UserManager::start(&[("LOOKER_AGENT_SECRET_STORE", "file")]) else {
+        return;
+    };
+
+    // Install as docs/systemd.md says; the binaries go where the unit's ExecStart= looks.
+    um.install_program(&agent_bin(), ".cargo/bin/looker-agent");
+    um.install_program(&ctl_bin(), ".cargo/bin/lookerctl");
+    for unit in [SERVICE, SOCKET] {
+        let text = std::fs::read(repo().join("systemd").join(unit)).unwrap();
+        um.put(&format!(".config/systemd/user/{unit}"), &text, 0o644);
+    }
+    let activation = "io.github.lookeragent.Agent1.service";
+    let text = std::fs::read(repo().join("dbus").join(activation)).unwrap();
+    um.put(&format!(".local/share/dbus-1/services/{activation}"), &text, 0o644);
+    // A profile and a credential set, by lookerctl as the user (no agent runs yet).
+    um.run_ok("lookerctl", &["profile", "add", "prod", "--base-url", &emu.url()]);
+    let args = ["credential", "add", "prod", "default", "--client-id", "id-um"];
+    let out = um.run_with_stdin("lookerctl", &args, "secret-um");
+    um.check_ok("lookerctl", &args, &out);
+    um.systemctl_ok(&["daemon-reload"]);
+    um.systemctl_ok(&["enable", "--now", SOCKET]);
+    wait_property(&mut um, SOCKET, "SubState", "listening");
+    if um.property(SERVICE, "ActiveState") != "inactive" {
+        um.fail("looker-agent.service started before anyone connected");
+    }
+
+    // Socket activation: the first connection starts the agent, which serves on systemd's socket.
+    let token = um.run_ok("lookerctl", &["token", "prod"]).trim().to_string();
+    if !emu.emu().is_live(&token) {
+        um.fail("the token from the socket-activated agent is not live at the emulator");
+    }
+    wait_property(&mut um, SERVICE, "ActiveState", "active");
+    let log = um.unit_journal(SERVICE);
+    if !log.contains("using the socket passed by systemd") {
+        um.fail("the agent did not take the socket systemd passed");
+    }
+
+    // Type=notify: systemd shows the agent's own STATUS= line.
+    if um.property(SERVICE, "Type") != "notify" {
+        um.fail("looker-agent.service is not Type=notify");
+    }
+    wait_property(&mut um, SERVICE, "StatusText", "serving 1 profile (1 credential set); 1 token live");
+
+    // Reload: systemctl's reload succeeds, and the same process re-read its config.
+    let main_pid = um.property(SERVICE, "MainPID");
+    let config = um.home.join(".config/looker-agent/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[profiles.second]\nbase_url = \"{}\"\n", emu.url()));
+    std::fs::write(&config, text).unwrap();
+    um.systemctl_ok(&["reload", SERVICE]);
+    let profiles = um.wait_for("the reloaded config in /v1/status", Duration::from_secs(20), |um| {
+        let names = served_profiles(um)?;
+        if names.iter().any(|n| n == "second") {
+            Ok(names)
+        } else {
+            Err(format!("profiles served: {names:?}"))
+        }
+    });
+    if profiles != ["prod", "second"] {
+        um.fail(&format!("after reload the agent serves {profiles:?}"));
+    }
+    um.wait_for("the agent to log the SIGHUP reload", Duration::from_secs(20), |um| {
+        let log = um.unit_journal(SERVICE);
+        if log.contains("SIGHUP received") {
+            Ok(())
+        } else {
+            Err("no \"SIGHUP received\" in its journal".into())
+        }
+    });
+    wait_property(&mut um, SERVICE, "StatusText", "serving 2 profiles (1 credential set); 1 token live");
+    wait_property(&mut um, SERVICE, "ActiveState", "active");
+    if um.property(SERVICE, "MainPID") != main_pid {
+        um.fail("reload restarted the agent instead of reloading it");
+    }
+    if um.run_ok("lookerctl", &["token", "prod"]).trim() != token {
+        um.fail("the cached token did not survive the reload");
+    }
+
+    // Stop: the agent revokes what it obtained, then exits cleanly; the socket stays.
+    um.systemctl_ok(&["stop", SERVICE]);
+    let live = emu.emu().counters().live_tokens;
+    if live != 0 || emu.emu().is_live(&token) {
+        um.fail(&format!("{live} token(s) still live at the emulator after systemctl stop"));
+    }
+    for (prop, want) in [("ActiveState", "inactive"), ("Result", "success"), ("ExecMainStatus", "0")] {
+        let got = um.property(SERVICE, prop);
+        if got != want {
+            um.fail(&format!("after stop, {prop}={got} (want {want})"));
+        }
+    }
+    if um.property(SOCKET, "SubState") != "listening" {
+        um.fail("stopping the service took the socket down");
+    }
+
+    // D-Bus activation: a call to the bus name (nothing touches the socket) starts the unit
+    // through dbus/io.github.lookeragent.Agent1.service.
+    let reply = um.run_ok(
+        "busctl",
+        &[
+            "--user",
+            "--timeout=30",
+            "call",
+            "io.github.lookeragent.Agent1",
+            "/io/github/lookeragent/Agent1",
+            "io.github.lookeragent.Agent1",
+            "ListProfiles",
+        ],
+    );
+    if reply.trim() != r#"as 2 "prod" "second""# {
+        um.fail(&format!("ListProfiles over D-Bus answered {reply:?}"));
+    }
+    wait_property(&mut um, SERVICE, "ActiveState", "active");
+    if um.property(SERVICE, "MainPID") == main_pid {
+        um.fail("D-Bus activation did not start a new agent");
+    }
+    // The sandbox is really set up (not only rated): the agent has namespaces of its own.
+    let pid = um.property(SERVICE, "MainPID");
+    for ns in ["user", "mnt", "ipc", "uts"] {
+        let agent = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
+        if agent.is_none() || agent == std::fs::read_link(format!("/proc/self/ns/{ns}")).ok() {
+            um.fail(&format!("the agent shares the {ns} namespace of the host ({agent:?})"));
+        }
+    }
+
+    // The live unit's sandbox rating, from the running manager (not --offline).
+    let out = um.run("systemd-analyze", &["--user", "security", "--no-pager", SERVICE]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for looker-agent.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| {
+            um.fail(&format!(
+                "systemd-analyze security printed no exposure level:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        });
+    eprintln!("systemd-analyze --user security on the running unit: exposure {exposure}");
+    if exposure > max_exposure() {
+        um.fail(&format!("live exposure {exposure} is above {}:\n{text}", max_exposure()));
+    }
+
+    um.systemctl_ok(&["stop", SERVICE]);
+    if um.property(SERVICE, "Result") != "success" {
+        um.fail("the D-Bus-activated agent did not stop cleanly");
     }
 }

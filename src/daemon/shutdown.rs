@@ -40,6 +40,7 @@ pub fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
 /// Reloads the config on every SIGHUP, telling systemd around it.
 pub async fn reload_on_sighup(broker: Broker, reload: ReloadFn, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the config");
         // systemd 253+ wants the reload's start time along with RELOADING=1.
         match sd_notify::NotifyState::monotonic_usec_now() {
             Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),

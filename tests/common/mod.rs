@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A real `systemd --user` for a throw-away user (tests/systemd.rs).
+pub mod user_manager;
+
 /// The built daemon binary.
 pub fn agent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_looker-agent"))

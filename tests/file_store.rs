@@ -242,6 +242,51 @@ async fn deleting_the_last_secret_of_a_profile_removes_its_folder() {
     assert!(!s.dir().join("secrets/prod").exists());
 }
 
+/// A secret file as version 0.1 wrote it: one per credential set, `<credential>.json`.
+fn write_legacy(s: &FileStore, key: &SecretKey, client_id: &str, secret: &str) -> std::path::PathBuf {
+    let path = s.legacy_path_of(key).unwrap();
+    assert_eq!(path, s.dir().join(format!("secrets/{}/{}.json", key.profile, key.credential)));
+    for d in [s.dir().to_path_buf(), s.dir().join("secrets"), path.parent().unwrap().to_path_buf()] {
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    fs::write(&path, format!(r#"{{"client_id":"{client_id}","client_secret":"{secret}"}}"#)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn secrets_of_version_0_1_are_read_for_their_client_id_and_migrated() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    let legacy = write_legacy(&s, &k, "old-id", SECRET);
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    assert!(matches!(s.get(&k, "new-id").await, Err(StoreError::NotFound { .. })));
+
+    // A new client_id sits next to it until the config names it; then the old goes.
+    s.set(&k, "new-id", &Secret::new("new")).await.unwrap();
+    assert!(legacy.exists());
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    assert_eq!(s.delete_other_client_ids(&k, "new-id").await.unwrap(), 1);
+    assert!(!legacy.exists());
+    assert_eq!(s.get(&k, "new-id").await.unwrap().expose(), "new");
+
+    // Storing the same client_id replaces the old file.
+    let legacy = write_legacy(&s, &k, "new-id", "older");
+    s.set(&k, "new-id", &Secret::new("newest")).await.unwrap();
+    assert!(!legacy.exists());
+    assert_eq!(s.get(&k, "new-id").await.unwrap().expose(), "newest");
+
+    // Rolling back a new client_id leaves the old file alone; deleting the credential
+    // removes it, even when it cannot be read.
+    let legacy = write_legacy(&s, &k, "old-id", SECRET);
+    assert!(s.delete_client_id(&k, "new-id").await.unwrap());
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    fs::write(&legacy, "not json").unwrap();
+    assert!(s.delete(&k).await.unwrap());
+    assert!(!legacy.exists() && !s.dir().join("secrets/prod").exists());
+}
+
 const TOKEN: &str = "tok-Value-that-must-not-leak";
 
 fn entry(id: &str, profile: &str, token: &str) -> JournalEntry {

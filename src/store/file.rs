@@ -547,6 +547,14 @@ fn explain_write(e: io::Error) -> io::Error {
     }
 }
 
+/// [`explain_write`] for tempfile's errors, whose messages add the temporary path.
+fn explain_create(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => explain_write(e),
+        kind => io::Error::new(kind, format!("cannot create a temporary file in it ({kind})")),
+    }
+}
+
 /// Writes `body` to `path` (in the private folder `folder`) atomically, mode 0600.
 fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), StoreError> {
     // Names never start with '.', so a temporary file cannot collide with an entry.
@@ -554,7 +562,7 @@ fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), Store
         .prefix(".tmp-")
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(folder)
-        .map_err(io_err(folder))?;
+        .map_err(|e| io_err(folder)(explain_create(e)))?;
     // Through the File itself: tempfile's own Write adds the temporary path to errors,
     // and the message names `path` already.
     tmp.as_file_mut().write_all(body).map_err(|e| io_err(path)(explain_write(e)))?;

@@ -223,7 +223,7 @@ impl ConfigEditor {
 
     /// Whether the document differs from the file as read (a save would change it).
     pub fn is_changed(&self) -> bool {
-        self.original.as_deref().unwrap_or("") != self.doc.to_string() || self.original.is_none()
+        self.original.as_deref() != Some(self.doc.to_string().as_str())
     }
 
     /// The document as it would be saved.
@@ -412,7 +412,7 @@ impl ConfigEditor {
         let write_err = |source| ConfigError::Write { path: self.path.clone(), source };
         if config::read_trusted(&self.path)? != self.original {
             return Err(write_err(std::io::Error::other(
-                "the file changed on disk since it was read (another lookerctl?); run the command again",
+                "the file changed on disk since it was read (edited by hand?); run the command again",
             )));
         }
         let target = resolve_symlinks(&self.path).map_err(write_err)?;

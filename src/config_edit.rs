@@ -7,14 +7,24 @@
 //! (temporary file in the same folder, fsync, rename, fsync of the folder), mode 0600.
 //! A daemon watching the file therefore sees either the old or the new file, never half.
 //!
+//! Every edit is a locked read-modify-write: [`ConfigEditor::open`] takes an exclusive
+//! `flock(2)` on `.NAME.lock` next to the config (next to the file a symlinked config
+//! points to) before it reads, and the editor holds it until it is dropped. Two
+//! `lookerctl` edits at once therefore run one after the other, each on the file the
+//! other saved; one that cannot get the lock within [`LOCK_WAIT`] fails saying so.
+//! Callers keep the editor (and so the lock) across the secret store work that goes
+//! with an edit, so a config entry and its secret change together. The lock file is
+//! left in place: removing it would let a third editor lock a new file while a
+//! second still waits on the old one.
+//!
 //! Only non-default settings are written: `verify_tls = false` appears only when
 //! false, `timeout` only when set, as a DURATION string such as `"45s"`.
 
 use crate::config::{self, Config, ConfigError, Credential, Profile};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 /// The settings of a profile, as `lookerctl profile add` or `import` gives them.
@@ -87,21 +97,115 @@ pub enum EditError {
     Config(#[from] ConfigError),
 }
 
-/// An open config file being edited. Nothing reaches the disk before [`ConfigEditor::save`].
+/// How long [`ConfigEditor::open`] waits for another edit of the same config to end.
+/// An edit holds the lock for milliseconds (a Secret Service unlock prompt aside).
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// An exclusive `flock(2)` on the config's lock file; released when dropped (or when
+/// the process dies, however it dies).
+#[derive(Debug)]
+struct EditLock {
+    _file: std::fs::File,
+}
+
+/// The lock file of the config at `path`: `.NAME.lock` next to the file it finally names.
+pub fn lock_path(path: &Path) -> std::io::Result<PathBuf> {
+    let target = resolve_symlinks(path)?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(parent_or_dot(&target).join(format!(".{name}.lock")))
+}
+
+fn parent_or_dot(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+impl EditLock {
+    /// Takes the lock of the config at `path`, creating its folder (0700) and lock
+    /// file (0600) when missing; waits up to `wait` for another holder to let go.
+    fn take(path: &Path, wait: Duration) -> Result<EditLock, ConfigError> {
+        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
+        let lock = lock_path(path).map_err(write_err)?;
+        let dir = parent_or_dot(&lock);
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(write_err)?;
+        }
+        let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(&lock)
+            .map_err(|e| {
+                write_err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot open its lock file {}: {e}", lock.display()),
+                ))
+            })?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(EditLock { _file: file }),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
+                    // Polling, not a blocking flock: the wait stays bounded without signals.
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(write_err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "another edit (lookerctl profile/credential/import) still holds its lock {} after {} s; \
+                             let it finish, then run the command again",
+                            lock.display(),
+                            wait.as_secs_f32()
+                        ),
+                    )))
+                }
+                Err(e) => {
+                    return Err(write_err(std::io::Error::new(
+                        std::io::Error::from(e).kind(),
+                        format!("cannot lock {}: {e}", lock.display()),
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// An open config file being edited, locked against other edits until dropped.
+/// Nothing reaches the disk before [`ConfigEditor::save`].
 #[derive(Debug)]
 pub struct ConfigEditor {
     path: PathBuf,
     doc: DocumentMut,
-    /// The text as read (`None`: no file), to notice a concurrent change before saving.
+    /// The text as read (`None`: no file), to notice a change by hand before saving.
     original: Option<String>,
+    _lock: EditLock,
 }
 
 impl ConfigEditor {
-    /// Opens the config at `path` for editing; a missing file is an empty document.
+    /// Locks the config at `path` (see the module documentation; waits up to
+    /// [`LOCK_WAIT`]) and opens it for editing; a missing file is an empty document.
     ///
     /// The file must pass [`Config::load`]'s checks (safe owner and mode, valid
     /// TOML, valid model), so a broken or foreign file is never rewritten.
     pub fn open(path: &Path) -> Result<ConfigEditor, ConfigError> {
+        ConfigEditor::open_waiting(path, LOCK_WAIT)
+    }
+
+    /// [`ConfigEditor::open`], waiting at most `wait` for the lock.
+    pub fn open_waiting(path: &Path, wait: Duration) -> Result<ConfigEditor, ConfigError> {
+        // Checked before the lock too: nothing is created next to a file that is refused.
+        config::read_trusted(path)?;
+        let lock = EditLock::take(path, wait)?;
         let original = config::read_trusted(path)?;
         let text = original.as_deref().unwrap_or("");
         Config::parse(path, text)?;
@@ -109,12 +213,17 @@ impl ConfigEditor {
             let (line, column) = e.span().map(|s| config::line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Parse { path: path.to_path_buf(), line, column, message: e.message().to_string() }
         })?;
-        Ok(ConfigEditor { path: path.to_path_buf(), doc, original })
+        Ok(ConfigEditor { path: path.to_path_buf(), doc, original, _lock: lock })
     }
 
     /// The config file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the document differs from the file as read (a save would change it).
+    pub fn is_changed(&self) -> bool {
+        self.original.as_deref() != Some(self.doc.to_string().as_str())
     }
 
     /// The document as it would be saved.
@@ -295,22 +404,19 @@ impl ConfigEditor {
     ///
     /// The parent folder is created (0700) when missing. A symlinked config is
     /// written through: the link's target is replaced, the link stays. If the file
-    /// changed on disk since [`ConfigEditor::open`], nothing is written and the
-    /// error says to run the command again.
+    /// changed on disk since [`ConfigEditor::open`] (an edit by hand: lookerctl edits
+    /// wait for the lock), nothing is written and the error says to run the command again.
     pub fn save(&mut self) -> Result<(), ConfigError> {
         let text = self.doc.to_string();
         Config::parse(&self.path, &text)?;
         let write_err = |source| ConfigError::Write { path: self.path.clone(), source };
         if config::read_trusted(&self.path)? != self.original {
             return Err(write_err(std::io::Error::other(
-                "the file changed on disk since it was read (another lookerctl?); run the command again",
+                "the file changed on disk since it was read (edited by hand?); run the command again",
             )));
         }
         let target = resolve_symlinks(&self.path).map_err(write_err)?;
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = parent_or_dot(&target);
         if !dir.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(write_err)?;
         }
@@ -319,10 +425,13 @@ impl ConfigEditor {
             .prefix(&format!(".{file_name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(write_err)?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
-        tmp.write_all(text.as_bytes()).map_err(write_err)?;
-        tmp.as_file().sync_all().map_err(write_err)?;
+            .map_err(|e| write_err(explain_write(e, true)))?;
+        // Through the File itself: tempfile's own Write adds the temporary file's path
+        // to errors, and the message names the config already.
+        let file = tmp.as_file_mut();
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        file.write_all(text.as_bytes()).map_err(|e| write_err(explain_write(e, false)))?;
+        file.sync_all().map_err(|e| write_err(explain_write(e, false)))?;
         tmp.persist(&target).map_err(|e| write_err(e.error))?;
         std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(write_err)?;
         self.original = Some(text);
@@ -352,6 +461,23 @@ impl ConfigEditor {
             .get_mut("profiles")
             .and_then(Item::as_table_like_mut)
             .ok_or_else(|| EditError::Invalid("`profiles` is not a table; fix the config file".into()))
+    }
+}
+
+/// An error of writing the config, said once and with what to do: a full file system
+/// (the common case), or, from tempfile (whose messages add the temporary path), the kind alone.
+fn explain_write(e: std::io::Error, from_tempfile: bool) -> std::io::Error {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => std::io::Error::new(
+            e.kind(),
+            "no space left on its file system (or over quota); the file is unchanged: free some space \
+             and run the command again",
+        ),
+        kind if from_tempfile => {
+            std::io::Error::new(kind, format!("cannot create a temporary file next to it ({kind})"))
+        }
+        _ => e,
     }
 }
 

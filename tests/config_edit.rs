@@ -75,6 +75,7 @@ fn comments_blank_lines_and_other_tables_survive_add_and_remove() {
          [[profiles.dev.credentials]]\nname = \"default\"\nclient_id = \"CCC\"\n",
     );
     assert_eq!(added, expected);
+    drop(ed); // the next editor waits for this one's lock
 
     // Removing what was added gives back the original, byte for byte.
     let mut ed = ConfigEditor::open(&path).unwrap();
@@ -169,14 +170,17 @@ fn save_is_atomic_private_and_leaves_no_temp_files() {
     ed.save().unwrap();
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700, "a created folder is private");
-    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+    let mut names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, ["config.toml"]);
+    names.sort();
+    assert_eq!(names, [".config.toml.lock", "config.toml"], "the lock file stays, nothing else");
+    assert_eq!(mode(&path.parent().unwrap().join(".config.toml.lock")), 0o600);
 
     // A hand-made 0644 file becomes 0600; a second save on the same editor works.
     chmod(&path, 0o644);
+    drop(ed);
     let mut ed = ConfigEditor::open(&path).unwrap();
     ed.add_credential("a", "c", "ID").unwrap();
     ed.save().unwrap();
@@ -184,22 +188,59 @@ fn save_is_atomic_private_and_leaves_no_temp_files() {
     ed.save().unwrap();
     assert_eq!(mode(&path), 0o600);
     assert_eq!(Config::load(&path).unwrap().profiles["a"].credentials.len(), 2);
-    assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 2);
     drop(d);
 }
 
 #[test]
-fn a_change_on_disk_since_open_is_not_overwritten() {
+fn a_change_by_hand_since_open_is_not_overwritten() {
+    let (_d, path) = setup(Some(COMMENTED));
+    let mut ed = ConfigEditor::open(&path).unwrap();
+    ed.add_profile("two", &ProfileSettings::new("https://two.example")).unwrap();
+    // An editor that takes no lock saves meanwhile.
+    let by_hand = format!("{COMMENTED}\n[profiles.one]\nbase_url = \"https://one.example\"\n");
+    std::fs::write(&path, &by_hand).unwrap();
+    let e = ed.save().unwrap_err();
+    assert!(e.to_string().contains("run the command again"), "{e}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), by_hand);
+}
+
+#[test]
+fn a_second_editor_waits_for_the_first_then_sees_its_save() {
     let (_d, path) = setup(Some(COMMENTED));
     let mut first = ConfigEditor::open(&path).unwrap();
-    let mut second = ConfigEditor::open(&path).unwrap();
+    // While the first holds the lock, a second gives up after its wait, saying why.
+    let e = ConfigEditor::open_waiting(&path, Duration::from_millis(50)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("another edit") && msg.contains("run the command again"), "{msg}");
+    assert!(msg.contains(".config.toml.lock"), "{msg}");
+
+    // One waiting meanwhile gets the lock when the first is done, and edits its result.
+    let waiter = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut second = ConfigEditor::open(&path).unwrap();
+            second.add_profile("two", &ProfileSettings::new("https://two.example")).unwrap();
+            second.save().unwrap();
+        })
+    };
     first.add_profile("one", &ProfileSettings::new("https://one.example")).unwrap();
-    second.add_profile("two", &ProfileSettings::new("https://two.example")).unwrap();
     first.save().unwrap();
-    let e = second.save().unwrap_err();
-    assert!(e.to_string().contains("run the command again"), "{e}");
+    drop(first);
+    waiter.join().unwrap();
     let cfg = Config::load(&path).unwrap();
-    assert!(cfg.profiles.contains_key("one") && !cfg.profiles.contains_key("two"));
+    assert!(cfg.profiles.contains_key("one") && cfg.profiles.contains_key("two"), "{cfg:?}");
+}
+
+#[test]
+fn a_symlinked_config_is_locked_next_to_its_target() {
+    let (d, path) = setup(Some(COMMENTED));
+    let link = d.path().join("link.toml");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let lock = looker_agent::config_edit::lock_path(&link).unwrap();
+    assert_eq!(lock, path.parent().unwrap().join(".config.toml.lock"));
+    let _held = ConfigEditor::open(&path).unwrap();
+    assert!(ConfigEditor::open_waiting(&link, Duration::from_millis(20)).is_err());
 }
 
 #[test]

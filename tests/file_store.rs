@@ -29,20 +29,31 @@ fn assert_no_leak(e: &StoreError) {
 async fn round_trip_replace_and_delete() {
     let (_tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");
-    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.get(&k, "client-1").await, Err(StoreError::NotFound { .. })));
     assert!(!s.delete(&k).await.unwrap());
 
     s.set(&k, "client-1", &Secret::new(SECRET)).await.unwrap();
-    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+    assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), SECRET);
+    s.set(&k, "client-1", &Secret::new("again")).await.unwrap();
+    assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), "again");
+    // Another client_id is another secret, until the old one is cleaned up.
     s.set(&k, "client-2", &Secret::new("second")).await.unwrap();
-    assert_eq!(s.get(&k).await.unwrap().expose(), "second");
+    assert_eq!(s.get(&k, "client-2").await.unwrap().expose(), "second");
+    assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), "again");
+    assert!(matches!(s.get(&k, "client-3").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.delete_other_client_ids(&k, "client-2").await.unwrap(), 1);
+    assert!(matches!(s.get(&k, "client-1").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.get(&k, "client-2").await.unwrap().expose(), "second");
+    assert!(!s.delete_client_id(&k, "client-1").await.unwrap());
 
     let other = SecretKey::new("prod", "admin");
-    assert!(matches!(s.get(&other).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.get(&other, "client-2").await, Err(StoreError::NotFound { .. })));
 
+    s.set(&k, "client-3", &Secret::new("third")).await.unwrap();
     assert!(s.delete(&k).await.unwrap());
     assert!(!s.delete(&k).await.unwrap());
-    let e = s.get(&k).await.unwrap_err();
+    assert!(!s.dir().join("secrets/prod").exists());
+    let e = s.get(&k, "client-3").await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
     assert!(e.to_string().contains("lookerctl credential add prod reporting"), "{e}");
     assert!(s.describe().starts_with("file ("), "{}", s.describe());
@@ -54,10 +65,15 @@ async fn files_are_0600_in_0700_folders_with_the_client_id_alongside() {
     let k = SecretKey::new("prod", "reporting");
     s.set(&k, "the-client-id", &Secret::new(SECRET)).await.unwrap();
 
-    let file = s.path_of(&k).unwrap();
-    assert_eq!(file, s.dir().join("secrets/prod/reporting.json"));
+    let file = s.path_of(&k, "the-client-id").unwrap();
+    assert_eq!(file, s.dir().join("secrets/prod/reporting.d/the-client-id.json"));
     assert_eq!(mode(&file), 0o600);
-    for d in [s.dir().to_path_buf(), s.dir().join("secrets"), s.dir().join("secrets/prod")] {
+    for d in [
+        s.dir().to_path_buf(),
+        s.dir().join("secrets"),
+        s.dir().join("secrets/prod"),
+        s.dir().join("secrets/prod/reporting.d"),
+    ] {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
     let json: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
@@ -79,10 +95,10 @@ async fn a_file_readable_by_others_is_refused_with_the_fix() {
     let (_tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");
     s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
-    let file = s.path_of(&k).unwrap();
+    let file = s.path_of(&k, "id").unwrap();
     for loose in [0o644, 0o640, 0o604, 0o660] {
         fs::set_permissions(&file, fs::Permissions::from_mode(loose)).unwrap();
-        let e = s.get(&k).await.unwrap_err();
+        let e = s.get(&k, "id").await.unwrap_err();
         assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
         let msg = e.to_string();
         assert!(msg.contains(&format!("chmod 600 {}", file.display())), "{msg}");
@@ -90,10 +106,10 @@ async fn a_file_readable_by_others_is_refused_with_the_fix() {
         assert_no_leak(&e);
     }
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+    assert_eq!(s.get(&k, "id").await.unwrap().expose(), SECRET);
     // 0400 is stricter than needed, not looser: fine.
     fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).unwrap();
-    assert_eq!(s.get(&k).await.unwrap().expose(), SECRET);
+    assert_eq!(s.get(&k, "id").await.unwrap().expose(), SECRET);
 }
 
 #[tokio::test]
@@ -101,7 +117,7 @@ async fn a_symlink_is_refused_even_to_a_0600_file() {
     let (tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");
     s.set(&k, "id", &Secret::new("placeholder")).await.unwrap();
-    let file = s.path_of(&k).unwrap();
+    let file = s.path_of(&k, "id").unwrap();
 
     let elsewhere = tmp.path().join("elsewhere.json");
     fs::write(&elsewhere, format!(r#"{{"client_id":"x","client_secret":"{SECRET}"}}"#)).unwrap();
@@ -109,7 +125,7 @@ async fn a_symlink_is_refused_even_to_a_0600_file() {
     fs::remove_file(&file).unwrap();
     symlink(&elsewhere, &file).unwrap();
 
-    let e = s.get(&k).await.unwrap_err();
+    let e = s.get(&k, "id").await.unwrap_err();
     assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("symbolic link"), "{msg}");
@@ -121,7 +137,7 @@ async fn a_symlink_is_refused_even_to_a_0600_file() {
     s.set(&k, "id", &Secret::new("new")).await.unwrap();
     assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
     assert!(fs::read_to_string(&elsewhere).unwrap().contains(SECRET));
-    assert_eq!(s.get(&k).await.unwrap().expose(), "new");
+    assert_eq!(s.get(&k, "id").await.unwrap().expose(), "new");
 }
 
 #[tokio::test]
@@ -133,9 +149,9 @@ async fn a_file_of_another_user_is_refused() {
     let (_tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");
     s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
-    let file = s.path_of(&k).unwrap();
+    let file = s.path_of(&k, "id").unwrap();
     std::os::unix::fs::chown(&file, Some(54321), None).unwrap();
-    let e = s.get(&k).await.unwrap_err();
+    let e = s.get(&k, "id").await.unwrap_err();
     assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
     assert!(e.to_string().contains("owned by uid 54321"), "{e}");
     assert_no_leak(&e);
@@ -148,7 +164,7 @@ async fn a_folder_others_can_write_is_refused() {
     s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
     let pdir = s.dir().join("secrets/prod");
     fs::set_permissions(&pdir, fs::Permissions::from_mode(0o777)).unwrap();
-    let e = s.get(&k).await.unwrap_err();
+    let e = s.get(&k, "id").await.unwrap_err();
     assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
     assert!(e.to_string().contains(&format!("chmod 700 {}", pdir.display())), "{e}");
 }
@@ -166,7 +182,7 @@ async fn replacing_is_atomic_and_leaves_no_temporary_files() {
         let (s, k) = (s.clone(), k.clone());
         tasks.push(tokio::spawn(async move {
             s.set(&k, "id", &Secret::new(format!("v{i}"))).await.unwrap();
-            let got = s.get(&k).await.unwrap();
+            let got = s.get(&k, "id").await.unwrap();
             assert!(got.expose().starts_with('v') && got.expose()[1..].parse::<u32>().is_ok(), "{got:?}");
         }));
     }
@@ -174,11 +190,14 @@ async fn replacing_is_atomic_and_leaves_no_temporary_files() {
         t.await.unwrap();
     }
 
-    let names: Vec<String> = fs::read_dir(s.dir().join("secrets/prod"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["reporting.json"]);
+    let names = |d: &str| -> Vec<String> {
+        fs::read_dir(s.dir().join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(names("secrets/prod"), ["reporting.d"]);
+    assert_eq!(names("secrets/prod/reporting.d"), ["id.json"]);
 }
 
 #[tokio::test]
@@ -189,7 +208,7 @@ async fn names_cannot_escape_the_store() {
     {
         let k = SecretKey::new(p, c);
         assert!(s.set(&k, "id", &Secret::new(SECRET)).await.is_err(), "{p:?}/{c:?}");
-        assert!(s.get(&k).await.is_err());
+        assert!(s.get(&k, "id").await.is_err());
         assert!(s.delete(&k).await.is_err());
     }
     assert!(!tmp.path().join("evil").exists() && !tmp.path().join("data/evil").exists());
@@ -200,14 +219,14 @@ async fn a_corrupt_file_is_reported_without_its_content() {
     let (_tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");
     s.set(&k, "id", &Secret::new("x")).await.unwrap();
-    let file = s.path_of(&k).unwrap();
+    let file = s.path_of(&k, "id").unwrap();
     fs::write(&file, format!(r#"{{"client_id":"id","client_secret":{SECRET}}}"#)).unwrap();
-    let e = s.get(&k).await.unwrap_err();
+    let e = s.get(&k, "id").await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
     assert_no_leak(&e);
 
     fs::write(&file, r#"{"client_id":"id","client_secret":""}"#).unwrap();
-    assert!(matches!(s.get(&k).await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(s.get(&k, "id").await, Err(StoreError::Corrupt { .. })));
 }
 
 #[tokio::test]
@@ -218,9 +237,54 @@ async fn deleting_the_last_secret_of_a_profile_removes_its_folder() {
     s.set(&b, "id", &Secret::new("2")).await.unwrap();
     assert!(s.delete(&a).await.unwrap());
     assert!(s.dir().join("secrets/prod").is_dir());
-    assert_eq!(s.get(&b).await.unwrap().expose(), "2");
+    assert_eq!(s.get(&b, "id").await.unwrap().expose(), "2");
     assert!(s.delete(&b).await.unwrap());
     assert!(!s.dir().join("secrets/prod").exists());
+}
+
+/// A secret file as version 0.1 wrote it: one per credential set, `<credential>.json`.
+fn write_legacy(s: &FileStore, key: &SecretKey, client_id: &str, secret: &str) -> std::path::PathBuf {
+    let path = s.legacy_path_of(key).unwrap();
+    assert_eq!(path, s.dir().join(format!("secrets/{}/{}.json", key.profile, key.credential)));
+    for d in [s.dir().to_path_buf(), s.dir().join("secrets"), path.parent().unwrap().to_path_buf()] {
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    fs::write(&path, format!(r#"{{"client_id":"{client_id}","client_secret":"{secret}"}}"#)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn secrets_of_version_0_1_are_read_for_their_client_id_and_migrated() {
+    let (_tmp, s) = store();
+    let k = SecretKey::new("prod", "reporting");
+    let legacy = write_legacy(&s, &k, "old-id", SECRET);
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    assert!(matches!(s.get(&k, "new-id").await, Err(StoreError::NotFound { .. })));
+
+    // A new client_id sits next to it until the config names it; then the old goes.
+    s.set(&k, "new-id", &Secret::new("new")).await.unwrap();
+    assert!(legacy.exists());
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    assert_eq!(s.delete_other_client_ids(&k, "new-id").await.unwrap(), 1);
+    assert!(!legacy.exists());
+    assert_eq!(s.get(&k, "new-id").await.unwrap().expose(), "new");
+
+    // Storing the same client_id replaces the old file.
+    let legacy = write_legacy(&s, &k, "new-id", "older");
+    s.set(&k, "new-id", &Secret::new("newest")).await.unwrap();
+    assert!(!legacy.exists());
+    assert_eq!(s.get(&k, "new-id").await.unwrap().expose(), "newest");
+
+    // Rolling back a new client_id leaves the old file alone; deleting the credential
+    // removes it, even when it cannot be read.
+    let legacy = write_legacy(&s, &k, "old-id", SECRET);
+    assert!(s.delete_client_id(&k, "new-id").await.unwrap());
+    assert_eq!(s.get(&k, "old-id").await.unwrap().expose(), SECRET);
+    fs::write(&legacy, "not json").unwrap();
+    assert!(s.delete(&k).await.unwrap());
+    assert!(!legacy.exists() && !s.dir().join("secrets/prod").exists());
 }
 
 const TOKEN: &str = "tok-Value-that-must-not-leak";

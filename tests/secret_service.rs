@@ -73,12 +73,12 @@ async fn round_trip() {
     let Some(s) = store().await else { return };
     let _shared = KEYRING.read().await;
     let k = SecretKey::new(profile("round-trip"), "default");
-    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.get(&k, "client-1").await, Err(StoreError::NotFound { .. })));
     s.set(&k, "client-1", &Secret::new("hunter2-round-trip")).await.unwrap();
-    assert_eq!(s.get(&k).await.unwrap().expose(), "hunter2-round-trip");
+    assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), "hunter2-round-trip");
     // The connection is reused: many reads on one store.
     for _ in 0..20 {
-        assert_eq!(s.get(&k).await.unwrap().expose(), "hunter2-round-trip");
+        assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), "hunter2-round-trip");
     }
     assert_eq!(s.describe(), "secret-service");
     assert!(s.delete(&k).await.unwrap());
@@ -112,27 +112,41 @@ async fn secret_tool_finds_the_item_with_all_four_attributes() {
 }
 
 #[tokio::test]
-async fn storing_again_replaces_the_item_even_with_a_new_client_id() {
+async fn items_are_per_client_id_and_replaced_in_place() {
     let Some(s) = store().await else { return };
     let _shared = KEYRING.read().await;
     let p = profile("replace");
     let k = SecretKey::new(&p, "default");
+    let listing = || secret_tool_search(&["application", "looker-agent", "profile", &p]);
     s.set(&k, "id-1", &Secret::new("first")).await.unwrap();
     s.set(&k, "id-1", &Secret::new("second")).await.unwrap();
-    s.set(&k, "id-2", &Secret::new("third")).await.unwrap();
+    assert_eq!(item_count(&listing()), 1, "the same client_id replaces its item");
+    assert_eq!(s.get(&k, "id-1").await.unwrap().expose(), "second");
 
-    let listing = secret_tool_search(&["application", "looker-agent", "profile", &p]);
-    assert_eq!(item_count(&listing), 1, "{listing}");
-    assert!(listing.contains("attribute.client_id = id-2"), "{listing}");
-    assert_eq!(s.get(&k).await.unwrap().expose(), "third");
+    // A new client_id is a second item until the old one is cleaned up; a read
+    // answers only for the client_id asked for.
+    s.set(&k, "id-2", &Secret::new("third")).await.unwrap();
+    assert_eq!(item_count(&listing()), 2);
+    assert_eq!(s.get(&k, "id-1").await.unwrap().expose(), "second");
+    assert_eq!(s.get(&k, "id-2").await.unwrap().expose(), "third");
+    assert!(matches!(s.get(&k, "id-3").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.delete_other_client_ids(&k, "id-2").await.unwrap(), 1);
+    let now = listing();
+    assert_eq!(item_count(&now), 1, "{now}");
+    assert!(now.contains("attribute.client_id = id-2"), "{now}");
+    assert!(matches!(s.get(&k, "id-1").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.delete_other_client_ids(&k, "id-2").await.unwrap(), 0);
 
     // Another credential of the same profile is a separate item.
     let k2 = SecretKey::new(&p, "other");
     s.set(&k2, "id-3", &Secret::new("fourth")).await.unwrap();
-    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 2);
-    assert_eq!(s.get(&k).await.unwrap().expose(), "third");
-    assert!(s.delete(&k).await.unwrap());
+    assert_eq!(item_count(&listing()), 2);
+    assert!(!s.delete_client_id(&k, "id-3").await.unwrap(), "id-3 belongs to the other credential");
+    assert!(s.delete_client_id(&k, "id-2").await.unwrap());
+    assert!(matches!(s.get(&k, "id-2").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.get(&k2, "id-3").await.unwrap().expose(), "fourth");
     assert!(s.delete(&k2).await.unwrap());
+    assert_eq!(item_count(&listing()), 0);
 }
 
 #[tokio::test]
@@ -144,7 +158,7 @@ async fn delete_removes_the_item() {
     assert!(!s.delete(&k).await.unwrap());
     s.set(&k, "id", &Secret::new("gone-soon")).await.unwrap();
     assert!(s.delete(&k).await.unwrap());
-    assert!(matches!(s.get(&k).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.get(&k, "id").await, Err(StoreError::NotFound { .. })));
     assert!(!s.delete(&k).await.unwrap());
     assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 0);
 }
@@ -378,7 +392,7 @@ async fn a_locked_collection_is_reported_by_name_within_a_bounded_time() {
     // cannot leave the keyring locked for the other tests.
     let limit = s.unlock_timeout() + Duration::from_secs(5);
     let started = Instant::now();
-    let got = s.get(&k).await;
+    let got = s.get(&k, "id").await;
     let get_took = started.elapsed();
     let set = s.set(&SecretKey::new(&p, "new"), "id", &Secret::new("x")).await;
     let delete = s.delete(&k).await;
@@ -404,7 +418,7 @@ async fn a_locked_collection_is_reported_by_name_within_a_bounded_time() {
     assert!(e.to_string().contains("Login"), "{e}");
 
     // Unlocked again, everything works.
-    assert_eq!(s.get(&k).await.unwrap().expose(), "behind-the-lock");
+    assert_eq!(s.get(&k, "id").await.unwrap().expose(), "behind-the-lock");
     assert!(s.delete(&k).await.unwrap());
 }
 

@@ -169,7 +169,7 @@ fn credentials_directory_serves_a_token_without_any_stored_secret() {
     let out = env.ctl(&["credential", "add", "prod", "fallback", "--client-id", "id-f"], Some("secret-f"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.vars.insert("CREDENTIALS_DIRECTORY".into(), creds.display().to_string());
-    assert!(!env.dir.path().join("data/looker-agent/secrets/prod/default.json").exists());
+    assert!(!env.dir.path().join("data/looker-agent/secrets/prod/default.d").exists());
 
     let mut agent = env.start_agent(&[]);
     let token = env.ctl_ok(&["token", "prod", "--credential", "default"], None).trim().to_string();

@@ -409,7 +409,7 @@ fn a_secret_file_with_a_loose_mode_or_another_owner_is_refused_with_the_fix() {
     let emu = BgEmulator::start(Duration::from_secs(3600), &[("f-id", "f-secret")]);
     let env = TestEnv::new("file");
     env.add_profile("p", &emu.url(), &[("c", "f-id", "f-secret")]);
-    let secret_file = env.dir.path().join("data/looker-agent/secrets/p/c.json");
+    let secret_file = env.dir.path().join("data/looker-agent/secrets/p/c.d/f-id.json");
     assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
     let _agent = env.start_agent(&[]);
 
@@ -494,8 +494,9 @@ fn a_crash_mid_write_never_leaves_a_torn_file() {
         let cfg = Config::load(&env.config).unwrap_or_else(|e| panic!("config torn after kill {i}: {e}"));
         let ids: Vec<&str> = cfg.profiles["p"].credentials.iter().map(|c| c.client_id.as_str()).collect();
         assert_eq!(ids.len(), 1, "{ids:?}");
-        let secret =
-            rt.block_on(store.get(&key)).unwrap_or_else(|e| panic!("secret torn after kill {i}: {e}"));
+        let secret = rt
+            .block_on(store.get(&key, ids[0]))
+            .unwrap_or_else(|e| panic!("secret torn after kill {i}: {e}"));
         assert!(secret.expose().starts_with("secret-"), "secret after kill {i}");
     }
     assert!(killed > 0, "no lookerctl was killed mid-way; the test proves nothing");

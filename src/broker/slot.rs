@@ -256,7 +256,8 @@ impl CredSlot {
     async fn login_once(&self) -> Result<Arc<LiveToken>, LoginFailure> {
         let api = self.api.clone().map_err(LoginFailure::Looker)?;
         let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
-        let secret = self.store.get(&key).await.map_err(|e| LoginFailure::Store(e.to_string()))?;
+        let secret =
+            self.store.get(&key, &self.client_id).await.map_err(|e| LoginFailure::Store(e.to_string()))?;
         let sent = Instant::now();
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);

@@ -7,12 +7,14 @@
 //!
 //! Order of work, so that a failure leaves nothing half done: read and check the
 //! source, plan the config edit in memory, read the secret (from the source, else
-//! stdin or a prompt), store it, save the config, tell a running agent, and only
-//! then, with `--remove-secret`, rewrite the looker.ini without its client_secret.
+//! stdin or a prompt), then, holding the config's lock, plan again on the config as
+//! it is now, store the secret and save the config (both change or neither, see
+//! [`store_then_save`]), tell a running agent, and only then, with
+//! `--remove-secret`, rewrite the looker.ini without its client_secret.
 
 use super::args::{Cli, ImportArgs};
 use super::exit::{self, CliError};
-use super::manage::{config_path, open_store, poke, read_secret};
+use super::manage::{config_path, open_store, poke, read_secret, store_then_save};
 use super::output;
 use super::token::shell_quote;
 use crate::config::normalize_base_url;
@@ -221,38 +223,22 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     let name = explicit.map(str::to_string).unwrap_or_else(|| found.default_name.clone());
     let cred = args.credential.as_str();
 
-    // Plan the whole config edit before any secret is read or stored.
+    // Plan the whole config edit before any secret is read or stored, and let go of
+    // the config's lock while a person may be typing the secret; then, locked again,
+    // plan it once more on the file as it is now, store the secret and save.
     let path = config_path(cli);
-    let mut ed = ConfigEditor::open(&path)?;
     let base_url = normalize_base_url(&found.settings.base_url).map_err(CliError::failure)?;
-    let created = match ed.config()?.profiles.get(&name) {
-        Some(p) if p.base_url != base_url => {
-            return Err(CliError::usage(format!(
-                "profile {name:?} already exists for {}, not {base_url}; import under another name with \
-                 --profile NAME, or remove it first (`lookerctl profile remove {name}`)",
-                p.base_url
-            )))
-        }
-        Some(_) => false,
-        None => {
-            ed.add_profile(&name, &found.settings)?;
-            true
-        }
-    };
-    let change = ed.add_credential(&name, cred, &found.client_id)?;
-    if args.default {
-        ed.set_default_profile(Some(&name))?;
-    }
-    ed.config()?;
-
+    plan(&mut ConfigEditor::open(&path)?, &name, cred, &base_url, &found, args.default)?;
     let secret = match found.secret.take() {
         Some(s) if !s.is_empty() => s,
         _ => read_secret(&name, cred)?,
     };
     let store = open_store(cli).await?;
-    store.set(&SecretKey::new(name.as_str(), cred), &found.client_id, &secret).await?;
-    drop(secret);
-    ed.save()?;
+    let mut ed = ConfigEditor::open(&path)?;
+    let (created, change) = plan(&mut ed, &name, cred, &base_url, &found, args.default)?;
+    let key = SecretKey::new(name.as_str(), cred);
+    store_then_save(&mut ed, &store, &key, &found.client_id, &secret, change).await?;
+    drop((secret, ed));
     poke(cli).await?;
 
     let mut removed_from_file = false;
@@ -341,6 +327,39 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
         ));
     }
     Ok(exit::OK)
+}
+
+/// Applies the import to the config being edited: the profile (created, or kept when
+/// it exists for the same base URL), the credential set and maybe `default_profile`.
+/// Returns whether the profile was created and what became of the credential.
+fn plan(
+    ed: &mut ConfigEditor,
+    name: &str,
+    cred: &str,
+    base_url: &str,
+    found: &Found,
+    default: bool,
+) -> Result<(bool, CredentialChange), CliError> {
+    let created = match ed.config()?.profiles.get(name) {
+        Some(p) if p.base_url != base_url => {
+            return Err(CliError::usage(format!(
+                "profile {name:?} already exists for {}, not {base_url}; import under another name with \
+                 --profile NAME, or remove it first (`lookerctl profile remove {name}`)",
+                p.base_url
+            )))
+        }
+        Some(_) => false,
+        None => {
+            ed.add_profile(name, &found.settings)?;
+            true
+        }
+    };
+    let change = ed.add_credential(name, cred, &found.client_id)?;
+    if default {
+        ed.set_default_profile(Some(name))?;
+    }
+    ed.config()?;
+    Ok((created, change))
 }
 
 /// Rewrites the looker.ini without its client_secret line: atomically (a temporary

@@ -2,6 +2,10 @@
 //!
 //! Profile and credential edits go to the config file and the secret store
 //! directly, then a running agent is told to reload (it is fine if none runs).
+//!
+//! Each edit holds the config's lock ([`ConfigEditor`]) from reading the config
+//! until its secret store work is done, so concurrent edits run one after the
+//! other and none is lost; a secret is never read from a person while it is held.
 
 use super::args::{Cli, CredentialCommand, ProfileAddArgs, ProfileCommand, RevokeArgs, StatusArgs};
 use super::exit::{self, CliError};
@@ -9,7 +13,7 @@ use super::output::{self, countdown, table};
 use super::token::agent;
 use crate::client::ClientError;
 use crate::config::Config;
-use crate::config_edit::{ConfigEditor, ProfileSettings};
+use crate::config_edit::{ConfigEditor, CredentialChange, ProfileSettings};
 use crate::paths;
 use crate::protocol::RevokeRequest;
 use crate::secret::Secret;
@@ -26,6 +30,48 @@ pub(crate) fn config_path(cli: &Cli) -> PathBuf {
 pub(crate) async fn open_store(cli: &Cli) -> Result<SharedStore, CliError> {
     let (s, _) = store::open(cli.secret_store, paths::default_data_dir()).await?;
     Ok(s)
+}
+
+/// Stores the secret of `key` for `client_id`, then saves the edited config (that
+/// names this client_id for `key`): both change, or neither does.
+///
+/// The secret goes in first, next to any secret of the credential's older client_id;
+/// if the config cannot be saved, the new secret is deleted again (unless it replaced
+/// the one of the same client_id, which the config keeps naming), so the credential
+/// the config names still logs in. Once saved, secrets of other client_ids are stale
+/// and deleted. The caller holds the config's lock throughout (`ed`).
+pub(crate) async fn store_then_save(
+    ed: &mut ConfigEditor,
+    store: &SharedStore,
+    key: &SecretKey,
+    client_id: &str,
+    secret: &Secret,
+    change: CredentialChange,
+) -> Result<(), CliError> {
+    store.set(key, client_id, secret).await?;
+    if ed.is_changed() {
+        if let Err(e) = ed.save() {
+            if change != CredentialChange::Unchanged {
+                if let Err(undo) = store.delete_client_id(key, client_id).await {
+                    return Err(CliError::failure(format!(
+                        "{e}; the secret just stored for client_id {client_id} could not be removed again \
+                         ({undo}): it is unused, remove it with `lookerctl credential remove {} {}` once \
+                         the config can be saved, or leave it",
+                        key.profile, key.credential
+                    )));
+                }
+            }
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = store.delete_other_client_ids(key, client_id).await {
+        output::warn(&format!(
+            "saved; a secret stored for an older client_id of {}/{} could not be deleted ({e}); it is \
+             never used, and the next `lookerctl credential add` of it tries again",
+            key.profile, key.credential
+        ));
+    }
+    Ok(())
 }
 
 /// Tells a running agent to re-read its config; silent when none runs.
@@ -183,6 +229,7 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
                 }
                 Err(e) => warn = Some(e.message),
             }
+            drop(ed);
             poke(cli).await?;
             if let Some(w) = warn {
                 output::warn(&format!(
@@ -282,16 +329,16 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
     match cmd {
         CredentialCommand::Add { profile, name, client_id } => {
             let path = config_path(cli);
-            let mut ed = ConfigEditor::open(&path)?;
-            // Validate everything before asking for the secret.
-            let mut probe = ConfigEditor::open(&path)?;
-            probe.add_credential(profile, name, client_id)?;
+            // Validate everything before asking for the secret, and let go of the
+            // lock while a person may be typing it.
+            ConfigEditor::open(&path)?.add_credential(profile, name, client_id)?;
             let secret = read_secret(profile, name)?;
             let store = open_store(cli).await?;
-            store.set(&SecretKey::new(profile.as_str(), name.as_str()), client_id, &secret).await?;
-            drop(secret);
+            let mut ed = ConfigEditor::open(&path)?;
             let change = ed.add_credential(profile, name, client_id)?;
-            ed.save()?;
+            let key = SecretKey::new(profile.as_str(), name.as_str());
+            store_then_save(&mut ed, &store, &key, client_id, &secret, change).await?;
+            drop((secret, ed));
             poke(cli).await?;
             if cli.json {
                 output::json(
@@ -344,7 +391,10 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
             ed.remove_credential(profile, name)?;
             ed.save()?;
             let store = open_store(cli).await?;
+            // Still locked: a concurrent add of the same name waits, so its new secret
+            // cannot be the one deleted here.
             store.delete(&SecretKey::new(profile.as_str(), name.as_str())).await?;
+            drop(ed);
             poke(cli).await?;
             if cli.json {
                 output::json(&serde_json::json!({ "removed": { "profile": profile, "credential": name } }))?;

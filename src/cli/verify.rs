@@ -119,7 +119,7 @@ pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result
     };
     let (cname, client_id) = (cred.name.as_str(), cred.client_id.as_str());
     let store = open_store(cli).await?;
-    let secret = store.get(&SecretKey::new(profile_name, cname)).await?;
+    let secret = store.get(&SecretKey::new(profile_name, cname), client_id).await?;
     let client = LookerClient::new(profile).map_err(|e| {
         CliError::failure(format!(
             "profile {profile_name:?}: {e} (`lookerctl profile show {profile_name}` shows its settings)"

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! and containing the client secret alone (one trailing newline is ignored). The
-//! client_id stays in the config file, like for every other store. A name with more
+//! client_id stays in the config file, like for every other store; a credential
+//! names no client_id, so it answers for whichever one the config names (whoever
+//! writes the unit vouches that the two belong together). A name with more
 //! than two dots is read as written: with a profile `eu.prod` and a credential `x` it
 //! is `looker-agent.eu.prod.x`, so avoid a second profile `eu` with a credential `prod.x`.
 //!
@@ -194,7 +196,7 @@ impl SecretStore for CredentialsDirStore {
         format!("systemd credentials ({})", self.dir.display())
     }
 
-    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
+    async fn get(&self, key: &SecretKey, _client_id: &str) -> Result<Secret, StoreError> {
         let (store, key) = (self.clone(), key.clone());
         tokio::task::spawn_blocking(move || store.read(&key)).await.map_err(|e| StoreError::Io {
             path: self.dir.clone(),
@@ -207,6 +209,14 @@ impl SecretStore for CredentialsDirStore {
     }
 
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
+        Err(self.read_only(key))
+    }
+
+    async fn delete_client_id(&self, key: &SecretKey, _client_id: &str) -> Result<bool, StoreError> {
+        Err(self.read_only(key))
+    }
+
+    async fn delete_other_client_ids(&self, key: &SecretKey, _keep: &str) -> Result<usize, StoreError> {
         Err(self.read_only(key))
     }
 }
@@ -231,9 +241,9 @@ impl SecretStore for LayeredStore {
         format!("{}, then {}", self.first.describe(), self.rest.describe())
     }
 
-    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
-        match self.first.get(key).await {
-            Err(StoreError::NotFound { .. }) => self.rest.get(key).await,
+    async fn get(&self, key: &SecretKey, client_id: &str) -> Result<Secret, StoreError> {
+        match self.first.get(key, client_id).await {
+            Err(StoreError::NotFound { .. }) => self.rest.get(key, client_id).await,
             other => other,
         }
     }
@@ -244,6 +254,14 @@ impl SecretStore for LayeredStore {
 
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
         self.rest.delete(key).await
+    }
+
+    async fn delete_client_id(&self, key: &SecretKey, client_id: &str) -> Result<bool, StoreError> {
+        self.rest.delete_client_id(key, client_id).await
+    }
+
+    async fn delete_other_client_ids(&self, key: &SecretKey, keep: &str) -> Result<usize, StoreError> {
+        self.rest.delete_other_client_ids(key, keep).await
     }
 
     async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
@@ -293,14 +311,20 @@ mod tests {
         write(d.path(), "looker-agent.prod.two", "a\nb\n", 0o400);
         write(d.path(), "looker-agent.prod.loose", "x", 0o644);
         let s = CredentialsDirStore::new(d.path().to_path_buf());
-        assert_eq!(s.get(&SecretKey::new("prod", "reporting")).await.unwrap().expose(), "s3cret");
-        assert_eq!(s.get(&SecretKey::new("prod", "crlf")).await.unwrap().expose(), "s3cret");
-        assert!(matches!(s.get(&SecretKey::new("prod", "empty")).await, Err(StoreError::Corrupt { .. })));
-        assert!(matches!(s.get(&SecretKey::new("prod", "two")).await, Err(StoreError::Corrupt { .. })));
-        let e = s.get(&SecretKey::new("prod", "loose")).await.unwrap_err();
+        assert_eq!(s.get(&SecretKey::new("prod", "reporting"), "any-id").await.unwrap().expose(), "s3cret");
+        assert_eq!(s.get(&SecretKey::new("prod", "crlf"), "id").await.unwrap().expose(), "s3cret");
+        assert!(matches!(
+            s.get(&SecretKey::new("prod", "empty"), "id").await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(s.get(&SecretKey::new("prod", "two"), "id").await, Err(StoreError::Corrupt { .. })));
+        let e = s.get(&SecretKey::new("prod", "loose"), "id").await.unwrap_err();
         assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
-        assert!(matches!(s.get(&SecretKey::new("prod", "none")).await, Err(StoreError::NotFound { .. })));
-        assert!(matches!(s.get(&SecretKey::new("..", "x")).await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.get(&SecretKey::new("prod", "none"), "id").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(s.get(&SecretKey::new("..", "x"), "id").await, Err(StoreError::NotFound { .. })));
         assert!(s.set(&SecretKey::new("prod", "x"), "id", &Secret::new("v")).await.is_err());
         assert_eq!(s.names().len(), 5);
     }
@@ -310,7 +334,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "looker-agent.p.c", "hunter2\nhunter3", 0o400);
         let s = CredentialsDirStore::new(d.path().to_path_buf());
-        let e = s.get(&SecretKey::new("p", "c")).await.unwrap_err();
+        let e = s.get(&SecretKey::new("p", "c"), "id").await.unwrap_err();
         assert!(!format!("{e} {e:?}").contains("hunter"));
     }
 
@@ -322,11 +346,14 @@ mod tests {
         mem.set(&SecretKey::new("prod", "reporting"), "id", &Secret::new("from-mem")).await.unwrap();
         mem.set(&SecretKey::new("prod", "other"), "id", &Secret::new("other-mem")).await.unwrap();
         let l = LayeredStore::new(CredentialsDirStore::new(d.path().to_path_buf()), mem.clone());
-        assert_eq!(l.get(&SecretKey::new("prod", "reporting")).await.unwrap().expose(), "from-creds");
-        assert_eq!(l.get(&SecretKey::new("prod", "other")).await.unwrap().expose(), "other-mem");
-        assert!(matches!(l.get(&SecretKey::new("prod", "none")).await, Err(StoreError::NotFound { .. })));
+        assert_eq!(l.get(&SecretKey::new("prod", "reporting"), "id").await.unwrap().expose(), "from-creds");
+        assert_eq!(l.get(&SecretKey::new("prod", "other"), "id").await.unwrap().expose(), "other-mem");
+        assert!(matches!(
+            l.get(&SecretKey::new("prod", "none"), "id").await,
+            Err(StoreError::NotFound { .. })
+        ));
         l.set(&SecretKey::new("dev", "x"), "id", &Secret::new("v")).await.unwrap();
-        assert_eq!(mem.get(&SecretKey::new("dev", "x")).await.unwrap().expose(), "v");
+        assert_eq!(mem.get(&SecretKey::new("dev", "x"), "id").await.unwrap().expose(), "v");
         assert!(l.delete(&SecretKey::new("dev", "x")).await.unwrap());
         assert!(l.describe().starts_with("systemd credentials"));
     }

@@ -6,11 +6,25 @@
 //! looker-agent/
 //!   secrets/
 //!     <profile>/
-//!       <credential>.json     {"client_id": "...", "client_secret": "..."}
+//!       <credential>.d/
+//!         <client_id>.json    {"client_id": "...", "client_secret": "..."}
 //!   journal/
 //!     <id>.json               {"profile": "...", "credential": "...", "base_url": "...",
 //!                              "token": "...", "expires_at_unix": 1700000000}
 //! ```
+//!
+//! A credential set can hold secrets for several client_ids at once, one file each,
+//! only while `lookerctl credential add` replaces one client_id with another: the new
+//! secret is written, the config saved, and only then the old one removed (or, if
+//! the config could not be saved, the new one), so the credential set the config
+//! names keeps working whatever fails. A read asks for the config's client_id and
+//! gets that file or nothing. In a file name, every byte of the client_id other than
+//! `[A-Za-z0-9_-]` is written `%XX`.
+//!
+//! Version 0.1 kept one file per credential set, `secrets/<profile>/<credential>.json`
+//! (same content). Such a file is still read when its client_id is the one asked
+//! for, and removed once a secret for the same client_id is written in the new
+//! layout, or once the config names another client_id.
 //!
 //! The token journal is the one place where access tokens rest on disk, in plain
 //! text, and only with this store: each file lives from the moment the agent obtains a
@@ -53,9 +67,15 @@ impl FileStore {
         &self.dir
     }
 
-    /// The file that holds, or would hold, the secret of `key`. Fails for names that
-    /// are not `[A-Za-z0-9][A-Za-z0-9._-]*`, so no name can leave the store's folder.
-    pub fn path_of(&self, key: &SecretKey) -> Result<PathBuf, StoreError> {
+    /// The file that holds, or would hold, the secret of `key` for `client_id`. Fails
+    /// for names that are not `[A-Za-z0-9][A-Za-z0-9._-]*`, so no name can leave the
+    /// store's folder, and for a client_id too long for a file name.
+    pub fn path_of(&self, key: &SecretKey, client_id: &str) -> Result<PathBuf, StoreError> {
+        Ok(credential_dir(&self.dir, key)?.join(entry_file_name(&self.dir, client_id)?))
+    }
+
+    /// The file version 0.1 kept the secret of `key` in (see the module documentation).
+    pub fn legacy_path_of(&self, key: &SecretKey) -> Result<PathBuf, StoreError> {
         Ok(profile_dir(&self.dir, key)?
             .join(format!("{}.json", checked_name(&self.dir, "credential", &key.credential)?)))
     }
@@ -84,9 +104,9 @@ impl SecretStore for FileStore {
         format!("file ({})", self.dir.display())
     }
 
-    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
-        let (dir, key) = (self.dir.clone(), key.clone());
-        self.blocking(move || read_entry(&dir, &key)).await
+    async fn get(&self, key: &SecretKey, client_id: &str) -> Result<Secret, StoreError> {
+        let (dir, key, client_id) = (self.dir.clone(), key.clone(), client_id.to_owned());
+        self.blocking(move || read_entry(&dir, &key, &client_id)).await
     }
 
     async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
@@ -97,7 +117,17 @@ impl SecretStore for FileStore {
 
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
         let (dir, key) = (self.dir.clone(), key.clone());
-        self.blocking(move || delete_entry(&dir, &key)).await
+        self.blocking(move || delete_entries(&dir, &key, Which::All).map(|n| n > 0)).await
+    }
+
+    async fn delete_client_id(&self, key: &SecretKey, client_id: &str) -> Result<bool, StoreError> {
+        let (dir, key, client_id) = (self.dir.clone(), key.clone(), client_id.to_owned());
+        self.blocking(move || delete_entries(&dir, &key, Which::Only(&client_id)).map(|n| n > 0)).await
+    }
+
+    async fn delete_other_client_ids(&self, key: &SecretKey, keep: &str) -> Result<usize, StoreError> {
+        let (dir, key, keep) = (self.dir.clone(), key.clone(), keep.to_owned());
+        self.blocking(move || delete_entries(&dir, &key, Which::AllBut(&keep))).await
     }
 
     async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {
@@ -126,7 +156,6 @@ struct EntryOut<'a> {
 /// What is read back. No `Debug`: it holds the secret.
 #[derive(Deserialize)]
 struct EntryIn {
-    #[allow(dead_code)] // kept in the file for people and tools, not needed to log in
     client_id: String,
     client_secret: String,
 }
@@ -202,6 +231,58 @@ fn secrets_dir(dir: &Path) -> PathBuf {
 
 fn profile_dir(dir: &Path, key: &SecretKey) -> Result<PathBuf, StoreError> {
     Ok(secrets_dir(dir).join(checked_name(dir, "profile", &key.profile)?))
+}
+
+/// `<credential>.d`: cannot collide with a 0.1 `<credential>.json` file of any name.
+fn credential_dir(dir: &Path, key: &SecretKey) -> Result<PathBuf, StoreError> {
+    Ok(profile_dir(dir, key)?.join(format!("{}.d", checked_name(dir, "credential", &key.credential)?)))
+}
+
+/// Longest encoded client_id in a file name (most file systems allow 255 bytes).
+const MAX_CLIENT_ID_FILE_NAME: usize = 200;
+
+/// `<client_id>.json`, every byte but `[A-Za-z0-9_-]` as `%XX`: never `.`-led, never a path.
+fn entry_file_name(dir: &Path, client_id: &str) -> Result<String, StoreError> {
+    let mut name = String::with_capacity(client_id.len() + 5);
+    for b in client_id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if name.is_empty() || name.len() > MAX_CLIENT_ID_FILE_NAME {
+        return Err(StoreError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a client_id of {} bytes cannot name a secret file; check the client_id",
+                    client_id.len()
+                ),
+            ),
+        });
+    }
+    name.push_str(".json");
+    Ok(name)
+}
+
+/// The client_id an entry file name stands for; `None` for anything else (temporary files).
+fn client_id_of_file_name(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".json")?;
+    let mut out = Vec::with_capacity(stem.len());
+    let mut bytes = stem.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') => out.push(b),
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -353,22 +434,24 @@ fn read_capped(mut file: File, path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreE
     Ok(buf)
 }
 
-fn read_entry(dir: &Path, key: &SecretKey) -> Result<Secret, StoreError> {
-    let pdir = profile_dir(dir, key)?;
-    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
-    let not_found =
-        || StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() };
-
-    let meta = match fs::symlink_metadata(&path) {
+/// Reads one entry file after checking the folders `inner` lead to it through;
+/// `None` when the file does not exist.
+fn read_entry_file(
+    dir: &Path,
+    inner: &[PathBuf],
+    path: &Path,
+    key: &SecretKey,
+) -> Result<Option<(String, Secret)>, StoreError> {
+    let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(io_err(&path)(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
     };
-    check_file(&path, &meta, Holds::Secret(key))?;
-    check_dirs(dir, &[secrets_dir(dir), pdir])?;
+    check_file(path, &meta, Holds::Secret(key))?;
+    check_dirs(dir, inner)?;
 
-    let file = open_checked(&path, Holds::Secret(key))?.ok_or_else(not_found)?;
-    let buf = read_capped(file, &path)?;
+    let Some(file) = open_checked(path, Holds::Secret(key))? else { return Ok(None) };
+    let buf = read_capped(file, path)?;
     let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
     // serde_json's messages can quote the input, so only the position is reported.
     let entry: EntryIn = serde_json::from_slice(&buf).map_err(|e| {
@@ -383,7 +466,33 @@ fn read_entry(dir: &Path, key: &SecretKey) -> Result<Secret, StoreError> {
     if secret.is_empty() {
         return Err(corrupt(format!("the client_secret is empty; store it again with `{}`", add_again(key))));
     }
-    Ok(secret)
+    Ok(Some((entry.client_id, secret)))
+}
+
+fn read_entry(dir: &Path, key: &SecretKey, client_id: &str) -> Result<Secret, StoreError> {
+    let store = FileStore::new(dir.to_path_buf());
+    let (pdir, cdir) = (profile_dir(dir, key)?, credential_dir(dir, key)?);
+    let path = store.path_of(key, client_id)?;
+    if let Some((stored_id, secret)) =
+        read_entry_file(dir, &[secrets_dir(dir), pdir.clone(), cdir], &path, key)?
+    {
+        if stored_id != client_id {
+            return Err(StoreError::Corrupt {
+                what: path.display().to_string(),
+                reason: format!(
+                    "it holds the secret of another client_id than its name says; remove it and store the \
+                     secret again with `{}`",
+                    add_again(key)
+                ),
+            });
+        }
+        return Ok(secret);
+    }
+    let legacy = store.legacy_path_of(key)?;
+    match read_entry_file(dir, &[secrets_dir(dir), pdir], &legacy, key)? {
+        Some((stored_id, secret)) if stored_id == client_id => Ok(secret),
+        _ => Err(StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() }),
+    }
 }
 
 /// Creates `path` as a 0700 folder, or checks and tightens an existing one we own.
@@ -427,6 +536,25 @@ fn ensure_dirs(dir: &Path, inner: &[PathBuf]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A full file system said once, with what to do about it.
+fn explain_write(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => io::Error::new(
+            e.kind(),
+            "no space left on its file system (or over quota); free some space and run the command again",
+        ),
+        _ => e,
+    }
+}
+
+/// [`explain_write`] for tempfile's errors, whose messages add the temporary path.
+fn explain_create(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => explain_write(e),
+        kind => io::Error::new(kind, format!("cannot create a temporary file in it ({kind})")),
+    }
+}
+
 /// Writes `body` to `path` (in the private folder `folder`) atomically, mode 0600.
 fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), StoreError> {
     // Names never start with '.', so a temporary file cannot collide with an entry.
@@ -434,18 +562,20 @@ fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), Store
         .prefix(".tmp-")
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(folder)
-        .map_err(io_err(folder))?;
-    tmp.write_all(body).map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(path))?;
+        .map_err(|e| io_err(folder)(explain_create(e)))?;
+    // Through the File itself: tempfile's own Write adds the temporary path to errors,
+    // and the message names `path` already.
+    tmp.as_file_mut().write_all(body).map_err(|e| io_err(path)(explain_write(e)))?;
+    tmp.as_file().sync_all().map_err(|e| io_err(path)(explain_write(e)))?;
     // rename(2) replaces a symlink at `path` itself, never what it points to.
     tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     sync_dir(folder)
 }
 
 fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
-    let pdir = profile_dir(dir, key)?;
-    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
-    ensure_dirs(dir, &[secrets_dir(dir), pdir.clone()])?;
+    let (pdir, cdir) = (profile_dir(dir, key)?, credential_dir(dir, key)?);
+    let path = FileStore::new(dir.to_path_buf()).path_of(key, client_id)?;
+    ensure_dirs(dir, &[secrets_dir(dir), pdir, cdir.clone()])?;
 
     let body = serde_json::to_vec_pretty(&EntryOut { client_id, client_secret: secret.expose() })
         .map(Zeroizing::new)
@@ -453,23 +583,92 @@ fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) ->
             what: path.display().to_string(),
             reason: "cannot encode".into(),
         })?;
-    write_atomically(&pdir, &path, &body)
+    write_atomically(&cdir, &path, &body)?;
+    // A 0.1 file for the same client_id is now replaced. One that cannot be read stays:
+    // the write itself succeeded, and the stale-item clean-up reports it.
+    if let Err(error) = delete_legacy_if(dir, key, |id| id == client_id) {
+        tracing::warn!(%error, "could not remove the secret file of looker-agent 0.1");
+    }
+    Ok(())
 }
 
-fn delete_entry(dir: &Path, key: &SecretKey) -> Result<bool, StoreError> {
+/// Removes the 0.1 file of `key` when `stale` says so of its client_id; whether it did.
+fn delete_legacy_if(dir: &Path, key: &SecretKey, stale: impl Fn(&str) -> bool) -> Result<bool, StoreError> {
     let pdir = profile_dir(dir, key)?;
-    let path = FileStore::new(dir.to_path_buf()).path_of(key)?;
-    match fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err(&path)(e)),
+    let legacy = FileStore::new(dir.to_path_buf()).legacy_path_of(key)?;
+    match read_entry_file(dir, &[secrets_dir(dir), pdir.clone()], &legacy, key)? {
+        Some((id, _)) if stale(&id) => remove_if_there(&legacy, &pdir),
+        _ => Ok(false),
     }
-    sync_dir(&pdir)?;
-    // Drop the profile's folder once its last secret is gone; failure (not empty) is fine.
+}
+
+/// Removes a file (then syncs its folder); `Ok(false)` when it was not there.
+fn remove_if_there(path: &Path, folder: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(folder).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Which secrets of a credential set a delete removes.
+#[derive(Clone, Copy)]
+enum Which<'a> {
+    /// Every one, readable or not.
+    All,
+    /// The one of this client_id.
+    Only(&'a str),
+    /// Every one but the one of this client_id.
+    AllBut(&'a str),
+}
+
+impl Which<'_> {
+    fn doomed(self, client_id: &str) -> bool {
+        match self {
+            Which::All => true,
+            Which::Only(id) => client_id == id,
+            Which::AllBut(id) => client_id != id,
+        }
+    }
+}
+
+/// Removes the secrets of `key` that `which` selects (in both layouts), then the
+/// credential's and profile's folders if that left them empty; how many.
+fn delete_entries(dir: &Path, key: &SecretKey, which: Which<'_>) -> Result<usize, StoreError> {
+    let (pdir, cdir) = (profile_dir(dir, key)?, credential_dir(dir, key)?);
+    let mut deleted = 0;
+    match fs::read_dir(&cdir) {
+        Ok(listing) => {
+            for item in listing {
+                let item = item.map_err(io_err(&cdir))?;
+                let name = item.file_name();
+                let Some(id) = name.to_str().and_then(client_id_of_file_name) else { continue };
+                if which.doomed(&id) && remove_if_there(&item.path(), &cdir)? {
+                    deleted += 1;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&cdir)(e)),
+    }
+    let legacy = FileStore::new(dir.to_path_buf()).legacy_path_of(key)?;
+    let legacy_gone = match which {
+        // Even one that cannot be read: the whole credential set goes.
+        Which::All => remove_if_there(&legacy, &pdir)?,
+        _ if fs::symlink_metadata(&legacy).is_ok() => delete_legacy_if(dir, key, |id| which.doomed(id))?,
+        _ => false,
+    };
+    if legacy_gone {
+        deleted += 1;
+    }
+    // Drop folders once their last secret is gone; failure (not empty, absent) is fine.
+    if fs::remove_dir(&cdir).is_ok() {
+        sync_dir(&pdir)?;
+    }
     if fs::remove_dir(&pdir).is_ok() {
         sync_dir(&secrets_dir(dir))?;
     }
-    Ok(true)
+    Ok(deleted)
 }
 
 fn write_journal(dir: &Path, entry: &JournalEntry) -> Result<(), StoreError> {
@@ -585,9 +784,28 @@ mod tests {
             assert!(valid_name(good), "{good:?}");
         }
         let s = FileStore::new("/x".into());
-        assert!(s.path_of(&SecretKey::new("..", "c")).is_err());
-        assert!(s.path_of(&SecretKey::new("p", "../../etc/passwd")).is_err());
-        assert_eq!(s.path_of(&SecretKey::new("p", "c")).unwrap(), Path::new("/x/secrets/p/c.json"));
+        assert!(s.path_of(&SecretKey::new("..", "c"), "id").is_err());
+        assert!(s.path_of(&SecretKey::new("p", "../../etc/passwd"), "id").is_err());
+        assert!(s.path_of(&SecretKey::new("p", "c"), "").is_err());
+        assert_eq!(
+            s.path_of(&SecretKey::new("p", "c"), "id").unwrap(),
+            Path::new("/x/secrets/p/c.d/id.json")
+        );
+        assert_eq!(s.legacy_path_of(&SecretKey::new("p", "c")).unwrap(), Path::new("/x/secrets/p/c.json"));
+    }
+
+    #[test]
+    fn client_ids_become_file_names_and_back() {
+        for id in ["AbC123", "a.b", "../x", "a/b", "%41", "é", "-", "x".repeat(40).as_str()] {
+            let name = entry_file_name(Path::new("/x"), id).unwrap();
+            assert!(!name.starts_with('.') && !name.contains('/'), "{name}");
+            assert_eq!(client_id_of_file_name(&name).as_deref(), Some(id), "{name}");
+        }
+        assert_eq!(entry_file_name(Path::new("/x"), "a.b/c").unwrap(), "a%2Eb%2Fc.json");
+        assert!(entry_file_name(Path::new("/x"), &"é".repeat(60)).is_err());
+        for not_an_entry in [".tmp-abc", "x.txt", "%4.json", "%zz.json", ".json", "a.b.json"] {
+            assert_eq!(client_id_of_file_name(not_an_entry), None, "{not_an_entry}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl std::fmt::Display for StoreChoice {
     }
 }
 
-/// Identifies one stored client secret.
+/// Identifies a credential set in a store; with a client_id, one stored client secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretKey {
     /// Profile name.
@@ -134,15 +134,31 @@ pub trait SecretStore: Send + Sync + 'static {
     /// A short description for logs and `lookerctl status` (e.g. `secret-service (gnome-keyring)`).
     fn describe(&self) -> String;
 
-    /// Reads the client secret of a credential set.
-    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError>;
+    /// Reads the client secret stored for `client_id` in a credential set.
+    ///
+    /// Only an item stored for that very client_id answers: after a failed or
+    /// interrupted `credential add`, a secret stored for another client_id must not be
+    /// sent with the configured one. [`StoreError::NotFound`] when there is none.
+    async fn get(&self, key: &SecretKey, client_id: &str) -> Result<Secret, StoreError>;
 
-    /// Stores (or replaces) the client secret of a credential set. `client_id` is
-    /// kept as an attribute where the backend supports it, for `secret-tool search`.
+    /// Stores (or replaces) the client secret of a credential set for `client_id`.
+    ///
+    /// Replaces only the item stored for that client_id; items of other client_ids
+    /// stay until [`delete_other_client_ids`](Self::delete_other_client_ids) removes
+    /// them once the config names the new one (or [`delete_client_id`](Self::delete_client_id)
+    /// removes the new one when saving the config fails).
     async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError>;
 
-    /// Deletes a stored secret; `Ok(false)` when there was none.
+    /// Deletes every stored secret of a credential set, whatever its client_id;
+    /// `Ok(false)` when there was none.
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError>;
+
+    /// Deletes the secret stored for `client_id` only; `Ok(false)` when there was none.
+    async fn delete_client_id(&self, key: &SecretKey, client_id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the secrets of a credential set stored for any client_id but `keep`;
+    /// returns how many were deleted.
+    async fn delete_other_client_ids(&self, key: &SecretKey, keep: &str) -> Result<usize, StoreError>;
 
     /// Records a token the agent obtained (crash-safe revocation).
     async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {

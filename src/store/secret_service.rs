@@ -3,9 +3,14 @@
 //! One item per credential set, in the default collection (`login` with gnome-keyring),
 //! labelled `Looker API secret (PROFILE/CREDENTIAL)`, with the attributes
 //! `application=looker-agent`, `profile=NAME`, `credential=NAME` and `client_id=ID`,
-//! so `secret-tool search application looker-agent` lists them. Items are looked up by
-//! application, profile and credential only, so storing a new client_id replaces the
-//! old item instead of adding a second one.
+//! so `secret-tool search application looker-agent` lists them. An item is looked up
+//! and replaced by all four attributes: a read asks for the client_id the config
+//! names and gets that item or nothing, and storing a secret replaces only the item
+//! of the same client_id (the provider's own replace, atomic). While
+//! `lookerctl credential add` changes a credential's client_id, both items exist for
+//! a moment; the old one is deleted only once the config names the new one (the new
+//! one instead, when saving the config fails), so the credential the config names
+//! keeps working whatever fails.
 //!
 //! Nothing here may hang the daemon: connecting, every operation and the unlock
 //! prompt are each bounded in time. A locked collection is unlocked through the
@@ -285,12 +290,20 @@ async fn open_connection() -> Result<Connection, StoreError> {
     })
 }
 
+/// Every item of a credential set, whatever its client_id.
 fn search_attributes(key: &SecretKey) -> HashMap<&str, &str> {
     HashMap::from([
         ("application", APPLICATION),
         ("profile", key.profile.as_str()),
         ("credential", key.credential.as_str()),
     ])
+}
+
+/// The one item of a credential set for a client_id: what is read, replaced and deleted.
+fn item_attributes<'a>(key: &'a SecretKey, client_id: &'a str) -> HashMap<&'a str, &'a str> {
+    let mut attributes = search_attributes(key);
+    attributes.insert("client_id", client_id);
+    attributes
 }
 
 fn label(key: &SecretKey) -> String {
@@ -382,20 +395,13 @@ fn secret_from_bytes(mut bytes: Vec<u8>) -> Result<Secret, StoreError> {
     }
 }
 
-async fn get_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Result<Secret, Failure> {
-    let ss = &conn.service;
-    let mut found = ss.search_items(search_attributes(&key)).await?;
-    if found.unlocked.is_empty() {
-        let Some(locked) = found.locked.first() else {
-            return Err(Failure::Store(StoreError::NotFound {
-                profile: key.profile.clone(),
-                credential: key.credential.clone(),
-            }));
-        };
-        let collection = parent_path(&locked.item_path).unwrap_or_else(|| locked.item_path.clone());
-        unlock_or_fail(&conn.bus, collection, limit).await?;
-        found = ss.search_items(search_attributes(&key)).await?;
-    }
+async fn get_once(
+    conn: Arc<Connection>,
+    key: SecretKey,
+    client_id: String,
+    limit: Duration,
+) -> Result<Secret, Failure> {
+    let found = search_unlocking(&conn, item_attributes(&key, &client_id), limit).await?;
     let Some(item) = found.unlocked.first() else {
         return Err(Failure::Store(StoreError::NotFound {
             profile: key.profile,
@@ -443,33 +449,80 @@ async fn set_once(
     limit: Duration,
 ) -> Result<(), Failure> {
     let collection = unlocked_default_collection(&conn, limit).await?;
-    let mut attributes = search_attributes(&key);
-    attributes.insert("client_id", client_id.as_str());
-    let item = collection
-        .create_item(&label(&key), attributes, secret.expose().as_bytes(), true, "text/plain")
+    // replace = true: the provider swaps the item with these very attributes (the same
+    // client_id) in one step; items of other client_ids are the caller's to clean up.
+    collection
+        .create_item(
+            &label(&key),
+            item_attributes(&key, &client_id),
+            secret.expose().as_bytes(),
+            true,
+            "text/plain",
+        )
         .await?;
-    // The provider replaced an item with the very same attributes; one with an older
-    // client_id (or in another collection) is still there: remove it.
-    let found = conn.service.search_items(search_attributes(&key)).await?;
-    for old in found.unlocked.iter().filter(|i| i.item_path != item.item_path) {
-        old.delete().await?;
-    }
-    if !found.locked.is_empty() {
-        tracing::warn!(
-            profile = %key.profile,
-            credential = %key.credential,
-            "older Secret Service items for this credential sit in a locked collection and were left alone"
-        );
-    }
     Ok(())
 }
 
 async fn delete_once(conn: Arc<Connection>, key: SecretKey, limit: Duration) -> Result<bool, Failure> {
-    let found = search_unlocking(&conn, search_attributes(&key), limit).await?;
-    for item in &found.unlocked {
-        item.delete().await?;
+    delete_matching(&conn, search_attributes(&key), limit, |_| true).await.map(|n| n > 0)
+}
+
+async fn delete_client_id_once(
+    conn: Arc<Connection>,
+    key: SecretKey,
+    client_id: String,
+    limit: Duration,
+) -> Result<bool, Failure> {
+    delete_matching(&conn, item_attributes(&key, &client_id), limit, |_| true).await.map(|n| n > 0)
+}
+
+async fn delete_other_client_ids_once(
+    conn: Arc<Connection>,
+    key: SecretKey,
+    keep: String,
+    limit: Duration,
+) -> Result<usize, Failure> {
+    delete_matching(&conn, search_attributes(&key), limit, |attributes| {
+        attributes.get("client_id").map(String::as_str) != Some(keep.as_str())
+    })
+    .await
+}
+
+/// Deletes the unlocked items matching `attributes` whose attributes `doomed` selects;
+/// how many. One deleted meanwhile by another client counts as gone, not as a failure.
+async fn delete_matching(
+    conn: &Connection,
+    attributes: HashMap<&str, &str>,
+    limit: Duration,
+    doomed: impl Fn(&HashMap<String, String>) -> bool,
+) -> Result<usize, Failure> {
+    let found = search_unlocking(conn, attributes.clone(), limit).await?;
+    if !found.locked.is_empty() {
+        tracing::warn!(
+            count = found.locked.len(),
+            "Secret Service items of this credential sit in a locked collection and were left alone"
+        );
     }
-    Ok(!found.unlocked.is_empty())
+    let mut deleted = 0;
+    for item in &found.unlocked {
+        let result = async {
+            if doomed(&item.get_attributes().await?) {
+                item.delete().await?;
+                return Ok(true);
+            }
+            Ok::<_, secret_service::Error>(false)
+        };
+        match result.await {
+            Ok(true) => deleted += 1,
+            Ok(false) => {}
+            Err(e) => {
+                if still_there(conn, attributes.clone(), &item.item_path).await? {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// A journal item's secret as written. No `Debug`: it holds the token.
@@ -615,9 +668,9 @@ impl SecretStore for SecretServiceStore {
         "secret-service".into()
     }
 
-    async fn get(&self, key: &SecretKey) -> Result<Secret, StoreError> {
+    async fn get(&self, key: &SecretKey, client_id: &str) -> Result<Secret, StoreError> {
         let limit = self.unlock_timeout;
-        self.run("reading a secret", |c| get_once(c, key.clone(), limit)).await
+        self.run("reading a secret", |c| get_once(c, key.clone(), client_id.to_owned(), limit)).await
     }
 
     async fn set(&self, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
@@ -631,6 +684,20 @@ impl SecretStore for SecretServiceStore {
     async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
         let limit = self.unlock_timeout;
         self.run("deleting a secret", |c| delete_once(c, key.clone(), limit)).await
+    }
+
+    async fn delete_client_id(&self, key: &SecretKey, client_id: &str) -> Result<bool, StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("deleting a secret", |c| delete_client_id_once(c, key.clone(), client_id.to_owned(), limit))
+            .await
+    }
+
+    async fn delete_other_client_ids(&self, key: &SecretKey, keep: &str) -> Result<usize, StoreError> {
+        let limit = self.unlock_timeout;
+        self.run("deleting stale secrets", |c| {
+            delete_other_client_ids_once(c, key.clone(), keep.to_owned(), limit)
+        })
+        .await
     }
 
     async fn journal_add(&self, entry: &JournalEntry) -> Result<(), StoreError> {

@@ -176,7 +176,14 @@ impl Broker {
             store,
             store_description,
             upstream,
-            shared: Arc::new(Shared { events, settings, wake: tokio::sync::Notify::new(), clock, closing }),
+            shared: Arc::new(Shared {
+                events,
+                settings,
+                wake: tokio::sync::Notify::new(),
+                clock,
+                closing,
+                instance: new_instance_id().into(),
+            }),
             started,
             closed: AtomicBool::new(false),
         };
@@ -499,6 +506,16 @@ impl Broker {
         }
     }
 
+    /// True while some login runs (at shutdown: its token is still to come).
+    pub fn has_logins_in_flight(&self) -> bool {
+        self.slots().iter().any(|s| s.has_inflight())
+    }
+
+    /// The longest a login of any profile may take (its request timeout plus slack).
+    pub fn longest_login_wait(&self) -> Duration {
+        self.slots().iter().map(|s| s.wait_timeout).max().unwrap_or(Duration::ZERO)
+    }
+
     /// Status of every profile and credential set; never a token value.
     pub fn status(&self) -> StatusReport {
         let snap = self.snapshot();
@@ -520,6 +537,12 @@ impl Broker {
                 .collect(),
         }
     }
+}
+
+/// A fresh agent instance id: 20 random letters and digits (a valid file and bus name part).
+fn new_instance_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 20)
 }
 
 /// Takes every token the given slots hold, each with the API that can revoke it.

@@ -53,6 +53,8 @@ pub struct Shared {
     pub clock: SharedClock,
     /// Turns true when the broker closes: clients waiting on a login get their answer.
     pub closing: watch::Sender<bool>,
+    /// This agent instance: the owner of the journal entries it writes.
+    pub instance: Arc<str>,
 }
 
 #[derive(Default)]
@@ -282,6 +284,7 @@ impl CredSlot {
             base_url: self.base_url.to_string(),
             token: token.token.clone(),
             expires_at_unix: unix(SystemTime::now()) + answer.expires_in as i64,
+            owner: Some(self.shared.instance.to_string()),
         };
         match self.store.journal_add(&entry).await {
             Ok(()) => token.journal_id = Some(entry.id),

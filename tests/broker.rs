@@ -465,3 +465,55 @@ async fn maintenance_rechecks_soon_after_a_resume() {
     let t1 = b.token(Some("prod"), None, S(60)).await.unwrap();
     assert_ne!(t1.token.token.expose(), t0.token.token.expose());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_waiting_on_a_login_is_answered_at_close() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    fake.set_delay(S(5));
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.token(Some("prod"), None, S(60)).await });
+    tokio::time::sleep(S(1)).await;
+    let closed_at = Instant::now();
+    b.close();
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e, BrokerError::ShuttingDown);
+    assert_eq!(e.code(), looker_agent::protocol::ErrorCode::UpstreamUnavailable);
+    assert_eq!(Instant::now(), closed_at, "the client waited for the login");
+    // The login still finishes and its token is revoked.
+    let s = b.revoke_all(S(10)).await;
+    assert_eq!((s.revoked, fake.logins(), fake.live_now()), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn brokers_sharing_a_store_recover_only_dead_owners_entries() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let store = Arc::new(MemoryStore::new());
+    store.set(&SecretKey::new("prod", "c"), "id", &Secret::new("sec")).await.unwrap();
+    let mut cfg = Config::default();
+    cfg.profiles.insert("prod".into(), profile(&[("c", "id")]));
+    let make = || {
+        Broker::new(
+            cfg.clone(),
+            store.clone(),
+            "memory".into(),
+            Arc::new(FakeUpstream(fake.clone())),
+            BrokerSettings::default(),
+        )
+    };
+    let first = make();
+    let first_lock = first.lock_journal().await;
+    let t = first.token(Some("prod"), None, S(60)).await.unwrap();
+    // A second agent on the same store finds the first one's entry and leaves it.
+    let second = make();
+    let _second_lock = second.lock_journal().await;
+    assert!(second.orphaned_tokens().await.is_empty());
+    // Once the first is gone (its lock released), its entry is an orphan and revoked.
+    drop(first_lock);
+    let orphans = second.orphaned_tokens().await;
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].owner.as_deref(), Some(first.instance()));
+    assert_eq!(second.clone().revoke_orphans(orphans).await.revoked, 1);
+    assert!(!fake.is_live(t.token.token.expose()));
+    assert!(store.journal_list().await.unwrap().is_empty());
+}

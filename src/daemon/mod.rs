@@ -215,7 +215,9 @@ impl Daemon {
             revoked.revoked += late.revoked;
             revoked.failed += late.failed;
             if broker.has_logins_in_flight() {
-                tracing::warn!("a login outlived its own timeout; if it brings a token, it expires on its own");
+                tracing::warn!(
+                    "a login outlived its own timeout; if it brings a token, it expires on its own"
+                );
             }
         }
         if revoked.failed > 0 {

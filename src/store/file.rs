@@ -643,7 +643,10 @@ fn checked_owner<'a>(dir: &Path, owner: &'a str) -> Result<&'a str, StoreError> 
     } else {
         Err(StoreError::Io {
             path: owners_dir(dir),
-            source: io::Error::new(io::ErrorKind::InvalidInput, format!("invalid agent instance id {owner:?}")),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid agent instance id {owner:?}"),
+            ),
         })
     }
 }

@@ -508,6 +508,20 @@ async fn brokers_sharing_a_store_recover_only_dead_owners_entries() {
     let second = make();
     let _second_lock = second.lock_journal().await;
     assert!(second.orphaned_tokens().await.is_empty());
+    // An entry without an owner (an older version wrote it) is an orphan.
+    let legacy = looker_agent::store::JournalEntry {
+        id: "legacy".into(),
+        profile: "prod".into(),
+        credential: "c".into(),
+        base_url: "https://looker.example.com".into(),
+        token: Secret::new("old-token"),
+        expires_at_unix: 0,
+        owner: None,
+    };
+    store.journal_add(&legacy).await.unwrap();
+    let orphans = second.orphaned_tokens().await;
+    assert_eq!(orphans.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["legacy"]);
+    second.clone().revoke_orphans(orphans).await;
     // Once the first is gone (its lock released), its entry is an orphan and revoked.
     drop(first_lock);
     let orphans = second.orphaned_tokens().await;

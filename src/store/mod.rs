@@ -134,7 +134,8 @@ pub struct JournalEntry {
 
 /// Proof that an agent instance is alive, held for its whole life: while it is held,
 /// other agents sharing the store leave the instance's journal entries alone.
-/// Dropping it releases the lock (so does the process dying, however it dies).
+/// The lock ends when it is dropped or, at the latest, when the process ends,
+/// however it ends (the kernel drops the `flock`, the bus drops the name).
 pub struct OwnerLock {
     owner: String,
     _held: Option<Box<dyn Send + Sync>>,

@@ -138,7 +138,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let now = tokio::time::Instant::now();
+    let now = looker_agent::broker::Stamp::START;
     let issued = IssuedToken {
         token: Arc::new(LiveToken::new(Secret::new("a".repeat(40)), now, now, Duration::from_secs(3600))),
         profile: PROFILE.into(),

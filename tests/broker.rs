@@ -3,7 +3,7 @@
 //! end elsewhere; here time itself is the subject).
 
 use async_trait::async_trait;
-use looker_agent::broker::{Broker, BrokerError, BrokerSettings, UpstreamFactory};
+use looker_agent::broker::{Broker, BrokerError, BrokerSettings, TestClock, UpstreamFactory};
 use looker_agent::config::{Config, Credential, Profile};
 use looker_agent::looker::{LoginToken, LookerApi, LookerError, LookerUser};
 use looker_agent::secret::Secret;
@@ -160,7 +160,7 @@ async fn min_ttl_is_honoured_with_40s_tokens() {
     let first = b.token(Some("prod"), None, S(30)).await.unwrap();
     tokio::time::sleep(S(15)).await;
     let second = b.token(Some("prod"), None, S(30)).await.unwrap();
-    assert!(second.expires_in(Instant::now()) >= 30, "only {}s left", second.expires_in(Instant::now()));
+    assert!(second.expires_in(b.now()) >= 30, "only {}s left", second.expires_in(b.now()));
     assert_ne!(first.token.token.expose(), second.token.token.expose());
     // A min_ttl beyond what a token can live is a bad request, not a login loop.
     let e = b.token(Some("prod"), None, S(41)).await.unwrap_err();
@@ -376,4 +376,158 @@ async fn a_get_invalidate_loop_cannot_hammer_looker() {
     // 20 logins, spaced at least a second apart by the broker.
     assert_eq!(fake.logins(), 20);
     assert!(start.elapsed() >= S(19), "{:?}", start.elapsed());
+}
+
+/// [`broker`] on an injected clock, the profile kept fresh or not.
+async fn broker_on_clock(
+    fake: &Arc<Fake>,
+    creds: &[(&str, &str, &str)],
+    clock: Arc<TestClock>,
+    always_fresh: bool,
+) -> Broker {
+    let store = MemoryStore::new();
+    for (n, id, s) in creds {
+        store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
+    }
+    let mut cfg = Config::default();
+    let mut p = profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>());
+    p.always_fresh = always_fresh;
+    cfg.profiles.insert("prod".into(), p);
+    let b = Broker::with_clock(
+        cfg,
+        Arc::new(store),
+        "memory".into(),
+        Arc::new(FakeUpstream(fake.clone())),
+        BrokerSettings::default(),
+        clock,
+    );
+    tokio::spawn(b.clone().run_maintenance());
+    b
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_night_in_suspend_does_not_hand_out_a_dead_token() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let clock = TestClock::new();
+    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), false).await;
+    let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    // The lid closes for eight hours: tokio's (monotonic) time stays put.
+    let before = Instant::now();
+    clock.suspend(S(8 * 3600));
+    assert_eq!(Instant::now(), before);
+    // Status claims no time left for the dead token.
+    let c = &b.status().profiles[0].credentials[0];
+    assert_eq!(c.expires_in, None, "{c:?}");
+    assert_ne!(c.state, "fresh", "{c:?}");
+    // The next client gets a new token, with its real time left.
+    let t1 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    assert_ne!(t1.token.token.expose(), t0.token.token.expose(), "handed out a token that died in suspend");
+    assert_eq!(fake.logins(), 2);
+    assert!((3500..=3570).contains(&t1.expires_in(b.now())), "{}", t1.expires_in(b.now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_suspend_shortens_the_time_left_it_reports() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let clock = TestClock::new();
+    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), false).await;
+    let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    clock.suspend(S(50 * 60));
+    // 3570 s of usable life less 3000 s asleep: about 570 s left, not 3570.
+    let left = t0.expires_in(b.now());
+    assert!((560..=570).contains(&left), "{left}");
+    let c = &b.status().profiles[0].credentials[0];
+    assert!(c.expires_in.is_some_and(|s| (560..=570).contains(&s)), "{c:?}");
+    // Cached for a small min_ttl; a client wanting ten minutes gets a fresh token.
+    assert_eq!(
+        b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose(),
+        t0.token.token.expose()
+    );
+    let t1 = b.token(Some("prod"), None, S(600)).await.unwrap();
+    assert_ne!(t1.token.token.expose(), t0.token.token.expose());
+    assert!(t1.expires_in(b.now()) >= 600);
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_rechecks_soon_after_a_resume() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let clock = TestClock::new();
+    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), true).await;
+    let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    tokio::time::sleep(S(1)).await;
+    // Asleep past the refresh point (two thirds of the life): on waking, the kept-fresh
+    // set is refreshed without waiting for a client, within one maintenance period.
+    clock.suspend(S(50 * 60));
+    tokio::time::sleep(looker_agent::broker::maintenance::MAX_SLEEP + S(1)).await;
+    assert_eq!(fake.logins(), 2, "no refresh after the resume");
+    let c = &b.status().profiles[0].credentials[0];
+    assert!(c.expires_in.is_some_and(|s| s > 3000), "{c:?}");
+    let t1 = b.token(Some("prod"), None, S(60)).await.unwrap();
+    assert_ne!(t1.token.token.expose(), t0.token.token.expose());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_waiting_on_a_login_is_answered_at_close() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    fake.set_delay(S(5));
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.token(Some("prod"), None, S(60)).await });
+    tokio::time::sleep(S(1)).await;
+    let closed_at = Instant::now();
+    b.close();
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e, BrokerError::ShuttingDown);
+    assert_eq!(e.code(), looker_agent::protocol::ErrorCode::UpstreamUnavailable);
+    assert_eq!(Instant::now(), closed_at, "the client waited for the login");
+    // The login still finishes and its token is revoked.
+    let s = b.revoke_all(S(10)).await;
+    assert_eq!((s.revoked, fake.logins(), fake.live_now()), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn brokers_sharing_a_store_recover_only_dead_owners_entries() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let store = Arc::new(MemoryStore::new());
+    store.set(&SecretKey::new("prod", "c"), "id", &Secret::new("sec")).await.unwrap();
+    let mut cfg = Config::default();
+    cfg.profiles.insert("prod".into(), profile(&[("c", "id")]));
+    let make = || {
+        Broker::new(
+            cfg.clone(),
+            store.clone(),
+            "memory".into(),
+            Arc::new(FakeUpstream(fake.clone())),
+            BrokerSettings::default(),
+        )
+    };
+    let first = make();
+    let first_lock = first.lock_journal().await;
+    let t = first.token(Some("prod"), None, S(60)).await.unwrap();
+    // A second agent on the same store finds the first one's entry and leaves it.
+    let second = make();
+    let _second_lock = second.lock_journal().await;
+    assert!(second.orphaned_tokens().await.is_empty());
+    // An entry without an owner (an older version wrote it) is an orphan.
+    let legacy = looker_agent::store::JournalEntry {
+        id: "legacy".into(),
+        profile: "prod".into(),
+        credential: "c".into(),
+        base_url: "https://looker.example.com".into(),
+        token: Secret::new("old-token"),
+        expires_at_unix: 0,
+        owner: None,
+    };
+    store.journal_add(&legacy).await.unwrap();
+    let orphans = second.orphaned_tokens().await;
+    assert_eq!(orphans.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["legacy"]);
+    second.clone().revoke_orphans(orphans).await;
+    // Once the first is gone (its lock released), its entry is an orphan and revoked.
+    drop(first_lock);
+    let orphans = second.orphaned_tokens().await;
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].owner.as_deref(), Some(first.instance()));
+    assert_eq!(second.clone().revoke_orphans(orphans).await.revoked, 1);
+    assert!(!fake.is_live(t.token.token.expose()));
+    assert!(store.journal_list().await.unwrap().is_empty());
 }

@@ -96,14 +96,14 @@ fn a_cache_hit_allocates_only_the_answer() {
     // Warm up lazily created per-thread state (the JSON scratch buffer).
     for _ in 0..3 {
         let t = rt.block_on(broker.token(Some("prod"), None, min_ttl)).unwrap();
-        drop(t.to_json(tokio::time::Instant::now()));
+        drop(t.to_json(broker.now()));
     }
 
     let (n, t) = allocations(|| rt.block_on(broker.token(Some("prod"), None, min_ttl)));
     let t = t.unwrap();
     assert_eq!(n, 0, "Broker::token on a cached token allocated {n} time(s)");
 
-    let (n, body) = allocations(|| t.to_json(tokio::time::Instant::now()));
+    let (n, body) = allocations(|| t.to_json(broker.now()));
     assert_eq!(n, 1, "writing the answer took {n} allocations; one (the body itself) is the budget");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["access_token"].as_str().is_some_and(|s| !s.is_empty()), "{v}");

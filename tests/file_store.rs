@@ -297,6 +297,7 @@ fn entry(id: &str, profile: &str, token: &str) -> JournalEntry {
         base_url: "https://example.looker.com".into(),
         token: Secret::new(token),
         expires_at_unix: 1_900_000_000,
+        owner: None,
     }
 }
 
@@ -430,4 +431,64 @@ async fn journal_ids_cannot_escape_the_folder() {
     assert!(!tmp.path().join("evil").exists() && !tmp.path().join("data/evil").exists());
     assert!(!s.dir().join("evil.json").exists());
     assert!(s.journal_list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_complete_entry_under_its_temporary_name_is_listed_and_removed() {
+    let (_tmp, s) = store();
+    s.journal_add(&entry("crashed", "prod", TOKEN)).await.unwrap();
+    let jdir = s.dir().join("journal");
+    // Cut off between the write and the rename, by this version and by older ones
+    // (`.tmp-` and a random suffix).
+    fs::rename(jdir.join("crashed.json"), jdir.join(".tmp-crashed")).unwrap();
+    s.journal_add(&entry("old", "prod", "older-version")).await.unwrap();
+    fs::rename(jdir.join("old.json"), jdir.join(".tmp-Ab3xYz")).unwrap();
+    let listed = s.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["Ab3xYz", "crashed"]);
+    assert_eq!(listed[1].token.expose(), TOKEN);
+    for id in ["Ab3xYz", "crashed"] {
+        s.journal_remove(id).await.unwrap();
+    }
+    assert!(s.journal_list().await.unwrap().is_empty());
+    assert_eq!(fs::read_dir(&jdir).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn owner_locks_tell_running_agents_from_dead_ones() {
+    let (_tmp, s) = store();
+    let other = FileStore::new(s.dir().to_path_buf());
+    let lock = s.journal_lock("agentA1").await.unwrap();
+    assert_eq!(lock.owner(), "agentA1");
+    let lock_file = s.dir().join("owners/agentA1.lock");
+    assert_eq!(mode(&lock_file), 0o600);
+    assert_eq!(mode(&s.dir().join("owners")), 0o700);
+    // Seen alive by any store on the same folder (another agent), and a sweep keeps it.
+    assert!(other.journal_owner_alive("agentA1").await.unwrap());
+    other.journal_sweep_owners().await.unwrap();
+    assert!(lock_file.exists());
+    assert!(other.journal_owner_alive("agentA1").await.unwrap());
+    assert!(!other.journal_owner_alive("neverSeen").await.unwrap());
+    assert!(!other.journal_owner_alive("../escape").await.unwrap());
+    // A clean exit removes it.
+    drop(lock);
+    assert!(!lock_file.exists());
+    assert!(!other.journal_owner_alive("agentA1").await.unwrap());
+    // A killed agent leaves its file unlocked: dead, and swept away.
+    fs::write(s.dir().join("owners/agentB2.lock"), "").unwrap();
+    assert!(!other.journal_owner_alive("agentB2").await.unwrap());
+    other.journal_sweep_owners().await.unwrap();
+    assert!(!s.dir().join("owners/agentB2.lock").exists());
+}
+
+#[tokio::test]
+async fn entries_name_their_owner() {
+    let (_tmp, s) = store();
+    let mut e = entry("owned", "prod", TOKEN);
+    e.owner = Some("agentA1".into());
+    s.journal_add(&e).await.unwrap();
+    s.journal_add(&entry("legacy", "prod", TOKEN)).await.unwrap();
+    let listed = s.journal_list().await.unwrap();
+    assert_eq!(ids(&listed), ["legacy", "owned"]);
+    assert_eq!(listed[0].owner, None);
+    assert_eq!(listed[1].owner.as_deref(), Some("agentA1"));
 }

@@ -138,3 +138,79 @@ fn sighup_reloads_and_broken_edit_keeps_the_old_config() {
         agent.log_text().contains("keeping the previous one")
     });
 }
+
+/// One raw HTTP request over the agent socket; returns (status, body).
+fn raw_request(socket: &std::path::Path, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn sigterm_with_a_login_in_flight_answers_503_and_leaves_no_live_token() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("p1", "s1")]);
+    let env = TestEnv::new("file");
+    env.add_profile("prod", &emu.url(), &[("c", "p1", "s1")]);
+    let mut agent = env.start_agent(&["--revoke-deadline", "1s"]);
+    // Looker answers the login only after the revoke deadline has passed.
+    emu.emu().set_faults(Faults { login_delay: Duration::from_secs(4), ..Default::default() });
+    let socket = env.socket.clone();
+    let client = std::thread::spawn(move || {
+        raw_request(
+            &socket,
+            "GET /v1/profiles/prod/token HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
+        )
+    });
+    wait_until("the login parked at Looker", Duration::from_secs(10), || {
+        status_json(&env)["profiles"][0]["credentials"][0]["state"] == "logging_in"
+    });
+    unsafe_kill(agent.pid(), 15);
+    // The waiting client gets its answer at once, not an empty reply.
+    let (status, body) = client.join().unwrap();
+    assert_eq!(status, 503, "{body}\n{}", agent.log_text());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unavailable", "{v}");
+    let (exit, took) = agent.stop_with(0);
+    assert!(exit.success(), "{exit:?}");
+    // The agent waited for the late login (journaled on arrival) and revoked its token.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(emu.emu().counters().logins, 1, "{}", agent.log_text());
+    assert_eq!(emu.emu().counters().live_tokens, 0, "{}", agent.log_text());
+    emu.emu().set_faults(Faults::default());
+    let next = env.start_agent(&[]);
+    assert_eq!(emu.emu().counters().live_tokens, 0, "{}", next.log_text());
+    let journal = env.dir.path().join("data/looker-agent/journal");
+    assert_eq!(std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn a_complete_journal_temp_file_left_by_a_crash_is_revoked() {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[("t1", "s1")]);
+    let env = TestEnv::new("file");
+    env.add_profile("prod", &emu.url(), &[("c", "t1", "s1")]);
+    let mut agent = env.start_agent(&[]);
+    let t = env.ctl_ok(&["token", "prod"], None).trim().to_string();
+    agent.stop_with(9);
+    // The crash hit between writing the entry and renaming it into place, twenty
+    // minutes ago: a complete entry under a temporary name.
+    let journal = env.dir.path().join("data/looker-agent/journal");
+    let entry = std::fs::read_dir(&journal).unwrap().next().unwrap().unwrap().path();
+    let tmp = journal.join(".tmp-Xy12Zq");
+    std::fs::rename(&entry, &tmp).unwrap();
+    let st = std::process::Command::new("touch").args(["-d", "20 minutes ago"]).arg(&tmp).status().unwrap();
+    assert!(st.success());
+    assert!(emu.emu().is_live(&t));
+    let next = env.start_agent(&[]);
+    wait_until("the token named by the temp file revoked", Duration::from_secs(10), || {
+        !emu.emu().is_live(&t)
+    });
+    wait_until("the temp file removed", Duration::from_secs(5), || !tmp.exists());
+    assert!(!next.log_text().contains(&t));
+}

@@ -171,6 +171,7 @@ fn journal_entry(id: &str, profile: &str, token: &str) -> JournalEntry {
         base_url: "https://example.looker.com".into(),
         token: Secret::new(token),
         expires_at_unix: 1_900_000_000,
+        owner: None,
     }
 }
 

@@ -2,22 +2,43 @@
 //! after a backoff step, and revokes superseded tokens once no client can rely
 //! on them. It sleeps until the earliest thing due, or until a slot's schedule
 //! changes (a login finished, the config was reloaded).
+//!
+//! Decisions read the broker's suspend-aware [clock](super::clock); the sleeps are
+//! tokio timers, which stop while the machine is suspended. So the task never
+//! sleeps longer than [`MAX_SLEEP`]: after a resume it re-checks within that.
 
 use super::{logout_all, Broker};
 use std::time::Duration;
-use tokio::time::Instant;
 
-/// The longest the task sleeps without re-checking (cheap; bounds any missed wake-up).
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The longest the task sleeps without re-checking. Bounds how late it notices a
+/// resume from suspend (tokio's timers do not count the suspended time) and any
+/// missed wake-up; a wake with nothing due costs a few lock round trips.
+pub const MAX_SLEEP: Duration = Duration::from_secs(15);
+
+/// A gap between the broker's clock and tokio's this large means the machine slept.
+const SUSPEND_NOTICE: Duration = Duration::from_secs(2);
 
 impl Broker {
     /// Runs maintenance until the broker is closed. Spawn it once per broker.
     pub async fn run_maintenance(self) {
+        let mut last: Option<(super::Stamp, tokio::time::Instant)> = None;
         loop {
             if self.is_closed() {
                 return;
             }
-            let now = Instant::now();
+            let now = self.now();
+            let tokio_now = tokio::time::Instant::now();
+            if let Some((stamp, at)) = last {
+                let slept = now.saturating_duration_since(stamp);
+                let timer = tokio_now.saturating_duration_since(at);
+                if slept.saturating_sub(timer) >= SUSPEND_NOTICE {
+                    tracing::info!(
+                        suspended_secs = slept.saturating_sub(timer).as_secs(),
+                        "the machine was suspended; re-checking every token"
+                    );
+                }
+            }
+            last = Some((now, tokio_now));
             let mut next = now + MAX_SLEEP;
             let mut doomed = Vec::new();
             for slot in self.slots() {
@@ -33,11 +54,11 @@ impl Broker {
             }
             if !doomed.is_empty() {
                 tracing::debug!(tokens = doomed.len(), "revoking superseded tokens");
-                tokio::spawn(logout_all(self.inner.store.clone(), doomed));
+                tokio::spawn(logout_all(self.inner.store.clone(), now, doomed));
             }
             let wake = self.inner.shared.wake.notified();
             tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep(next.saturating_duration_since(now)) => {}
                 _ = wake => {}
             }
         }

@@ -8,12 +8,14 @@
 //!
 //! A cache hit takes two short locks and does no file, keyring or network I/O.
 
+pub mod clock;
 pub mod error;
 pub mod maintenance;
 pub mod recovery;
 pub mod slot;
 pub mod token;
 
+pub use clock::{Clock, SharedClock, Stamp, SystemClock, TestClock};
 pub use error::BrokerError;
 pub use token::{IssuedToken, LiveToken};
 
@@ -28,7 +30,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 
 /// Something the broker tells listeners (the D-Bus signals). Never carries a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +125,7 @@ struct Inner {
     store_description: String,
     upstream: Arc<dyn UpstreamFactory>,
     shared: Arc<Shared>,
-    started: Instant,
+    started: Stamp,
     closed: AtomicBool,
 }
 
@@ -144,7 +145,7 @@ pub struct RevokeSummary {
 }
 
 impl Broker {
-    /// A broker over `config`, reading secrets from `store`.
+    /// A broker over `config`, reading secrets from `store`, on the [`SystemClock`].
     pub fn new(
         config: Config,
         store: SharedStore,
@@ -152,7 +153,21 @@ impl Broker {
         upstream: Arc<dyn UpstreamFactory>,
         settings: BrokerSettings,
     ) -> Broker {
+        Broker::with_clock(config, store, store_description, upstream, settings, Arc::new(SystemClock::new()))
+    }
+
+    /// [`Broker::new`] on another clock (tests inject a [`TestClock`] to simulate suspend).
+    pub fn with_clock(
+        config: Config,
+        store: SharedStore,
+        store_description: String,
+        upstream: Arc<dyn UpstreamFactory>,
+        settings: BrokerSettings,
+        clock: SharedClock,
+    ) -> Broker {
         let (events, _) = broadcast::channel(256);
+        let (closing, _) = tokio::sync::watch::channel(false);
+        let started = clock.now();
         let inner = Inner {
             snapshot: RwLock::new(Arc::new(Snapshot {
                 config: Config::default(),
@@ -161,8 +176,15 @@ impl Broker {
             store,
             store_description,
             upstream,
-            shared: Arc::new(Shared { events, settings, wake: tokio::sync::Notify::new() }),
-            started: Instant::now(),
+            shared: Arc::new(Shared {
+                events,
+                settings,
+                wake: tokio::sync::Notify::new(),
+                clock,
+                closing,
+                instance: new_instance_id().into(),
+            }),
+            started,
             closed: AtomicBool::new(false),
         };
         let broker = Broker { inner: Arc::new(inner) };
@@ -172,6 +194,11 @@ impl Broker {
 
     fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The time now on the broker's clock: pass it to [`IssuedToken`]'s methods.
+    pub fn now(&self) -> Stamp {
+        self.inner.shared.clock.now()
     }
 
     /// Listens to refresh and failure events.
@@ -247,7 +274,7 @@ impl Broker {
         *self.inner.snapshot.write().unwrap_or_else(|p| p.into_inner()) = new;
 
         // Revoke what no longer exists.
-        let now = Instant::now();
+        let now = self.now();
         let doomed = take_tokens(
             old.profiles
                 .values()
@@ -258,7 +285,7 @@ impl Broker {
         self.inner.shared.wake.notify_one();
         if n > 0 {
             tracing::info!(tokens = n, "revoking tokens of removed or changed credential sets");
-            tokio::spawn(logout_all(self.inner.store.clone(), doomed));
+            tokio::spawn(logout_all(self.inner.store.clone(), now, doomed));
         }
         n
     }
@@ -321,7 +348,7 @@ impl Broker {
         // the credential's fault and end the search.
         // Hot path: the first set in order holding a token good enough. One short
         // lock per set looked at, no allocation.
-        let now = Instant::now();
+        let now = self.now();
         for slot in &p.creds {
             if let Some(t) = slot.cached(min_ttl, now) {
                 return Ok(issue(slot, t));
@@ -384,7 +411,7 @@ impl Broker {
             if let Some(t) = slot.invalidate(access_token) {
                 tracing::info!(profile = %slot.profile, credential = %slot.name, "token invalidated by a client");
                 if let Ok(api) = slot.api() {
-                    tokio::spawn(logout_all(self.inner.store.clone(), vec![(api, t)]));
+                    tokio::spawn(logout_all(self.inner.store.clone(), self.now(), vec![(api, t)]));
                 }
                 break;
             }
@@ -429,7 +456,7 @@ impl Broker {
     /// Looker confirmed gone. The next request logs in anew.
     pub async fn revoke(&self, profile: Option<&str>, credential: Option<&str>) -> Result<u32, BrokerError> {
         let work = take_tokens(&self.select(profile, credential)?);
-        Ok(logout_all(self.inner.store.clone(), work).await.revoked)
+        Ok(logout_all(self.inner.store.clone(), self.now(), work).await.revoked)
     }
 
     /// True once [`Broker::close`] ran.
@@ -446,6 +473,8 @@ impl Broker {
     /// [`BrokerError::ShuttingDown`]. Used at shutdown, before [`Broker::revoke_all`].
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        // Clients waiting on a login get ShuttingDown (503) now, not an empty reply later.
+        self.inner.shared.closing.send_replace(true);
         self.inner.shared.wake.notify_one();
     }
 
@@ -453,14 +482,14 @@ impl Broker {
     /// Logins still in flight are waited for (within the deadline) and their tokens
     /// revoked too, so nothing obtained before shutdown outlives the agent.
     pub async fn revoke_all(&self, deadline: Duration) -> RevokeSummary {
-        let until = Instant::now() + deadline;
+        let until = tokio::time::Instant::now() + deadline;
         let slots = self.slots();
         let mut total = RevokeSummary::default();
         loop {
-            let now = Instant::now();
+            let now = self.now();
             let work = take_tokens(&slots);
             let n = work.iter().filter(|(_, t)| t.may_be_live(now)).count() as u32;
-            match tokio::time::timeout_at(until, logout_all(self.inner.store.clone(), work)).await {
+            match tokio::time::timeout_at(until, logout_all(self.inner.store.clone(), now, work)).await {
                 Ok(s) => {
                     total.revoked += s.revoked;
                     total.failed += s.failed;
@@ -470,23 +499,33 @@ impl Broker {
                     return total;
                 }
             }
-            if !slots.iter().any(|s| s.has_inflight()) || Instant::now() >= until {
+            if !slots.iter().any(|s| s.has_inflight()) || tokio::time::Instant::now() >= until {
                 return total;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
+    /// True while some login runs (at shutdown: its token is still to come).
+    pub fn has_logins_in_flight(&self) -> bool {
+        self.slots().iter().any(|s| s.has_inflight())
+    }
+
+    /// The longest a login of any profile may take (its request timeout plus slack).
+    pub fn longest_login_wait(&self) -> Duration {
+        self.slots().iter().map(|s| s.wait_timeout).max().unwrap_or(Duration::ZERO)
+    }
+
     /// Status of every profile and credential set; never a token value.
     pub fn status(&self) -> StatusReport {
         let snap = self.snapshot();
-        let now = Instant::now();
+        let now = self.now();
         StatusReport {
             version: crate::VERSION.into(),
             pid: std::process::id(),
             secret_store: self.inner.store_description.clone(),
             default_profile: snap.config.resolve_profile(None).map(str::to_string),
-            uptime_secs: now.duration_since(self.inner.started).as_secs(),
+            uptime_secs: now.saturating_duration_since(self.inner.started).as_secs(),
             profiles: snap
                 .profiles
                 .iter()
@@ -498,6 +537,12 @@ impl Broker {
                 .collect(),
         }
     }
+}
+
+/// A fresh agent instance id: 20 random letters and digits (a valid file and bus name part).
+fn new_instance_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 20)
 }
 
 /// Takes every token the given slots hold, each with the API that can revoke it.
@@ -530,9 +575,9 @@ fn same_connection(a: &Profile, b: &Profile) -> bool {
 /// whose logout failed keeps its entry, so the next start tries again.
 pub(crate) async fn logout_all(
     store: SharedStore,
+    now: Stamp,
     work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>,
 ) -> RevokeSummary {
-    let now = Instant::now();
     let store = &store;
     let results = futures_util::future::join_all(work.iter().map(|(api, t)| async move {
         let live = t.may_be_live(now);

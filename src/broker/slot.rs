@@ -3,6 +3,7 @@
 //! Locking rule: the slot's `std::sync::Mutex` is only held for quick state
 //! changes, never across an `.await` (no I/O under the lock).
 
+use super::clock::{SharedClock, Stamp};
 use super::error::BrokerError;
 use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
@@ -14,7 +15,6 @@ use rand::Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch, Notify};
-use tokio::time::Instant;
 
 /// The outcome of one login, shared by every waiter.
 type Outcome = Option<Result<Arc<LiveToken>, BrokerError>>;
@@ -49,6 +49,12 @@ pub struct Shared {
     pub settings: BrokerSettings,
     /// Wakes the maintenance task when a slot's schedule changed.
     pub wake: Notify,
+    /// Every expiry decision reads this (it counts time spent suspended).
+    pub clock: SharedClock,
+    /// Turns true when the broker closes: clients waiting on a login get their answer.
+    pub closing: watch::Sender<bool>,
+    /// This agent instance: the owner of the journal entries it writes.
+    pub instance: Arc<str>,
 }
 
 #[derive(Default)]
@@ -63,17 +69,17 @@ struct SlotState {
     last_login: Option<SystemTime>,
     last_error: Option<(SystemTime, String)>,
     failures: u32,
-    backoff_until: Option<(Instant, SystemTime)>,
+    backoff_until: Option<(Stamp, SystemTime)>,
     rejected: Option<Rejection>,
-    last_used: Option<Instant>,
+    last_used: Option<Stamp>,
     /// When the last login started: logins are spaced by `min_login_interval`.
-    last_login_started: Option<Instant>,
+    last_login_started: Option<Stamp>,
 }
 
 #[derive(Clone)]
 struct Rejection {
     at: SystemTime,
-    retry_at: Instant,
+    retry_at: Stamp,
     status: u16,
     message: String,
 }
@@ -119,7 +125,7 @@ impl CredSlot {
     }
 
     /// True when the last login was rejected and the long backoff has not passed.
-    pub fn is_rejected(&self, now: Instant) -> bool {
+    pub fn is_rejected(&self, now: Stamp) -> bool {
         self.lock().rejected.as_ref().is_some_and(|r| now < r.retry_at)
     }
 
@@ -134,7 +140,7 @@ impl CredSlot {
     }
 
     /// The cached token if it has at least `min_ttl` left (and marks the set in use).
-    pub fn cached(&self, min_ttl: Duration, now: Instant) -> Option<Arc<LiveToken>> {
+    pub fn cached(&self, min_ttl: Duration, now: Stamp) -> Option<Arc<LiveToken>> {
         let mut st = self.lock();
         let t = st.current.as_ref().filter(|t| t.remaining(now) >= min_ttl)?.clone();
         st.last_used = Some(now);
@@ -145,7 +151,7 @@ impl CredSlot {
     /// A token with at least `min_ttl` left: from cache, or from the one login
     /// that runs for every waiting client.
     pub async fn get(self: &Arc<Self>, min_ttl: Duration) -> Result<Arc<LiveToken>, BrokerError> {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let mut rx = {
             let mut st = self.lock();
             st.last_used = Some(now);
@@ -167,6 +173,8 @@ impl CredSlot {
             }
             match &st.inflight {
                 Some(rx) => rx.clone(),
+                // No new login once shutdown began: its token could outlive the agent.
+                None if *self.shared.closing.borrow() => return Err(BrokerError::ShuttingDown),
                 None => {
                     if let Some((until, _)) = st.backoff_until {
                         if now < until {
@@ -185,9 +193,9 @@ impl CredSlot {
                 }
             }
         };
-        let outcome = match tokio::time::timeout(self.wait_timeout, rx.wait_for(|o| o.is_some())).await {
-            Ok(Ok(o)) => o.clone(),
-            Ok(Err(_)) => None,
+        let closing = self.shared.closing.subscribe();
+        let outcome = match tokio::time::timeout(self.wait_timeout, wait_outcome(&mut rx, closing)).await {
+            Ok(o) => o,
             Err(_) => {
                 return Err(BrokerError::Unavailable {
                     profile: self.profile.to_string(),
@@ -197,9 +205,11 @@ impl CredSlot {
         };
         let token = match outcome {
             Some(r) => r?,
+            // The broker closed (or the login task died): the client gets its 503 now,
+            // while the login finishes in the background and shutdown revokes its token.
             None => return Err(BrokerError::ShuttingDown),
         };
-        if token.remaining(Instant::now()) >= min_ttl {
+        if token.remaining(self.shared.clock.now()) >= min_ttl {
             token.mark_handed_out();
             Ok(token)
         } else {
@@ -210,7 +220,7 @@ impl CredSlot {
     /// Starts a login unless one runs; for refreshes that nobody waits on.
     pub fn refresh_in_background(self: &Arc<Self>) {
         let mut st = self.lock();
-        if st.inflight.is_none() {
+        if st.inflight.is_none() && !*self.shared.closing.borrow() {
             drop(self.start_login(&mut st));
         }
     }
@@ -240,13 +250,16 @@ impl CredSlot {
     fn start_login(self: &Arc<Self>, st: &mut SlotState) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         st.inflight = Some(rx.clone());
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let not_before = st.last_login_started.map(|t| t + self.shared.settings.min_login_interval);
         let start = not_before.filter(|t| *t > now).unwrap_or(now);
         st.last_login_started = Some(start);
         let slot = self.clone();
+        let delay = start.saturating_duration_since(now);
         tokio::spawn(async move {
-            tokio::time::sleep_until(start).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let result = slot.login_once().await;
             slot.finish(result, tx);
         });
@@ -258,10 +271,10 @@ impl CredSlot {
         let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
         let secret =
             self.store.get(&key, &self.client_id).await.map_err(|e| LoginFailure::Store(e.to_string()))?;
-        let sent = Instant::now();
+        let sent = self.shared.clock.now();
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
-        let received = Instant::now();
+        let received = self.shared.clock.now();
         let mut token =
             LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in));
         // Journal it before anyone can use it: if the agent dies, the next start revokes it.
@@ -272,6 +285,7 @@ impl CredSlot {
             base_url: self.base_url.to_string(),
             token: token.token.clone(),
             expires_at_unix: unix(SystemTime::now()) + answer.expires_in as i64,
+            owner: Some(self.shared.instance.to_string()),
         };
         match self.store.journal_add(&entry).await {
             Ok(()) => token.journal_id = Some(entry.id),
@@ -282,7 +296,7 @@ impl CredSlot {
     }
 
     fn finish(&self, result: Result<Arc<LiveToken>, LoginFailure>, tx: watch::Sender<Outcome>) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let wall = SystemTime::now();
         let shared = {
             let mut st = self.lock();
@@ -380,7 +394,7 @@ impl CredSlot {
     /// When the current token should be replaced: once about a third of its
     /// life remains, but never sooner than `min_refresh_age` after it was
     /// obtained, so short-lived tokens are not refreshed in a loop.
-    fn refresh_due(&self, t: &LiveToken) -> Instant {
+    fn refresh_due(&self, t: &LiveToken) -> Stamp {
         let lifetime = t.lifetime();
         let age = (lifetime * 2 / 3).max(self.shared.settings.min_refresh_age.min(lifetime));
         t.obtained + age
@@ -390,10 +404,10 @@ impl CredSlot {
     /// (or a retry once a backoff step passed) for a set in use, and hands back
     /// superseded tokens no client can rely on any more, for revocation.
     /// Returns when it next wants to run.
-    pub fn maintain(self: &Arc<Self>, now: Instant) -> (Option<Instant>, Vec<Arc<LiveToken>>) {
+    pub fn maintain(self: &Arc<Self>, now: Stamp) -> (Option<Stamp>, Vec<Arc<LiveToken>>) {
         let mut st = self.lock();
-        let mut next: Option<Instant> = None;
-        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        let mut next: Option<Stamp> = None;
+        let mut soonest = |t: Stamp| next = Some(next.map_or(t, |n: Stamp| n.min(t)));
 
         // A superseded token lives on only while a client may hold it: until the
         // expiry it was handed out with. One nobody received goes at once.
@@ -443,7 +457,7 @@ impl CredSlot {
     }
 
     /// Status without token values.
-    pub fn status(&self, now: Instant) -> CredentialStatus {
+    pub fn status(&self, now: Stamp) -> CredentialStatus {
         let wall = SystemTime::now();
         let st = self.lock();
         let current = st.current.as_ref().filter(|t| t.remaining(now) > Duration::ZERO);
@@ -480,6 +494,15 @@ impl CredSlot {
             logins: st.logins,
             live_tokens: live as u32,
         }
+    }
+}
+
+/// The login's outcome, or `None` when the broker closes first (or the login task died).
+async fn wait_outcome(rx: &mut watch::Receiver<Outcome>, mut closing: watch::Receiver<bool>) -> Outcome {
+    tokio::select! {
+        biased;
+        r = rx.wait_for(|o| o.is_some()) => r.ok().and_then(|o| (*o).clone()),
+        _ = closing.wait_for(|c| *c) => None,
     }
 }
 

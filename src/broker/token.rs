@@ -1,26 +1,28 @@
 //! A token the agent obtained ([`LiveToken`]) and a token handed to a client ([`IssuedToken`]).
 
+use super::clock::Stamp;
 use crate::secret::Secret;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
 
 /// A token obtained from Looker and not yet revoked by the agent.
 ///
-/// Expiry is kept on the monotonic clock (wall-clock jumps cannot extend a
-/// token's life) and already includes the safety margin.
+/// Expiry is kept on the broker's [clock](super::clock): it never jumps back with the
+/// wall clock (which cannot extend a token's life) and keeps counting while the
+/// machine is suspended (so a night asleep cannot either). It already includes the
+/// safety margin.
 #[derive(Debug)]
 pub struct LiveToken {
     /// The token value.
     pub token: Secret,
     /// When the login request was sent (the token cannot be older than this).
-    pub obtained: Instant,
+    pub obtained: Stamp,
     /// When the agent stops considering it usable (Looker's expiry minus the margin).
-    pub expires: Instant,
+    pub expires: Stamp,
     /// Looker's own expiry (no margin): after this, revoking is pointless.
-    pub hard_expires: Instant,
+    pub hard_expires: Stamp,
     /// Set once a client received it: from then on it must live until `expires`.
     pub handed_out: AtomicBool,
     /// Its entry in the secret store's token journal, if it was journaled.
@@ -30,7 +32,7 @@ pub struct LiveToken {
 impl LiveToken {
     /// A token obtained at `obtained` whose login answer arrived at `received`,
     /// valid for `expires_in` according to Looker.
-    pub fn new(token: Secret, obtained: Instant, received: Instant, expires_in: Duration) -> LiveToken {
+    pub fn new(token: Secret, obtained: Stamp, received: Stamp, expires_in: Duration) -> LiveToken {
         LiveToken {
             token,
             obtained,
@@ -55,7 +57,7 @@ impl LiveToken {
     }
 
     /// Time left before [`LiveToken::expires`], zero when past.
-    pub fn remaining(&self, now: Instant) -> Duration {
+    pub fn remaining(&self, now: Stamp) -> Duration {
         self.expires.saturating_duration_since(now)
     }
 
@@ -65,7 +67,7 @@ impl LiveToken {
     }
 
     /// True while Looker may still accept it (so revoking it is worth a request).
-    pub fn may_be_live(&self, now: Instant) -> bool {
+    pub fn may_be_live(&self, now: Stamp) -> bool {
         now < self.hard_expires
     }
 }
@@ -91,18 +93,18 @@ pub struct IssuedToken {
 }
 
 impl IssuedToken {
-    /// Whole seconds left, as of `now`.
-    pub fn expires_in(&self, now: Instant) -> u64 {
+    /// Whole seconds left, as of `now` (read it from [`Broker::now`](super::Broker::now)).
+    pub fn expires_in(&self, now: Stamp) -> u64 {
         self.token.remaining(now).as_secs()
     }
 
     /// Wall-clock expiry for `expires_in` seconds from now.
-    pub fn expires_at_wall(&self, now: Instant) -> SystemTime {
+    pub fn expires_at_wall(&self, now: Stamp) -> SystemTime {
         SystemTime::now() + Duration::from_secs(self.expires_in(now))
     }
 
     /// Unix time of the expiry.
-    pub fn expires_at_unix(&self, now: Instant) -> i64 {
+    pub fn expires_at_unix(&self, now: Stamp) -> i64 {
         self.expires_at_wall(now)
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -112,7 +114,7 @@ impl IssuedToken {
     /// The SPEC's token object as JSON. This is the hot path: it is written into
     /// a per-thread scratch buffer (wiped afterwards, it held the token) and copied
     /// once into an exactly-sized answer, so the answer is the only allocation.
-    pub fn to_json(&self, now: Instant) -> Vec<u8> {
+    pub fn to_json(&self, now: Stamp) -> Vec<u8> {
         thread_local! {
             static SCRATCH: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
         }
@@ -126,7 +128,7 @@ impl IssuedToken {
         })
     }
 
-    fn write_json(&self, out: &mut String, now: Instant) {
+    fn write_json(&self, out: &mut String, now: Stamp) {
         let expires_in = self.expires_in(now);
         out.push_str("{\"access_token\":");
         json_str(out, self.token.token.expose());
@@ -178,9 +180,9 @@ mod tests {
         assert_eq!(safety_margin(Duration::from_secs(2)), Duration::from_secs(1));
     }
 
-    #[tokio::test]
-    async fn json_matches_protocol_type() {
-        let now = Instant::now();
+    #[test]
+    fn json_matches_protocol_type() {
+        let now = Stamp::START;
         let t = IssuedToken {
             token: Arc::new(LiveToken::new(Secret::new("tok\"en"), now, now, Duration::from_secs(111))),
             profile: "prod".into(),

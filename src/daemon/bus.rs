@@ -165,7 +165,7 @@ impl Agent {
         }
         let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
         let t = self.broker.token(opt(profile), opt(credential), Duration::from_secs(min_ttl)).await?;
-        let now = tokio::time::Instant::now();
+        let now = self.broker.now();
         let expires_at_unix = t.expires_at_unix(now);
         if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
             let pid = self.caller_pid(&caller.name).await;

@@ -163,7 +163,7 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
             }
             match ctx.broker.token(profile_arg(profile), q.credential.as_deref(), min_ttl).await {
                 Ok(t) => {
-                    let now = tokio::time::Instant::now();
+                    let now = ctx.broker.now();
                     // The audit trail is at debug so cache hits stay quiet by default:
                     // enable it with RUST_LOG=info,looker_agent::audit=debug.
                     if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {

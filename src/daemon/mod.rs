@@ -151,7 +151,10 @@ impl Daemon {
             limits: opts.limits.clone(),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        // Tokens a killed earlier run left live: listed before this run logs in anything.
+        // This instance's owner lock, held until the very end: while it is held, other
+        // agents on the same store leave this one's journal entries alone.
+        let journal_lock = broker.lock_journal().await;
+        // Tokens left live by killed agents (never by running ones on the same store).
         let orphans = broker.orphaned_tokens().await;
         tokio::spawn(broker.clone().revoke_orphans(orphans));
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
@@ -195,8 +198,28 @@ impl Daemon {
             }
         };
         let _ = tokio::join!(tokio::time::timeout_at(deadline, server), bus_stopped);
-        let revoked =
+        let mut revoked =
             broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        if broker.has_logins_in_flight() {
+            // A login still running may yet bring a token Looker already issued: exiting
+            // now would leave it live and unknown. It is journaled as it arrives; wait
+            // for it (its request is bounded by the profile's timeout) and revoke it.
+            let limit = broker.longest_login_wait();
+            tracing::warn!(
+                wait_secs = limit.as_secs(),
+                "a login is still running at the revoke deadline; waiting for it so its token can be revoked"
+            );
+            let usec = u32::try_from((limit + Duration::from_secs(2)).as_micros()).unwrap_or(u32::MAX);
+            shutdown::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)]);
+            let late = broker.revoke_all(limit).await;
+            revoked.revoked += late.revoked;
+            revoked.failed += late.failed;
+            if broker.has_logins_in_flight() {
+                tracing::warn!(
+                    "a login outlived its own timeout; if it brings a token, it expires on its own"
+                );
+            }
+        }
         if revoked.failed > 0 {
             tracing::warn!(
                 revoked = revoked.revoked,
@@ -209,6 +232,8 @@ impl Daemon {
         if remove_socket {
             let _ = std::fs::remove_file(&socket);
         }
+        // Last: entries whose revocation failed become orphans for the next start.
+        drop(journal_lock);
         Ok(RunSummary { revoked })
     }
 }

@@ -21,7 +21,7 @@
 //! deletes, the token journal) goes to the configured store. [`layer_from_env`] does
 //! that when `$CREDENTIALS_DIRECTORY` is set.
 
-use super::{JournalEntry, SecretKey, SecretStore, SharedStore, StoreError};
+use super::{JournalEntry, OwnerLock, SecretKey, SecretStore, SharedStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::fs::{self, OpenOptions};
@@ -274,6 +274,18 @@ impl SecretStore for LayeredStore {
 
     async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
         self.rest.journal_list().await
+    }
+
+    async fn journal_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
+        self.rest.journal_lock(owner).await
+    }
+
+    async fn journal_owner_alive(&self, owner: &str) -> Result<bool, StoreError> {
+        self.rest.journal_owner_alive(owner).await
+    }
+
+    async fn journal_sweep_owners(&self) -> Result<(), StoreError> {
+        self.rest.journal_sweep_owners().await
     }
 }
 

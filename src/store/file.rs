@@ -10,7 +10,11 @@
 //!         <client_id>.json    {"client_id": "...", "client_secret": "..."}
 //!   journal/
 //!     <id>.json               {"profile": "...", "credential": "...", "base_url": "...",
-//!                              "token": "...", "expires_at_unix": 1700000000}
+//!                              "token": "...", "expires_at_unix": 1700000000,
+//!                              "owner": "<agent instance>"}
+//!     .tmp-<id>               the same, while it is being written
+//!   owners/
+//!     <owner>.lock            flock()ed by the running agent instance <owner>
 //! ```
 //!
 //! A credential set can hold secrets for several client_ids at once, one file each,
@@ -29,6 +33,16 @@
 //! The token journal is the one place where access tokens rest on disk, in plain
 //! text, and only with this store: each file lives from the moment the agent obtains a
 //! token until it is revoked or expires, so a restart after a crash can revoke it.
+//! A journal entry is written under `.tmp-<id>` and renamed to `<id>.json`; an agent
+//! killed between the two leaves a complete entry under the temporary name, which the
+//! journal still lists (and removes), so the token it names is revoked all the same.
+//!
+//! Each entry names its owner, the agent instance that obtained the token. A running
+//! agent holds an exclusive `flock` on `owners/<owner>.lock` for its whole life (the
+//! file is locked before it gets its name, so no one sees it unlocked); the kernel
+//! drops the lock however the agent dies. Another agent on the same store (another
+//! `--socket`) revokes only entries whose owner's lock is free or gone. The locks sit
+//! in the store's own folder because that folder is what such agents share.
 //!
 //! Writes are atomic: a temporary file in the same folder, written, synced, renamed
 //! over the old one, then the folder synced, so a crash leaves the old or the new
@@ -36,7 +50,7 @@
 //! file that is a symbolic link or not a regular file, belongs to another user, or
 //! grants any permission to group or others, and say how to fix it.
 
-use super::{JournalEntry, SecretKey, SecretStore, StoreError};
+use super::{valid_owner, JournalEntry, OwnerLock, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -144,6 +158,22 @@ impl SecretStore for FileStore {
         let dir = self.dir.clone();
         self.blocking(move || list_journal(&dir)).await
     }
+
+    async fn journal_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
+        let (dir, id) = (self.dir.clone(), owner.to_owned());
+        let held = self.blocking(move || lock_owner(&dir, &id)).await?;
+        Ok(OwnerLock::new(owner, Box::new(held)))
+    }
+
+    async fn journal_owner_alive(&self, owner: &str) -> Result<bool, StoreError> {
+        let (dir, owner) = (self.dir.clone(), owner.to_owned());
+        self.blocking(move || owner_alive(&dir, &owner)).await
+    }
+
+    async fn journal_sweep_owners(&self) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        self.blocking(move || sweep_owners(&dir)).await
+    }
 }
 
 /// What is written. No `Debug`: it holds the secret.
@@ -168,6 +198,8 @@ struct JournalOut<'a> {
     base_url: &'a str,
     token: &'a str,
     expires_at_unix: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
 }
 
 /// A journal entry as read back (its id is the file's name). No `Debug`: it holds the token.
@@ -178,6 +210,9 @@ struct JournalIn {
     base_url: String,
     token: String,
     expires_at_unix: i64,
+    /// Absent in entries of versions before owners existed.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -224,6 +259,18 @@ fn checked_journal_id<'a>(dir: &Path, id: &'a str) -> Result<&'a str, StoreError
 fn journal_dir(dir: &Path) -> PathBuf {
     dir.join("journal")
 }
+
+/// Where running agents keep their owner locks.
+fn owners_dir(dir: &Path) -> PathBuf {
+    dir.join("owners")
+}
+
+/// A journal entry's name while it is being written (ids never start with '.').
+const JOURNAL_TMP_PREFIX: &str = ".tmp-";
+
+/// Temporary files older than this were cut short by a crash (a live write renames
+/// its file within milliseconds).
+const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn secrets_dir(dir: &Path) -> PathBuf {
     dir.join("secrets")
@@ -681,19 +728,44 @@ fn write_journal(dir: &Path, entry: &JournalEntry) -> Result<(), StoreError> {
         base_url: &entry.base_url,
         token: entry.token.expose(),
         expires_at_unix: entry.expires_at_unix,
+        owner: entry.owner.as_deref(),
     })
     .map(Zeroizing::new)
     .map_err(|_| StoreError::Corrupt { what: path.display().to_string(), reason: "cannot encode".into() })?;
-    write_atomically(&jdir, &path, &body)
+    // Written under a temporary name that carries the id, then renamed: a crash
+    // before the rename leaves a complete entry that `list_journal` still finds and
+    // `remove_journal` still removes, so its token is revoked all the same.
+    let tmp = jdir.join(format!("{JOURNAL_TMP_PREFIX}{}", entry.id));
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    let written = (|| {
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(flags).open(&tmp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&path)(e));
+    }
+    sync_dir(&jdir)
 }
 
 fn remove_journal(dir: &Path, id: &str) -> Result<(), StoreError> {
     let path = FileStore::new(dir.to_path_buf()).journal_path_of(id)?;
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(&journal_dir(dir)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(&path)(e)),
+    let tmp = journal_dir(dir).join(format!("{JOURNAL_TMP_PREFIX}{id}"));
+    let mut removed = false;
+    for p in [&path, &tmp] {
+        match fs::remove_file(p) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(p)(e)),
+        }
     }
+    if removed {
+        sync_dir(&journal_dir(dir))?;
+    }
+    Ok(())
 }
 
 /// Every trustworthy, readable entry; the others are skipped with a warning (never
@@ -713,22 +785,13 @@ fn list_journal(dir: &Path) -> Result<Vec<JournalEntry>, StoreError> {
         let item = item.map_err(io_err(&jdir))?;
         let name = item.file_name();
         let path = item.path();
-        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|id| valid_journal_id(id))
-        else {
-            // Temporary files of a write in progress (or cut short) start with '.'.
-            // One older than a few minutes was cut short by a crash and may hold a
-            // token in clear: remove it (a live write renames its file in milliseconds).
-            if name.as_encoded_bytes().starts_with(b".tmp-") {
-                let stale = item
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > std::time::Duration::from_secs(600));
-                if stale {
-                    let _ = fs::remove_file(&path);
-                }
-            } else if !name.as_encoded_bytes().starts_with(b".") {
+        let name = name.to_str().unwrap_or("");
+        let entry_id = name.strip_suffix(".json").filter(|id| valid_journal_id(id));
+        // A temporary file is an entry being written, or one whose rename a crash cut
+        // off (older versions named them `.tmp-<random>`: the same rules apply).
+        let tmp_id = name.strip_prefix(JOURNAL_TMP_PREFIX).filter(|id| valid_journal_id(id));
+        let Some(id) = entry_id.or(tmp_id) else {
+            if !name.starts_with('.') {
                 tracing::warn!(path = %path.display(), "ignoring a file in the token journal folder that is not an entry");
             }
             continue;
@@ -736,13 +799,139 @@ fn list_journal(dir: &Path) -> Result<Vec<JournalEntry>, StoreError> {
         match read_journal_entry(&path, id) {
             Ok(Some(entry)) => entries.push(entry),
             Ok(None) => {} // removed since the listing
+            Err(_) if tmp_id.is_some() => {
+                // Incomplete: a write in progress, or one a crash cut short mid-way, whose
+                // token cannot be revoked (it is not whole). Only the latter is removed.
+                if is_older_than(&item, STALE_TMP_AGE) {
+                    let _ = fs::remove_file(&path);
+                }
+            }
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "skipping a token journal entry");
             }
         }
     }
     entries.sort_by(|a, b| a.id.cmp(&b.id));
+    // A listing taken during a rename may show an entry under both names.
+    entries.dedup_by(|a, b| a.id == b.id);
     Ok(entries)
+}
+
+fn is_older_than(item: &fs::DirEntry, age: std::time::Duration) -> bool {
+    item.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > age)
+}
+
+/// A running agent's owner lock: the locked file, removed when the agent exits cleanly.
+struct FileOwner {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for FileOwner {
+    fn drop(&mut self) {
+        // Removed while still locked, so nobody can take it for a dead owner's and
+        // find it locked. Entries left behind (failed revocations) then have no
+        // owner lock at all: the next start revokes them.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn checked_owner<'a>(dir: &Path, owner: &'a str) -> Result<&'a str, StoreError> {
+    if valid_owner(owner) {
+        Ok(owner)
+    } else {
+        Err(StoreError::Io {
+            path: owners_dir(dir),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid agent instance id {owner:?}"),
+            ),
+        })
+    }
+}
+
+fn owner_lock_path(dir: &Path, owner: &str) -> Result<PathBuf, StoreError> {
+    Ok(owners_dir(dir).join(format!("{}.lock", checked_owner(dir, owner)?)))
+}
+
+/// Creates and locks `owners/<owner>.lock`. The file is locked under a temporary
+/// name and then renamed, so nobody ever sees it under its real name unlocked.
+fn lock_owner(dir: &Path, owner: &str) -> Result<FileOwner, StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = owner_lock_path(dir, owner)?;
+    let odir = owners_dir(dir);
+    ensure_dirs(dir, std::slice::from_ref(&odir))?;
+    let fresh = odir.join(format!(".new-{owner}"));
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(flags)
+        .open(&fresh)
+        .map_err(io_err(&fresh))?;
+    let locked = flock(&file, FlockOperation::NonBlockingLockExclusive)
+        .map_err(io::Error::from)
+        .and_then(|()| fs::rename(&fresh, &path));
+    if let Err(e) = locked {
+        let _ = fs::remove_file(&fresh);
+        return Err(io_err(&path)(e));
+    }
+    sync_dir(&odir)?;
+    Ok(FileOwner { path, _file: file })
+}
+
+/// Whether `owner` holds its lock. A missing lock file means a dead owner (it exited,
+/// or a sweep removed its free lock); so does a lock we can share.
+fn owner_alive(dir: &Path, owner: &str) -> Result<bool, StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    if !valid_owner(owner) {
+        return Ok(false);
+    }
+    let path = owner_lock_path(dir, owner)?;
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    let file = match OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    check_dirs(dir, std::slice::from_ref(&owners_dir(dir)))?;
+    // A shared lock: two agents checking at once do not take each other for the owner.
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(false),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(true),
+        Err(e) => Err(io_err(&path)(e.into())),
+    }
+}
+
+/// Removes the lock files of dead owners (and locks a crash left half made).
+fn sweep_owners(dir: &Path) -> Result<(), StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    let odir = owners_dir(dir);
+    let listing = match fs::read_dir(&odir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&odir)(e)),
+    };
+    check_dirs(dir, std::slice::from_ref(&odir))?;
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    for item in listing {
+        let item = item.map_err(io_err(&odir))?;
+        let path = item.path();
+        let name = item.file_name();
+        let name = name.to_str().unwrap_or("");
+        if name.strip_suffix(".lock").is_some_and(valid_owner) {
+            let Ok(file) = OpenOptions::new().read(true).custom_flags(flags).open(&path) else { continue };
+            // Removed while we hold it: its owner is gone, and nobody else can hold it now.
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                let _ = fs::remove_file(&path);
+            }
+        } else if name.starts_with(".new-") && is_older_than(&item, STALE_TMP_AGE) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    Ok(())
 }
 
 fn read_journal_entry(path: &Path, id: &str) -> Result<Option<JournalEntry>, StoreError> {
@@ -768,6 +957,7 @@ fn read_journal_entry(path: &Path, id: &str) -> Result<Option<JournalEntry>, Sto
         base_url: entry.base_url,
         token,
         expires_at_unix: entry.expires_at_unix,
+        owner: entry.owner,
     }))
 }
 

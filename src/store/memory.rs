@@ -1,10 +1,10 @@
 //! A secret store in process memory: for tests and `--dev`. Lost at exit.
 
-use super::{JournalEntry, SecretKey, SecretStore, StoreError};
+use super::{JournalEntry, OwnerLock, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 /// The secrets of one credential set, by client_id.
 type Items = BTreeMap<String, Secret>;
@@ -14,6 +14,20 @@ type Items = BTreeMap<String, Secret>;
 pub struct MemoryStore {
     items: Mutex<BTreeMap<SecretKey, Items>>,
     journal: Mutex<BTreeMap<String, JournalEntry>>,
+    /// Owners holding their lock: brokers sharing this store in one process (tests).
+    owners: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Releases an owner of a [`MemoryStore`] when dropped.
+struct MemoryOwner {
+    owners: Arc<Mutex<BTreeSet<String>>>,
+    owner: String,
+}
+
+impl Drop for MemoryOwner {
+    fn drop(&mut self) {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.owner);
+    }
 }
 
 impl MemoryStore {
@@ -84,6 +98,16 @@ impl SecretStore for MemoryStore {
 
     async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
         Ok(self.journal.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect())
+    }
+
+    async fn journal_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.to_string());
+        let held = MemoryOwner { owners: self.owners.clone(), owner: owner.to_string() };
+        Ok(OwnerLock::new(owner, Box::new(held)))
+    }
+
+    async fn journal_owner_alive(&self, owner: &str) -> Result<bool, StoreError> {
+        Ok(self.owners.lock().unwrap_or_else(|p| p.into_inner()).contains(owner))
     }
 }
 

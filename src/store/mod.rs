@@ -126,6 +126,47 @@ pub struct JournalEntry {
     pub token: Secret,
     /// Unix time after which Looker no longer accepts it (nothing to revoke then).
     pub expires_at_unix: i64,
+    /// The agent instance that obtained it ([`OwnerLock`]). Only entries whose owner
+    /// is gone may be revoked by another agent; `None` (entries of versions before
+    /// owners existed) counts as gone.
+    pub owner: Option<String>,
+}
+
+/// Proof that an agent instance is alive, held for its whole life: while it is held,
+/// other agents sharing the store leave the instance's journal entries alone.
+/// The lock ends when it is dropped or, at the latest, when the process ends,
+/// however it ends (the kernel drops the `flock`, the bus drops the name).
+pub struct OwnerLock {
+    owner: String,
+    _held: Option<Box<dyn Send + Sync>>,
+}
+
+impl OwnerLock {
+    /// A lock for `owner` that lasts as long as `held` (a locked file, a bus connection).
+    pub fn new(owner: &str, held: Box<dyn Send + Sync>) -> Self {
+        OwnerLock { owner: owner.to_string(), _held: Some(held) }
+    }
+
+    /// For stores no other agent can share (process memory): nothing to hold.
+    pub fn unshared(owner: &str) -> Self {
+        OwnerLock { owner: owner.to_string(), _held: None }
+    }
+
+    /// The instance it marks alive.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl std::fmt::Debug for OwnerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerLock").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+/// Owner ids become file and bus names: `[A-Za-z0-9]{1,64}` only.
+pub fn valid_owner(owner: &str) -> bool {
+    (1..=64).contains(&owner.len()) && owner.bytes().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// A place for client secrets. Implementations must never log secret values.
@@ -175,6 +216,24 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Every journaled token, e.g. those a crashed agent left behind.
     async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Marks the agent instance `owner` alive for as long as the returned lock is
+    /// kept, where every agent sharing this store can see it. Taken once at start,
+    /// before the instance journals anything.
+    async fn journal_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
+        Ok(OwnerLock::unshared(owner))
+    }
+
+    /// Whether the agent instance `owner` is alive (holds its [`OwnerLock`]).
+    async fn journal_owner_alive(&self, owner: &str) -> Result<bool, StoreError> {
+        let _ = owner;
+        Ok(false)
+    }
+
+    /// Removes what dead owners left besides their entries (lock files).
+    async fn journal_sweep_owners(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -27,8 +27,19 @@
 //! `credential=NAME`, and the secret `{"base_url": ..., "token": ..., "expires_at_unix": ...}`
 //! (`application/json`). The application value differs on purpose, so
 //! `secret-tool search application looker-agent` lists the client secrets only.
+//! Items also carry `owner=INSTANCE`, the agent instance that obtained the token.
+//!
+//! The owner lock: a running agent instance owns the bus name
+//! `io.github.lookeragent.Journal.i<INSTANCE>` on the session bus, on a connection of
+//! its own, for its whole life; the bus drops the name however the agent dies. Other
+//! agents revoke only entries whose owner's name has no owner. The lock lives on the
+//! bus, not in a folder, because the bus is what agents sharing this store have in
+//! common: they reach the same collection through the same session bus whatever
+//! their data and runtime folders are (`--socket`, `XDG_DATA_HOME`). (Agents reaching
+//! one keyring file through two different session buses, two non-systemd logins with
+//! a keyring daemon each, do not see each other's locks.)
 
-use super::{JournalEntry, SecretKey, SecretStore, StoreError};
+use super::{valid_owner, JournalEntry, OwnerLock, SecretKey, SecretStore, StoreError};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -50,6 +61,13 @@ const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
 const PROMPT_IFACE: &str = "org.freedesktop.Secret.Prompt";
 const COLLECTION_IFACE: &str = "org.freedesktop.Secret.Collection";
+/// Prefix of the bus names that mark running agent instances (see the module docs).
+pub const OWNER_NAME_PREFIX: &str = "io.github.lookeragent.Journal.i";
+
+/// The bus name that agent instance `owner` holds while it lives.
+pub fn owner_bus_name(owner: &str) -> Option<String> {
+    valid_owner(owner).then(|| format!("{OWNER_NAME_PREFIX}{owner}"))
+}
 
 /// Bus connection, provider check and session negotiation together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -551,12 +569,15 @@ async fn journal_add_once(
     limit: Duration,
 ) -> Result<(), Failure> {
     let collection = unlocked_default_collection(&conn, limit).await?;
-    let attributes = HashMap::from([
+    let mut attributes = HashMap::from([
         ("application", JOURNAL_APPLICATION),
         ("journal_id", entry.id.as_str()),
         ("profile", entry.profile.as_str()),
         ("credential", entry.credential.as_str()),
     ]);
+    if let Some(owner) = &entry.owner {
+        attributes.insert("owner", owner.as_str());
+    }
     let body = serde_json::to_vec(&JournalSecretOut {
         base_url: &entry.base_url,
         token: entry.token.expose(),
@@ -659,6 +680,8 @@ fn journal_entry(attributes: &HashMap<String, String>, secret: &[u8]) -> Result<
         base_url: parsed.base_url,
         token,
         expires_at_unix: parsed.expires_at_unix,
+        // Absent on items of versions before owners existed.
+        owner: attributes.get("owner").filter(|o| !o.is_empty()).cloned(),
     })
 }
 
@@ -713,6 +736,45 @@ impl SecretStore for SecretServiceStore {
     async fn journal_list(&self) -> Result<Vec<JournalEntry>, StoreError> {
         let limit = self.unlock_timeout;
         self.run("listing the token journal", |c| journal_list_once(c, limit)).await
+    }
+
+    async fn journal_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
+        let name = owner_bus_name(owner)
+            .ok_or_else(|| unavailable(format!("invalid agent instance id {owner:?}")))?;
+        // A connection of its own, never replaced by a reconnect: the name must stay
+        // held without a gap for as long as the agent lives.
+        let hold = async {
+            let bus = zbus::connection::Builder::session()
+                .map(|b| b.method_timeout(CALL_TIMEOUT))
+                .map_err(|e| unavailable(format!("no session bus ({e})")))?
+                .build()
+                .await
+                .map_err(|e| unavailable(format!("cannot connect to the session bus ({e})")))?;
+            let flags = zbus::fdo::RequestNameFlags::DoNotQueue.into();
+            match bus.request_name_with_flags(name.as_str(), flags).await {
+                Ok(zbus::fdo::RequestNameReply::PrimaryOwner) => Ok(bus),
+                Ok(other) => Err(unavailable(format!("cannot own the bus name {name}: {other:?}"))),
+                Err(e) => Err(unavailable(format!("cannot own the bus name {name}: {e}"))),
+            }
+        };
+        let bus = tokio::time::timeout(CONNECT_TIMEOUT, hold).await.unwrap_or_else(|_| {
+            Err(unavailable(format!("the session bus did not answer within {} s", CONNECT_TIMEOUT.as_secs())))
+        })?;
+        Ok(OwnerLock::new(owner, Box::new(bus)))
+    }
+
+    async fn journal_owner_alive(&self, owner: &str) -> Result<bool, StoreError> {
+        let Some(name) = owner_bus_name(owner) else { return Ok(false) };
+        self.run("checking a token journal owner", |c| {
+            let name = name.clone();
+            async move {
+                let dbus = zbus::fdo::DBusProxy::new(&c.bus).await?;
+                let name = zbus::names::BusName::try_from(name.as_str())
+                    .map_err(|e| Failure::Store(unavailable(e.to_string())))?;
+                dbus.name_has_owner(name).await.map_err(|e| Failure::from(zbus::Error::from(e)))
+            }
+        })
+        .await
     }
 }
 

@@ -104,8 +104,16 @@ impl Agent {
 
     /// Waits until the agent answers on its socket.
     pub fn wait_ready(&self) -> Res<()> {
-        wait_socket(self.socket(), Duration::from_secs(20))
-            .map_err(|e| format!("{e}; agent log:\n{}", self.log()))
+        let limit = Duration::from_secs(20);
+        if self.proc.wait_socket(limit, Duration::from_millis(2)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "nothing answers on {} after {limit:?}; agent log:\n{}",
+                self.socket().display(),
+                self.log()
+            ))
+        }
     }
 
     /// What the agent has logged so far.

@@ -46,7 +46,6 @@ mod stats;
 
 /// The test harness's isolated agent and emulator (one implementation for both).
 #[path = "../../tests/common/isolated.rs"]
-#[allow(dead_code)]
 mod isolated;
 
 use clap::{Parser, Subcommand};

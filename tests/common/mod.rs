@@ -1,16 +1,19 @@
 //! Shared test harness: temp XDG dirs, the real binaries, the emulator.
 #![allow(dead_code)]
 
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+use looker_agent::emulator::{Emulator, EmulatorConfig};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A real `systemd --user` for a throw-away user (tests/systemd.rs).
 pub mod user_manager;
+
+/// The isolated agent and emulator, shared with examples/loadgen.
+pub mod isolated;
+pub use isolated::{AgentProc, BgEmulator};
 
 /// The built daemon binary.
 pub fn agent_bin() -> PathBuf {
@@ -35,18 +38,9 @@ impl TestEnv {
     pub fn new(store: &str) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
-        let runtime = p.join("run");
-        std::fs::create_dir_all(&runtime).unwrap();
-        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut vars = BTreeMap::new();
-        for (k, sub) in
-            [("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state")]
-        {
-            let d = p.join(sub);
-            std::fs::create_dir_all(&d).unwrap();
-            vars.insert(k.to_string(), d.display().to_string());
-        }
-        vars.insert("XDG_RUNTIME_DIR".into(), runtime.display().to_string());
+        let xdg = isolated::XdgDirs::create(p).unwrap();
+        let runtime = xdg.runtime.clone();
+        let mut vars = xdg.vars();
         vars.insert("LOOKER_AGENT_SECRET_STORE".into(), store.into());
         vars.insert("RUST_LOG".into(), "info".into());
         // Agents under test stay off the shared session bus, so lookerctl's D-Bus
@@ -58,17 +52,7 @@ impl TestEnv {
     }
 
     fn apply(&self, cmd: &mut Command) {
-        for k in [
-            "LOOKER_AGENT_SOCKET",
-            "LOOKER_AGENT_CONFIG",
-            "LOOKER_AGENT_PROFILE",
-            "NOTIFY_SOCKET",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-        ] {
-            cmd.env_remove(k);
-        }
-        cmd.envs(&self.vars);
+        isolated::isolate(cmd, &self.vars);
     }
 
     /// Runs lookerctl with `args`, feeding `stdin`.
@@ -120,10 +104,8 @@ impl TestEnv {
             cmd.env_remove(k);
         }
         let log = self.dir.path().join(format!("agent-{}.log", rand_suffix()));
-        let logf = std::fs::File::create(&log).unwrap();
-        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
-        let child = cmd.spawn().unwrap();
-        let proc = AgentProc { child: Some(child), log, socket: self.socket.clone() };
+        cmd.args(extra);
+        let proc = AgentProc::spawn(&mut cmd, log, self.socket.clone()).unwrap();
         proc.wait_ready();
         proc
     }
@@ -135,31 +117,15 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A running daemon process; SIGKILLed on drop if still running.
-pub struct AgentProc {
-    pub child: Option<Child>,
-    pub log: PathBuf,
-    pub socket: PathBuf,
-}
-
 impl AgentProc {
     fn wait_ready(&self) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !self.wait_socket(Duration::from_secs(20), Duration::from_millis(20)) {
+            panic!("agent did not start; log:\n{}", self.log_text());
         }
-        panic!("agent did not start; log:\n{}", self.log_text());
     }
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Sends `sig` and waits for exit (bounded); returns the status and how long it took.
@@ -189,26 +155,11 @@ pub fn unsafe_kill(pid: i32, sig: i32) {
     assert!(st.success());
 }
 
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// An emulator with one credential per `(client_id, secret)`.
 pub async fn emulator(lifetime: Duration, creds: &[(&str, &str)]) -> Emulator {
-    let e = Emulator::start(EmulatorConfig { token_lifetime: lifetime, ..Default::default() }).await.unwrap();
-    for (i, (id, secret)) in creds.iter().enumerate() {
-        e.add_credential(
-            id,
-            secret,
-            EmulatorUser::new(&format!("{}", i + 10), "Report Bot", "bot@example.com"),
-        );
-    }
-    e
+    isolated::start_emulator(EmulatorConfig { token_lifetime: lifetime, ..Default::default() }, creds)
+        .await
+        .unwrap()
 }
 
 /// True when a Secret Service is reachable on the session bus (scripts/test.sh provides one).
@@ -240,17 +191,10 @@ pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-/// An emulator on its own runtime, so tests can block freely.
-pub struct BgEmulator {
-    pub emu: Option<Emulator>,
-    pub rt: tokio::runtime::Runtime,
-}
-
 impl BgEmulator {
     pub fn start(lifetime: Duration, creds: &[(&str, &str)]) -> BgEmulator {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let emu = rt.block_on(emulator(lifetime, creds));
-        BgEmulator { emu: Some(emu), rt }
+        BgEmulator::try_start(EmulatorConfig { token_lifetime: lifetime, ..Default::default() }, creds)
+            .unwrap()
     }
 
     pub fn emu(&self) -> &Emulator {
@@ -259,14 +203,6 @@ impl BgEmulator {
 
     pub fn url(&self) -> String {
         self.emu().base_url()
-    }
-}
-
-impl Drop for BgEmulator {
-    fn drop(&mut self) {
-        if let Some(e) = self.emu.take() {
-            self.rt.block_on(e.shutdown());
-        }
     }
 }
 

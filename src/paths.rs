@@ -34,7 +34,10 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
     }
 }
 
-/// `$XDG_RUNTIME_DIR`, else a per-user folder under /tmp (created 0700 by the listener).
+/// `$XDG_RUNTIME_DIR`, else `/tmp/looker-agent-UID` (cron, `su`, SSH without
+/// pam_systemd). Anyone can create that name in /tmp first, so both sides check it
+/// with [`check_private_dir`]: the agent creates it 0700 and refuses it when it is
+/// someone else's, and `lookerctl` refuses to talk through it.
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(p) if p.is_absolute() => p,
@@ -73,4 +76,171 @@ impl Paths {
             state_dir: default_state_dir(),
         }
     }
+}
+
+/// Why a folder on the way to the agent socket cannot be trusted: someone other
+/// than you (and root) could swap what it holds, e.g. plant a fake agent that hands
+/// out its own token and base URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    /// A folder (or symlink) on the path belongs to another user.
+    #[error("{} is owned by uid {owner}, not by you (uid {me}) or root, so that user could plant a fake agent there; remove it (as root: `rm -rf {}`), or point XDG_RUNTIME_DIR or --socket / LOOKER_AGENT_SOCKET at a folder of your own", path.display(), path.display())]
+    ForeignOwner {
+        /// The folder.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Your uid.
+        me: u32,
+    },
+    /// A folder on the path can be written by its group or by everyone (and is not
+    /// a sticky folder such as /tmp, where only an entry's owner may replace it).
+    #[error("{} can be written by other users (mode {mode:04o}), so they could plant a fake agent there; run `chmod go-w {}`, or point XDG_RUNTIME_DIR or --socket / LOOKER_AGENT_SOCKET at a private folder", path.display(), path.display())]
+    Writable {
+        /// The folder.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// Something on the path is not a folder.
+    #[error("{} is not a directory; remove it or choose another --socket", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A folder on the path does not exist (and was not to be created).
+    #[error("{} does not exist", path.display())]
+    Missing {
+        /// The first missing folder.
+        path: PathBuf,
+    },
+    /// Symlinks that point at each other.
+    #[error("{} has too many levels of symlinks", path.display())]
+    SymlinkLoop {
+        /// The path being resolved.
+        path: PathBuf,
+    },
+    /// The path cannot be inspected (or a folder not created).
+    #[error("cannot {what} {}: {reason}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+/// Symlinks followed at most while walking a path (as the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Walks `dir` from `/` and checks that nobody but you and root can change what it
+/// leads to, creating missing folders (mode 0700) when `create` is set.
+///
+/// Every folder on the way, and every symlink met (which is followed), must be
+/// owned by root or by you. A folder that its group or everyone can write is refused,
+/// unless it has the sticky bit (like /tmp): there only an entry's owner can rename
+/// or remove it, and the next entry is itself checked to be yours or root's.
+/// `dir` itself must be yours and writable by nobody else (a sticky shared folder
+/// is no private folder). Returns `dir` with its symlinks resolved.
+///
+/// A folder created here is made with mode 0700 at once (`mkdir` is atomic); if
+/// someone else creates it first, the check that follows refuses it.
+/// POSIX ACLs are not looked at.
+pub fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath> {
+    use std::collections::VecDeque;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let me = rustix::process::getuid().as_raw();
+    let io = |what: &'static str, path: &Path, e: std::io::Error| UnsafePath::Io {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| io("resolve", dir, e))?.join(dir)
+    };
+    let owner_ok = |path: &Path, owner: u32| {
+        if owner == 0 || owner == me {
+            Ok(())
+        } else {
+            Err(UnsafePath::ForeignOwner { path: path.to_path_buf(), owner, me })
+        }
+    };
+    let mut todo: VecDeque<std::ffi::OsString> =
+        absolute.components().skip(1).map(|c| c.as_os_str().to_os_string()).collect();
+    let mut cur = PathBuf::from("/");
+    let root = std::fs::metadata(&cur).map_err(|e| io("inspect", &cur, e))?;
+    owner_ok(&cur, root.uid())?;
+    if root.mode() & 0o022 != 0 {
+        return Err(UnsafePath::Writable { path: cur, mode: root.mode() & 0o7777 });
+    }
+    let mut links = 0;
+    let mut last = root;
+    while let Some(comp) = todo.pop_front() {
+        if comp == "." {
+            continue;
+        }
+        if comp == ".." {
+            // `cur` has no symlinks left in it, so its parent is the real one.
+            cur.pop();
+            last = std::fs::symlink_metadata(&cur).map_err(|e| io("inspect", &cur, e))?;
+            continue;
+        }
+        let next = cur.join(&comp);
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                match std::fs::DirBuilder::new().mode(0o700).create(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("create", &next, e)),
+                }
+                std::fs::symlink_metadata(&next).map_err(|e| io("inspect", &next, e))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(UnsafePath::Missing { path: next });
+            }
+            Err(e) => return Err(io("inspect", &next, e)),
+        };
+        owner_ok(&next, meta.uid())?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(UnsafePath::SymlinkLoop { path: absolute });
+            }
+            let target = std::fs::read_link(&next).map_err(|e| io("read symlink", &next, e))?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                if !matches!(c, std::path::Component::RootDir) {
+                    todo.push_front(c.as_os_str().to_os_string());
+                }
+            }
+            continue;
+        }
+        if !meta.file_type().is_dir() {
+            return Err(UnsafePath::NotADirectory { path: next });
+        }
+        let mode = meta.mode() & 0o7777;
+        let shared = mode & 0o022 != 0;
+        // Sticky and with an entry below it: only that entry's owner (checked next) can move it.
+        let sticky_parent = mode & 0o1000 != 0 && !todo.is_empty();
+        if shared && !sticky_parent {
+            return Err(UnsafePath::Writable { path: next, mode });
+        }
+        cur = next;
+        last = meta;
+    }
+    // The folder itself: yours, not root's (a root folder is not your private one).
+    if last.uid() != me {
+        return Err(UnsafePath::ForeignOwner { path: cur, owner: last.uid(), me });
+    }
+    if last.mode() & 0o022 != 0 {
+        return Err(UnsafePath::Writable { path: cur, mode: last.mode() & 0o7777 });
+    }
+    Ok(cur)
 }

@@ -244,3 +244,93 @@ pub fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath
     }
     Ok(cur)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mkdir(p: &Path, mode: u32) {
+        std::fs::create_dir(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_private_folder_below_a_sticky_shared_one_is_safe() {
+        let t = tempfile::tempdir().unwrap();
+        let shared = t.path().join("tmp");
+        mkdir(&shared, 0o1777);
+        let mine = shared.join("mine");
+        mkdir(&mine, 0o700);
+        assert_eq!(check_private_dir(&mine, false).unwrap(), std::fs::canonicalize(&mine).unwrap());
+        // The sticky folder itself is no private folder.
+        assert!(matches!(check_private_dir(&shared, false), Err(UnsafePath::Writable { .. })));
+    }
+
+    #[test]
+    fn a_writable_folder_on_the_way_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let open = t.path().join("open");
+        mkdir(&open, 0o777);
+        let mine = open.join("mine");
+        mkdir(&mine, 0o700);
+        match check_private_dir(&mine, false) {
+            Err(UnsafePath::Writable { path, mode }) => assert_eq!((path, mode), (open.clone(), 0o777)),
+            other => panic!("{other:?}"),
+        }
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
+        // The folder itself, group-writable.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o720)).unwrap();
+        assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
+    }
+
+    #[test]
+    fn symlinks_are_followed_and_their_targets_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        mkdir(&real, 0o700);
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink("real", &link).unwrap();
+        assert_eq!(check_private_dir(&link, false).unwrap(), std::fs::canonicalize(&real).unwrap());
+        // A link into a writable folder leads somewhere unsafe.
+        let open = t.path().join("open");
+        mkdir(&open, 0o777);
+        mkdir(&open.join("x"), 0o700);
+        let bad = t.path().join("bad");
+        std::os::unix::fs::symlink(open.join("x"), &bad).unwrap();
+        assert!(matches!(check_private_dir(&bad, false), Err(UnsafePath::Writable { .. })));
+        let looped = t.path().join("loop");
+        std::os::unix::fs::symlink("loop", &looped).unwrap();
+        assert!(matches!(check_private_dir(&looped, false), Err(UnsafePath::SymlinkLoop { .. })));
+    }
+
+    #[test]
+    fn missing_folders_are_reported_or_created_private() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("a").join("b");
+        assert!(matches!(check_private_dir(&deep, false), Err(UnsafePath::Missing { .. })));
+        check_private_dir(&deep, true).unwrap();
+        for p in [t.path().join("a"), deep] {
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o700);
+        }
+    }
+
+    #[test]
+    fn a_folder_of_another_user_is_refused() {
+        if rustix::process::getuid().as_raw() != 0 {
+            eprintln!("skipped: needs root to give a folder away");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let theirs = t.path().join("theirs");
+        mkdir(&theirs, 0o755);
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        mkdir(&theirs.join("mine"), 0o700);
+        match check_private_dir(&theirs.join("mine"), true) {
+            Err(UnsafePath::ForeignOwner { path, owner, .. }) => assert_eq!((path, owner), (theirs, 65534)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

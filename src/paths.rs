@@ -142,8 +142,8 @@ const MAX_SYMLINKS: usize = 40;
 /// owned by root or by you. A folder that its group or everyone can write is refused,
 /// unless it has the sticky bit (like /tmp): there only an entry's owner can rename
 /// or remove it, and the next entry is itself checked to be yours or root's.
-/// `dir` itself must be yours and writable by nobody else (a sticky shared folder
-/// is no private folder). Returns `dir` with its symlinks resolved.
+/// `dir` itself must be writable by nobody else (a sticky shared folder is no
+/// private folder). Returns `dir` with its symlinks resolved.
 ///
 /// A folder created here is made with mode 0700 at once (`mkdir` is atomic); if
 /// someone else creates it first, the check that follows refuses it.
@@ -235,10 +235,8 @@ pub fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath
         cur = next;
         last = meta;
     }
-    // The folder itself: yours, not root's (a root folder is not your private one).
-    if last.uid() != me {
-        return Err(UnsafePath::ForeignOwner { path: cur, owner: last.uid(), me });
-    }
+    // The folder itself: writable by nobody else, even when sticky (its owner, you or
+    // root, was checked on the way).
     if last.mode() & 0o022 != 0 {
         return Err(UnsafePath::Writable { path: cur, mode: last.mode() & 0o7777 });
     }

@@ -22,7 +22,8 @@ pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: e.to_string() })?;
     let meta = std::fs::symlink_metadata(&resolved)
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("inspect: {e}") })?;
-    if meta.mode() & 0o777 != 0o700 {
+    // Ours: made exactly 0700. Root's (and writable by nobody else) is left as it is.
+    if meta.uid() == rustix::process::getuid().as_raw() && meta.mode() & 0o777 != 0o700 {
         std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
             DaemonError::Socket { path: dir.to_path_buf(), reason: format!("chmod 0700: {e}") }
         })?;

@@ -776,3 +776,71 @@ fn current_uid() -> u32 {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Issue 11, point 6 over D-Bus: a bus connection is judged by the program that made
+/// it, read at its first call, not by whatever runs under its pid later. python calls
+/// once, forks, and execs an allowed program (`sleep`); the child, on the same bus
+/// connection, asks for a token of the allow-listed profile.
+const BUS_FORK_EXEC: &str = r#"
+import dbus, os, sys, time
+profile, sleep = sys.argv[1], sys.argv[2]
+bus = dbus.bus.BusConnection(os.environ["DBUS_SESSION_BUS_ADDRESS"])
+agent = dbus.Interface(bus.get_object("io.github.lookeragent.Agent1", "/io/github/lookeragent/Agent1"),
+                       "io.github.lookeragent.Agent1")
+assert profile in [str(p) for p in agent.ListProfiles()]
+parent = os.getpid()
+if os.fork() == 0:
+    while os.readlink(f"/proc/{parent}/exe") != sleep:
+        time.sleep(0.01)
+    try:
+        token, _, _ = agent.GetToken(profile, "", 0)
+        print("TOKEN", len(token) > 0, flush=True)
+    except dbus.exceptions.DBusException as e:
+        print("ERROR", e.get_dbus_name(), e.get_dbus_message(), flush=True)
+    os._exit(0)
+os.dup2(os.open("/dev/null", os.O_WRONLY), 1)
+os.execv(sleep, [sleep, "30"])
+"#;
+
+#[test]
+fn a_bus_connection_is_judged_by_the_program_that_made_it() {
+    let python = Path::new("/usr/bin/python3");
+    let has_dbus = Command::new(python).args(["-c", "import dbus"]).status().is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("skipped: needs /usr/bin/python3 with dbus-python (python3-dbus)");
+        return;
+    }
+    let bus = PrivateBus::start();
+    let id = unique("id-");
+    let secret = unique("secret-");
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[(&id, &secret)]);
+    let env = env_on(Some(&bus));
+    let profile = unique("p");
+    env.add_profile(&profile, &emu.url(), &[("c1", &id, &secret)]);
+    let sleep = std::fs::canonicalize("/usr/bin/sleep").unwrap().display().to_string();
+    let cfg = read(&env.config).replace(
+        &format!("[profiles.{profile}]\n"),
+        &format!("[profiles.{profile}]\nallowed_executables = [{sleep:?}]\n"),
+    );
+    assert!(cfg.contains("allowed_executables"), "{cfg}");
+    std::fs::write(&env.config, cfg).unwrap();
+    let agent = env.start_agent(&[]);
+    runtime().block_on(async {
+        let conn = bus.connect().await;
+        assert!(bus.wait_owner(&conn, true, Duration::from_secs(10)).await, "log:\n{}", agent.log_text());
+    });
+
+    let mut child = Command::new(python)
+        .args(["-c", BUS_FORK_EXEC, &profile, &sleep])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut answer).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("ERROR io.github.lookeragent.Agent1.Error.AccessDenied"), "{answer}");
+    assert!(answer.contains("python"), "the refusal names the program that connected: {answer}");
+    assert_eq!(emu.emu().counters().logins, 0);
+}

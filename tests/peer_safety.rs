@@ -394,7 +394,7 @@ fn a_revoke_finishes_when_its_client_hangs_up() {
     let emu = BgEmulator::start(Duration::from_secs(3600), &[("rv-id", "rv-secret")]);
     let env = TestEnv::new("file");
     env.add_profile("prod", &emu.url(), &[("c", "rv-id", "rv-secret")]);
-    let _agent = env.start_agent(&[]);
+    let agent = env.start_agent(&[]);
     let out = env.ctl_ok(&["token", "prod"], None);
     let token = out.trim().to_string();
     assert!(emu.emu().is_live(&token));
@@ -418,9 +418,10 @@ fn a_revoke_finishes_when_its_client_hangs_up() {
     while emu.emu().is_live(&token) || entries() != 0 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "the revoke was dropped: live {}, journal entries {}",
+            "the revoke was dropped: live {}, journal entries {}; log:\n{}",
             emu.emu().is_live(&token),
-            entries()
+            entries(),
+            agent.log_text()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

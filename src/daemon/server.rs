@@ -236,6 +236,10 @@ pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        // A client that hangs up right after sending its request (EOF on read) still
+        // has it carried out (a revoke, a login for the herd): without this, hyper
+        // would drop the request's handler midway.
+        .half_close(true)
         .keep_alive(true);
     builder
 }

@@ -1,6 +1,7 @@
 //! The `lookerctl` side of the socket API: one HTTP/1.1 request per call over
 //! the Unix socket (hyper's client on a current-thread runtime).
 
+use crate::paths::{self, UnsafePath};
 use crate::protocol::{
     ErrorBody, ErrorCode, Health, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
     DEFAULT_PROFILE_SEGMENT,
@@ -25,6 +26,15 @@ pub enum ClientError {
         /// The socket tried.
         socket: PathBuf,
         /// The OS error.
+        reason: String,
+    },
+    /// Something answers on the socket, but it cannot be trusted to be your agent:
+    /// its folder can be changed by another user, or it runs as another user.
+    #[error("refusing the agent socket {socket}: {reason}")]
+    Untrusted {
+        /// The socket tried.
+        socket: PathBuf,
+        /// What is wrong and what to do.
         reason: String,
     },
     /// The agent answered with an API error.
@@ -64,6 +74,43 @@ impl AgentClient {
         &self.socket
     }
 
+    /// Refuses a socket whose folder someone else could have planted or can change
+    /// (see [`paths::check_private_dir`]); a missing folder means no agent runs.
+    fn check_folder(&self) -> Result<(), ClientError> {
+        let Some(dir) = self.socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        match paths::check_private_dir(dir, false) {
+            Ok(_) => Ok(()),
+            Err(e @ UnsafePath::Missing { .. }) => {
+                Err(ClientError::NotRunning { socket: self.socket.clone(), reason: e.to_string() })
+            }
+            Err(e) => Err(ClientError::Untrusted { socket: self.socket.clone(), reason: e.to_string() }),
+        }
+    }
+
+    /// The server must run as this very user (SO_PEERCRED), as the agent checks its
+    /// clients: a fake agent of another user would hand out its own token and base URL.
+    /// Root's is refused too: no agent of yours runs as root.
+    fn check_server(&self, stream: &tokio::net::UnixStream) -> Result<(), ClientError> {
+        let me = rustix::process::getuid().as_raw();
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == me => Ok(()),
+            Ok(c) => Err(ClientError::Untrusted {
+                socket: self.socket.clone(),
+                reason: format!(
+                    "it is served by uid {} (pid {}), not by you (uid {me}), so it is not your agent; stop that process or remove the socket, and start your own agent",
+                    c.uid(),
+                    c.pid().map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())
+                ),
+            }),
+            Err(e) => Err(ClientError::Untrusted {
+                socket: self.socket.clone(),
+                reason: format!("cannot tell who serves it (SO_PEERCRED: {e})"),
+            }),
+        }
+    }
+
     /// Sends one request and returns the status and body.
     pub async fn request(
         &self,
@@ -75,7 +122,9 @@ impl AgentClient {
             socket: self.socket.clone(),
             reason: e.to_string(),
         };
+        self.check_folder()?;
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(not_running)?;
+        self.check_server(&stream)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;

@@ -105,6 +105,48 @@ fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The unique name that owns [`BUS_NAME`] (starting the agent by D-Bus activation
+/// when nobody does), checked to run as this very user, as the socket client checks
+/// SO_PEERCRED: a bus that lets other users in must not let them pose as the agent.
+/// Calls then go to that unique name, which is never reused, so the owner cannot
+/// change between the check and the call.
+async fn trusted_owner(conn: &zbus::Connection) -> Result<zbus::names::OwnedUniqueName, ClientError> {
+    use zbus::fdo::{DBusProxy, Error as Fdo};
+    let zerr = |e: zbus::Error| client_error(AgentError::ZBus(e));
+    let dbus = DBusProxy::new(conn).await.map_err(zerr)?;
+    let name = zbus::names::BusName::try_from(BUS_NAME).map_err(|e| zerr(e.into()))?;
+    let owner = match dbus.get_name_owner(name.clone()).await {
+        Ok(o) => o,
+        Err(Fdo::NameHasNoOwner(_)) => {
+            let start = dbus.start_service_by_name(
+                name.clone().try_into().map_err(|e: zbus::names::Error| zerr(e.into()))?,
+                0,
+            );
+            tokio::time::timeout(CALL_TIMEOUT, start)
+                .await
+                .map_err(|_| not_running("D-Bus activation did not finish in time"))?
+                .map_err(|e| zerr(e.into()))?;
+            dbus.get_name_owner(name).await.map_err(|e| zerr(e.into()))?
+        }
+        Err(e) => return Err(zerr(e.into())),
+    };
+    let me = rustix::process::getuid().as_raw();
+    let creds = dbus
+        .get_connection_credentials(zbus::names::BusName::from(owner.as_ref()))
+        .await
+        .map_err(|e| zerr(e.into()))?;
+    match creds.unix_user_id() {
+        Some(uid) if uid == me => Ok(owner),
+        other => Err(ClientError::Untrusted {
+            socket: bus_place(),
+            reason: format!(
+                "its owner {owner} runs as uid {}, not as you (uid {me}), so it is not your agent",
+                other.map(|u| u.to_string()).unwrap_or_else(|| "unknown".into())
+            ),
+        }),
+    }
+}
+
 /// Asks the agent for a token over the session bus (`GetToken`), as
 /// [`crate::client::AgentClient::token`] does over the socket.
 ///
@@ -121,7 +163,10 @@ pub async fn token_over_bus(
         Ok(Err(e)) => return Err(not_running(format!("no session bus: {e}"))),
         Err(_) => return Err(not_running("the session bus did not answer")),
     };
+    let owner = trusted_owner(&conn).await?;
     let proxy = Agent1Proxy::builder(&conn)
+        .destination(owner)
+        .map_err(|e| client_error(e.into()))?
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await

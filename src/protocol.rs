@@ -2,6 +2,7 @@
 //! cannot drift apart. SPEC.md "Socket API" is the contract.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Path segment that stands for "the default profile" in `/v1/profiles/{profile}/...`.
 /// Profile names cannot start with `_`, so it never collides with a real one.
@@ -9,6 +10,24 @@ pub const DEFAULT_PROFILE_SEGMENT: &str = "_";
 
 /// Default `min_ttl` in seconds when a client names none.
 pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
+
+/// Characters of a name (profile, credential, path) echoed back in an error message;
+/// a longer one is cut there and marked with an ellipsis, so a 5,000-character
+/// name does not come back whole.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// `s` as an error message may repeat it: at most `max` characters, `…` marking a cut.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
+    }
+}
+
+/// A name from a request as error messages repeat it ([`MAX_ECHO_CHARS`]).
+pub fn echo(s: &str) -> Cow<'_, str> {
+    clip(s, MAX_ECHO_CHARS)
+}
 
 /// The token object: a superset of Looker's own login answer. `Debug` hides the token.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -729,6 +729,26 @@ fn callers_of_another_user_are_refused() {
         return;
     }
     require_tool("setpriv", "util-linux");
+    let (bus, _dir) = bus_for_every_user();
+    let f = fixture(&bus, &[], "info");
+    rt_wait_owner(&bus, &f);
+    let method = format!("{METHOD_PREFIX}GetToken");
+    let out = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "dbus-send", "--session", "--print-reply"])
+        .arg(format!("--dest={BUS_NAME}"))
+        .args([OBJECT_PATH, &method, "string:", "string:", "uint32:0"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("io.github.lookeragent.Agent1.Error.AccessDenied"), "{}", text(&out));
+    assert!(f.agent.log_text().contains("refused a D-Bus caller of another user"));
+    // The agent's own user is still served.
+    let out = busctl(&bus, &["call", BUS_NAME, OBJECT_PATH, INTERFACE, "ListProfiles"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(f.emu.emu().counters().logins, 0);
+}
+
+/// A bus that lets any user connect, in a folder anyone can reach.
+fn bus_for_every_user() -> (PrivateBus, tempfile::TempDir) {
     // A bus that lets any user connect, in a folder anyone can reach.
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -755,24 +775,132 @@ fn callers_of_another_user_are_refused() {
     )
     .unwrap();
     let bus = PrivateBus::start_with(&[&format!("--config-file={}", conf.display())]);
-    let f = fixture(&bus, &[], "info");
-    rt_wait_owner(&bus, &f);
-    let method = format!("{METHOD_PREFIX}GetToken");
-    let out = run(Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "dbus-send", "--session", "--print-reply"])
-        .arg(format!("--dest={BUS_NAME}"))
-        .args([OBJECT_PATH, &method, "string:", "string:", "uint32:0"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("io.github.lookeragent.Agent1.Error.AccessDenied"), "{}", text(&out));
-    assert!(f.agent.log_text().contains("refused a D-Bus caller of another user"));
-    // The agent's own user is still served.
-    let out = busctl(&bus, &["call", BUS_NAME, OBJECT_PATH, INTERFACE, "ListProfiles"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(f.emu.emu().counters().logins, 0);
+    (bus, dir)
 }
 
 fn current_uid() -> u32 {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Issue 11, point 6 over D-Bus: a bus connection is judged by the program that made
+/// it, read at its first call, not by whatever runs under its pid later. python calls
+/// once, forks, and execs an allowed program (`sleep`); the child, on the same bus
+/// connection, asks for a token of the allow-listed profile.
+const BUS_FORK_EXEC: &str = r#"
+import dbus, os, sys, time
+profile, sleep = sys.argv[1], sys.argv[2]
+bus = dbus.bus.BusConnection(os.environ["DBUS_SESSION_BUS_ADDRESS"])
+agent = dbus.Interface(bus.get_object("io.github.lookeragent.Agent1", "/io/github/lookeragent/Agent1"),
+                       "io.github.lookeragent.Agent1")
+assert profile in [str(p) for p in agent.ListProfiles()]
+parent = os.getpid()
+if os.fork() == 0:
+    while os.readlink(f"/proc/{parent}/exe") != sleep:
+        time.sleep(0.01)
+    try:
+        token, _, _ = agent.GetToken(profile, "", 0)
+        print("TOKEN", len(token) > 0, flush=True)
+    except dbus.exceptions.DBusException as e:
+        print("ERROR", e.get_dbus_name(), e.get_dbus_message(), flush=True)
+    os._exit(0)
+os.dup2(os.open("/dev/null", os.O_WRONLY), 1)
+os.execv(sleep, [sleep, "30"])
+"#;
+
+#[test]
+fn a_bus_connection_is_judged_by_the_program_that_made_it() {
+    let python = Path::new("/usr/bin/python3");
+    let has_dbus = Command::new(python).args(["-c", "import dbus"]).status().is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("skipped: needs /usr/bin/python3 with dbus-python (python3-dbus)");
+        return;
+    }
+    let bus = PrivateBus::start();
+    let id = unique("id-");
+    let secret = unique("secret-");
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[(&id, &secret)]);
+    let env = env_on(Some(&bus));
+    let profile = unique("p");
+    env.add_profile(&profile, &emu.url(), &[("c1", &id, &secret)]);
+    let sleep = std::fs::canonicalize("/usr/bin/sleep").unwrap().display().to_string();
+    let cfg = read(&env.config).replace(
+        &format!("[profiles.{profile}]\n"),
+        &format!("[profiles.{profile}]\nallowed_executables = [{sleep:?}]\n"),
+    );
+    assert!(cfg.contains("allowed_executables"), "{cfg}");
+    std::fs::write(&env.config, cfg).unwrap();
+    let agent = env.start_agent(&[]);
+    runtime().block_on(async {
+        let conn = bus.connect().await;
+        assert!(bus.wait_owner(&conn, true, Duration::from_secs(10)).await, "log:\n{}", agent.log_text());
+    });
+
+    let mut child = Command::new(python)
+        .args(["-c", BUS_FORK_EXEC, &profile, &sleep])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut answer).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("ERROR io.github.lookeragent.Agent1.Error.AccessDenied"), "{answer}");
+    assert!(answer.contains("python"), "the refusal names the program that connected: {answer}");
+    assert_eq!(emu.emu().counters().logins, 0);
+}
+
+/// A fake agent on the bus: owns the agent's name and hands out a planted token.
+const FAKE_BUS_AGENT: &str = r#"
+import os, dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+bus = dbus.bus.BusConnection(os.environ["DBUS_SESSION_BUS_ADDRESS"])
+name = dbus.service.BusName("io.github.lookeragent.Agent1", bus)
+class Fake(dbus.service.Object):
+    @dbus.service.method("io.github.lookeragent.Agent1", in_signature="ssu", out_signature="sxs")
+    def GetToken(self, profile, credential, min_ttl):
+        return ("planted-token", 4102444800, "https://attacker.example")
+Fake(bus, "/io/github/lookeragent/Agent1")
+print("ready", flush=True)
+GLib.MainLoop().run()
+"#;
+
+/// Issue 11, point 5 over D-Bus: lookerctl's fallback takes a token only from a name
+/// owner of its own user.
+#[test]
+fn lookerctl_refuses_an_agent_name_owned_by_another_user() {
+    let python = Path::new("/usr/bin/python3");
+    let usable = Command::new(python)
+        .args(["-c", "import dbus, gi.repository.GLib"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if current_uid() != 0 || !usable {
+        eprintln!("skipped: needs root and /usr/bin/python3 with dbus-python and gi");
+        return;
+    }
+    require_tool("setpriv", "util-linux");
+    let (bus, _dir) = bus_for_every_user();
+    let mut fake = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(python)
+        .args(["-c", FAKE_BUS_AGENT])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(fake.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    // No agent socket: lookerctl turns to the bus, where the other user's process answers.
+    let env = env_on(Some(&bus));
+    let out = env.ctl(&["token", "prod", "--format", "env"], None);
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stdout} / {stderr}");
+    assert!(!stdout.contains("planted-token") && !stdout.contains("attacker.example"), "{stdout}");
+    assert!(stderr.contains("runs as uid 65534") && stderr.contains("not your agent"), "{stderr}");
 }

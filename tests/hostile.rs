@@ -304,7 +304,7 @@ async fn slow_bodies_are_cut_at_the_body_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_are_closed_and_the_cap_frees_up() {
+async fn connections_beyond_the_cap_are_answered_503_and_the_cap_frees_up() {
     let agent = Agent::start(Limits { max_connections: 3, ..limits() }).await;
     // Three clients, each served once and holding its connection open.
     let mut held = Vec::new();
@@ -316,9 +316,10 @@ async fn connections_beyond_the_cap_are_closed_and_the_cap_frees_up() {
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         held.push(s);
     }
-    // A fourth is closed at once, unanswered.
+    // A fourth is told why (a SPEC code, 503 upstream_unavailable) and closed, not served.
     let r = exchange(&agent.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    assert!(r.is_empty(), "a connection beyond the cap was served: {r}");
+    assert!(r.starts_with("HTTP/1.1 503") && r.contains("\"upstream_unavailable\""), "beyond the cap: {r}");
+    assert!(r.contains("limit of 3 connections") && !r.contains("\"status\":\"ok\""), "{r}");
 
     // One client leaves: its slot serves the next.
     drop(held.pop());

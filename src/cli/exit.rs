@@ -63,7 +63,7 @@ pub fn for_code(code: ErrorCode) -> u8 {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         let code = match &e {
-            ClientError::NotRunning { .. } => AGENT_UNREACHABLE,
+            ClientError::NotRunning { .. } | ClientError::Untrusted { .. } => AGENT_UNREACHABLE,
             ClientError::Api { code, .. } => for_code(*code),
             ClientError::Protocol(_) => FAILURE,
         };

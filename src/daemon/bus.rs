@@ -8,9 +8,11 @@
 //! ```
 //! The name is requested only once the object is served, so a D-Bus-activated
 //! caller never reaches a name without the object behind it. Every method checks
-//! the caller's uid (`GetConnectionUnixUser`) against the daemon's. Signals go to
+//! the caller's uid (`GetConnectionCredentials`, asked once per caller connection,
+//! with the program behind it) against the daemon's. Signals go to
 //! every listener on the bus, so they never carry a token.
 
+use super::listener::exe_of_process;
 use crate::broker::{Broker, BrokerError, BrokerEvent};
 use crate::protocol::DEFAULT_MIN_TTL_SECS;
 use std::time::Duration;
@@ -65,7 +67,8 @@ pub enum AgentError {
 
 impl From<BrokerError> for AgentError {
     fn from(e: BrokerError) -> Self {
-        let msg = e.to_string();
+        // Names the caller sent come back cut short, as over the socket.
+        let msg = super::handler::peer_message(&e);
         match e {
             BrokerError::UnknownProfile { .. } | BrokerError::NoDefaultProfile { .. } => {
                 AgentError::UnknownProfile(msg)
@@ -86,6 +89,18 @@ impl From<BrokerError> for AgentError {
 struct Caller {
     name: String,
     uid: u32,
+    known: Known,
+}
+
+/// What the bus told about a connection the first time it called, kept for the
+/// connection's life: its uid, and the program behind it (read once, then, so a
+/// process that calls, forks and execs an allowed program is still judged by what
+/// it was when first seen).
+#[derive(Debug, Clone)]
+struct Known {
+    uid: u32,
+    pid: Option<u32>,
+    exe: Option<std::sync::Arc<std::path::Path>>,
 }
 
 /// The object served at [`OBJECT_PATH`].
@@ -93,9 +108,9 @@ pub struct Agent {
     broker: Broker,
     uid: u32,
     bus: DBusProxy<'static>,
-    /// Caller uids by unique bus name. A unique name is never reused while the bus
+    /// Callers by unique bus name. A unique name is never reused while the bus
     /// lives, so an entry cannot go stale; it saves a bus round trip per call.
-    uids: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    uids: std::sync::Mutex<std::collections::HashMap<String, Known>>,
 }
 
 /// Entries kept in [`Agent::uids`] before it is emptied (bounds memory, not correctness).
@@ -107,32 +122,38 @@ impl Agent {
         let Some(sender) = hdr.sender() else {
             return Err(AgentError::AccessDenied("the call has no sender".into()));
         };
-        let cached = self.uids.lock().unwrap_or_else(|p| p.into_inner()).get(sender.as_str()).copied();
-        let uid = match cached {
-            Some(uid) => uid,
+        let cached = self.uids.lock().unwrap_or_else(|p| p.into_inner()).get(sender.as_str()).cloned();
+        let known = match cached {
+            Some(k) => k,
             None => {
-                let uid = self.bus.get_connection_unix_user(BusName::from(sender.to_owned())).await.map_err(
-                    |e| AgentError::AccessDenied(format!("cannot tell which user is calling: {e}")),
-                )?;
+                let creds =
+                    self.bus.get_connection_credentials(BusName::from(sender.to_owned())).await.map_err(
+                        |e| AgentError::AccessDenied(format!("cannot tell which user is calling: {e}")),
+                    )?;
+                let Some(uid) = creds.unix_user_id() else {
+                    return Err(AgentError::AccessDenied(
+                        "the bus does not tell which user is calling".into(),
+                    ));
+                };
+                let pid = creds.process_id();
+                let exe = pid.and_then(|p| i32::try_from(p).ok()).and_then(|p| {
+                    use std::os::fd::AsFd;
+                    exe_of_process(p, creds.process_fd().map(|f| f.as_fd()))
+                });
+                let known = Known { uid, pid, exe: exe.map(std::sync::Arc::from) };
                 let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
                 if uids.len() >= UID_CACHE_MAX {
                     uids.clear();
                 }
-                uids.insert(sender.to_string(), uid);
-                uid
+                uids.insert(sender.to_string(), known.clone());
+                known
             }
         };
-        if uid != self.uid {
-            tracing::warn!(peer_uid = uid, bus_name = %sender, "refused a D-Bus caller of another user");
+        if known.uid != self.uid {
+            tracing::warn!(peer_uid = known.uid, bus_name = %sender, "refused a D-Bus caller of another user");
             return Err(AgentError::AccessDenied("this agent serves only its own user".into()));
         }
-        Ok(Caller { name: sender.to_string(), uid })
-    }
-
-    /// The caller's pid, for the audit line only (a second round trip, so only when it is logged).
-    async fn caller_pid(&self, name: &str) -> Option<u32> {
-        let name = BusName::try_from(name).ok()?;
-        self.bus.get_connection_unix_process_id(name).await.ok()
+        Ok(Caller { name: sender.to_string(), uid: known.uid, known })
     }
 }
 
@@ -154,22 +175,17 @@ impl Agent {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(String, i64, String), AgentError> {
         let caller = self.check_caller(&hdr).await?;
-        if self.broker.needs_caller_exe(opt(profile)) {
-            let pid = self.caller_pid(&caller.name).await;
-            let exe = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
-            if let Err(e) = self.broker.check_caller(opt(profile), || exe.clone()) {
-                tracing::warn!(transport = "dbus", pid = ?pid, uid = caller.uid, exe = ?exe, bus_name = %caller.name,
-                    profile, "token refused: caller not in the profile's allowed_executables");
-                return Err(e.into());
-            }
+        let (pid, exe) = (caller.known.pid, caller.known.exe.as_deref());
+        if let Err(e) = self.broker.check_caller(opt(profile), || exe.map(std::path::Path::to_path_buf)) {
+            tracing::warn!(transport = "dbus", pid = ?pid, uid = caller.uid, exe = ?exe, bus_name = %caller.name,
+                profile = %crate::protocol::echo(profile), "token refused: caller not in the profile's allowed_executables");
+            return Err(e.into());
         }
         let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
         let t = self.broker.token(opt(profile), opt(credential), Duration::from_secs(min_ttl)).await?;
         let now = self.broker.now();
         let expires_at_unix = t.expires_at_unix(now);
         if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
-            let pid = self.caller_pid(&caller.name).await;
-            let exe = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
             tracing::debug!(target: "looker_agent::audit", transport = "dbus", pid = ?pid, uid = caller.uid,
                 exe = ?exe, bus_name = %caller.name, profile = %t.profile, credential = %t.credential,
                 expires_at_unix, expires_in = t.expires_in(now), "token handed out");

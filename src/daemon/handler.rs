@@ -4,8 +4,8 @@ use super::listener::Peer;
 use super::server::Limits;
 use crate::broker::{Broker, BrokerError};
 use crate::protocol::{
-    ErrorBody, ErrorCode, Health, InvalidateRequest, RevokeRequest, RevokeResponse, DEFAULT_MIN_TTL_SECS,
-    DEFAULT_PROFILE_SEGMENT,
+    clip, echo, ErrorBody, ErrorCode, Health, InvalidateRequest, RevokeRequest, RevokeResponse,
+    DEFAULT_MIN_TTL_SECS, DEFAULT_PROFILE_SEGMENT,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,7 +13,9 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +52,27 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> Resp {
 }
 
 fn broker_error(e: &BrokerError) -> Resp {
-    error(e.code(), e.to_string())
+    error(e.code(), peer_message(e))
 }
+
+/// The message of `e` as a client sees it: names the client sent are cut to
+/// [`crate::protocol::MAX_ECHO_CHARS`] (a real name is never that long to be cut wrongly, and the
+/// cut one can never match, the ellipsis being no name's character).
+pub(crate) fn peer_message(e: &BrokerError) -> String {
+    let cut = |s: &str| echo(s).into_owned();
+    match e {
+        BrokerError::UnknownProfile { profile, known } => {
+            BrokerError::UnknownProfile { profile: cut(profile), known: known.clone() }.to_string()
+        }
+        BrokerError::UnknownCredential { profile, credential } => {
+            BrokerError::UnknownCredential { profile: cut(profile), credential: cut(credential) }.to_string()
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Longest parser message (query, JSON body) repeated to the client: they can quote the input.
+const MAX_PARSER_MESSAGE: usize = 200;
 
 fn ok<T: serde::Serialize>(v: &T) -> Resp {
     match serde_json::to_vec(v) {
@@ -76,7 +97,9 @@ fn parse_min_ttl(raw: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-/// Reads a JSON body, within the size and time limits; an empty body is `T::default()`.
+/// Reads a JSON object body, within the size and time limits; an empty body is
+/// `T::default()`. Anything but an object is refused: serde would read `[]` as a
+/// struct with every field absent (for `/v1/revoke`: "revoke everything").
 async fn read_json<T: serde::de::DeserializeOwned + Default>(
     body: Incoming,
     limits: &Limits,
@@ -101,11 +124,19 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
-    if collected.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
+    match collected.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(T::default()),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(error(ErrorCode::BadRequest, "the request body must be a JSON object (or empty)"))
+        }
     }
-    serde_json::from_slice(&collected)
-        .map_err(|e| error(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&collected).map_err(|e| {
+        error(
+            ErrorCode::BadRequest,
+            format!("invalid JSON body: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE)),
+        )
+    })
 }
 
 /// Splits `/a/b/c` into `buf` without allocating; returns how many segments were
@@ -120,6 +151,29 @@ fn split_path<'a>(path: &'a str, buf: &mut [&'a str]) -> usize {
         n += 1;
     }
     n
+}
+
+/// Percent-decodes one path segment (`pro%64` is `prod`); borrowed when there is
+/// nothing to decode. A broken escape or a result that is not UTF-8 is an error.
+fn decode_segment(seg: &str) -> Result<Cow<'_, str>, String> {
+    if !seg.contains('%') {
+        return Ok(Cow::Borrowed(seg));
+    }
+    let bad = || format!("path segment {:?} is not valid percent-encoded UTF-8", echo(seg));
+    let raw = seg.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| bad())
 }
 
 fn profile_arg(seg: &str) -> Option<&str> {
@@ -139,9 +193,21 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
     // Split the request so the path can be borrowed while the body is read.
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    let mut raw_buf = [""; 5];
+    let n = split_path(path, &mut raw_buf);
+    let mut decoded: [Cow<'_, str>; 5] = Default::default();
+    for (d, raw) in decoded.iter_mut().zip(&raw_buf[..n]) {
+        match decode_segment(raw) {
+            Ok(s) => *d = s,
+            Err(msg) => return Ok(error(ErrorCode::BadRequest, msg)),
+        }
+    }
     let mut seg_buf = [""; 5];
-    let n = split_path(path, &mut seg_buf);
+    for (s, d) in seg_buf.iter_mut().zip(&decoded[..n]) {
+        *s = d;
+    }
     let segs = &seg_buf[..n];
+    let shown_path = echo(path);
     let method = &parts.method;
     let resp = match (method, segs) {
         (&Method::GET, ["v1", "health"]) => {
@@ -150,15 +216,21 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
         (&Method::GET, ["v1", "profiles", profile, "token"]) => {
             let q: TokenQuery = match serde_urlencoded::from_str(parts.uri.query().unwrap_or("")) {
                 Ok(q) => q,
-                Err(e) => return Ok(error(ErrorCode::BadRequest, format!("invalid query: {e}"))),
+                Err(e) => {
+                    let msg = format!("invalid query: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE));
+                    return Ok(error(ErrorCode::BadRequest, msg));
+                }
             };
             let min_ttl = match parse_min_ttl(q.min_ttl.as_deref()) {
                 Ok(d) => d,
                 Err(e) => return Ok(error(ErrorCode::BadRequest, e)),
             };
-            if let Err(e) = ctx.broker.check_caller(profile_arg(profile), || peer.exe()) {
+            // The program that opened this connection, as seen when it was accepted.
+            if let Err(e) =
+                ctx.broker.check_caller(profile_arg(profile), || peer.exe().map(Path::to_path_buf))
+            {
                 tracing::warn!(transport = "socket", pid = ?peer.pid, uid = ?peer.uid, exe = ?peer.exe(),
-                    profile = %profile, "token refused: caller not in the profile's allowed_executables");
+                    profile = %echo(profile), "token refused: caller not in the profile's allowed_executables");
                 return Ok(broker_error(&e));
             }
             match ctx.broker.token(profile_arg(profile), q.credential.as_deref(), min_ttl).await {
@@ -199,9 +271,16 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
                 Ok(b) => b,
                 Err(r) => return Ok(r),
             };
-            match ctx.broker.revoke(body.profile.as_deref(), body.credential.as_deref()).await {
-                Ok(n) => ok(&RevokeResponse { revoked: n }),
-                Err(e) => broker_error(&e),
+            // Its own task: a client that hangs up drops this handler, not the revocation
+            // (which would otherwise stop midway and leave its journal entry behind).
+            let broker = ctx.broker.clone();
+            let work = tokio::spawn(async move {
+                broker.revoke(body.profile.as_deref(), body.credential.as_deref()).await
+            });
+            match work.await {
+                Ok(Ok(n)) => ok(&RevokeResponse { revoked: n }),
+                Ok(Err(e)) => broker_error(&e),
+                Err(e) => error(ErrorCode::Internal, format!("the revocation failed: {e}")),
             }
         }
         (&Method::POST, ["v1", "reload"]) => match &ctx.reload {
@@ -217,12 +296,19 @@ pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result
         | (_, ["v1", "reload"])
         | (_, ["v1", "profiles", _, "token"])
         | (_, ["v1", "profiles", _, "invalidate"]) => {
-            let mut r = error(ErrorCode::BadRequest, format!("method {method} not allowed on {path}"));
+            let mut r = error(
+                ErrorCode::BadRequest,
+                format!("method {} not allowed on {shown_path}", echo(method.as_str())),
+            );
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         }
         _ => {
-            error(ErrorCode::NotFound, format!("no such endpoint: {method} {path}; see SPEC.md's socket API"))
+            let method = echo(method.as_str());
+            error(
+                ErrorCode::NotFound,
+                format!("no such endpoint: {method} {shown_path}; see SPEC.md's socket API"),
+            )
         }
     };
     Ok(resp)

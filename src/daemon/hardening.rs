@@ -16,14 +16,27 @@ pub fn harden_process() {
     {
         tracing::warn!(error = %e, "cannot disable core dumps");
     }
+    raise_nofile();
+}
+
+/// Highest soft RLIMIT_NOFILE asked for when the hard limit is "unlimited" (the
+/// kernel refuses more than fs.nr_open, 1048576 by default).
+const NOFILE_WHEN_UNLIMITED: u64 = 1 << 20;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: every client connection is a
+/// descriptor, and the server caps its connections by what is left (see
+/// [`super::server::Pools`]). Returns the soft limit now in force.
+pub fn raise_nofile() -> Option<u64> {
     let nofile = rustix::process::getrlimit(Resource::Nofile);
-    if let Some(max) = nofile.maximum {
-        let want = max.min(65536);
-        if nofile.current.is_some_and(|c| c < want) {
-            let _ = rustix::process::setrlimit(
-                Resource::Nofile,
-                Rlimit { current: Some(want), maximum: Some(max) },
-            );
+    let want = nofile.maximum.unwrap_or(NOFILE_WHEN_UNLIMITED);
+    if nofile.current.is_some_and(|c| c < want) {
+        if let Err(e) = rustix::process::setrlimit(
+            Resource::Nofile,
+            Rlimit { current: Some(want), maximum: nofile.maximum },
+        ) {
+            tracing::warn!(error = %e, soft = ?nofile.current, hard = ?nofile.maximum,
+                "cannot raise the file descriptor limit; fewer connections are served at once");
         }
     }
+    rustix::process::getrlimit(Resource::Nofile).current
 }

@@ -2,56 +2,31 @@
 //! and the accept loop that caps connections and learns each peer's uid.
 
 use super::DaemonError;
+use crate::paths;
 use rustix::fs::Mode;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::net::UnixListener;
 
-/// Creates (or checks) the socket's folder: a real directory, ours, mode 0700.
+/// Creates (or checks) the socket's folder: a real directory, ours, mode 0700,
+/// on a path nobody else can change ([`paths::check_private_dir`]).
 ///
-/// `mkdir` with mode 0700 is atomic, so there is no window where the folder
-/// exists with looser permissions; an existing folder is checked (not a symlink,
-/// owned by us) and its mode set again explicitly.
+/// `mkdir` with mode 0700 is atomic, so there is no window where a folder we create
+/// exists with looser permissions; one that someone else made first (in /tmp, say)
+/// is refused, and an existing folder of ours has its mode set again explicitly.
 pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
-    let err = |what: &str, e: io::Error| DaemonError::Socket {
-        path: dir.to_path_buf(),
-        reason: format!("{what}: {e}"),
-    };
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| err("create parent", e))?;
-        }
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(err("create", e)),
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| err("inspect", e))?;
-    if !meta.file_type().is_dir() {
-        return Err(DaemonError::Socket {
-            path: dir.to_path_buf(),
-            reason: "exists and is not a directory (a symlink is refused too); remove it".into(),
-        });
-    }
-    let me = rustix::process::getuid().as_raw();
-    if meta.uid() != me {
-        return Err(DaemonError::Socket {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "is owned by uid {}, not by you (uid {me}); remove it or choose another --socket",
-                meta.uid()
-            ),
-        });
-    }
-    if meta.mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| err("chmod 0700", e))?;
+    let resolved = paths::check_private_dir(dir, true)
+        .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: e.to_string() })?;
+    let meta = std::fs::symlink_metadata(&resolved)
+        .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("inspect: {e}") })?;
+    // Ours: made exactly 0700. Root's (and writable by nobody else) is left as it is.
+    if meta.uid() == rustix::process::getuid().as_raw() && meta.mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            DaemonError::Socket { path: dir.to_path_buf(), reason: format!("chmod 0700: {e}") }
+        })?;
     }
     Ok(())
 }
@@ -71,6 +46,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
                 return Err(sock_err(
                     "exists and is not a socket; remove it or choose another --socket".into(),
                 ));
+            }
+            let me = rustix::process::getuid().as_raw();
+            if meta.uid() != me {
+                return Err(sock_err(format!(
+                    "is owned by uid {}, not by you (uid {me}): someone else planted it; remove it or choose another --socket",
+                    meta.uid()
+                )));
             }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(DaemonError::AlreadyRunning { path: path.to_path_buf() });
@@ -92,22 +74,40 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     UnixListener::from_std(listener).map_err(|e| sock_err(e.to_string()))
 }
 
-/// Who is on the other end of a connection (from SO_PEERCRED).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who is on the other end of a connection: SO_PEERCRED, and the program that
+/// connected, read once when the connection is accepted.
+///
+/// The executable is bound to the connection, not looked up per request: a process
+/// that connects, hands the connection to a child and then execs an allowed program
+/// is still judged by what it was when it connected (as far as the agent saw it at
+/// accept; see README "allowed_executables" for what this can and cannot promise).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// The peer's uid, if the kernel told.
     pub uid: Option<u32>,
-    /// The peer's pid, if the kernel told.
+    /// The peer's pid (at connect time), if the kernel told.
     pub pid: Option<i32>,
+    /// `/proc/PID/exe` of the connecting process, read at accept.
+    exe: Option<Arc<Path>>,
 }
 
 impl Peer {
-    /// Reads the peer credentials of a connected stream.
+    /// Reads the peer credentials of a freshly accepted stream, and the executable
+    /// of the process that connected.
     pub fn of(stream: &tokio::net::UnixStream) -> Peer {
         match stream.peer_cred() {
-            Ok(c) => Peer { uid: Some(c.uid()), pid: c.pid() },
-            Err(_) => Peer { uid: None, pid: None },
+            Ok(c) => {
+                let pid = c.pid().filter(|p| *p > 0);
+                let exe = pid.and_then(|p| exe_of_connector(stream, p)).map(Arc::from);
+                Peer { uid: Some(c.uid()), pid, exe }
+            }
+            Err(_) => Peer { uid: None, pid: None, exe: None },
         }
+    }
+
+    /// A peer with exactly these credentials (tests, fuzzing).
+    pub fn new(uid: Option<u32>, pid: Option<i32>, exe: Option<PathBuf>) -> Peer {
+        Peer { uid, pid, exe: exe.map(Arc::from) }
     }
 
     /// True when the peer runs as `uid`. Unknown credentials are refused.
@@ -115,8 +115,88 @@ impl Peer {
         self.uid == Some(uid)
     }
 
-    /// The peer's executable, for logs (`/proc/PID/exe`).
-    pub fn exe(&self) -> Option<std::path::PathBuf> {
-        self.pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok())
+    /// The connecting process's executable, as read when the connection was accepted;
+    /// `None` when it could not be told (the process was already gone, or another user's).
+    pub fn exe(&self) -> Option<&Path> {
+        self.exe.as_deref()
+    }
+}
+
+/// SO_PEERPIDFD (Linux 6.5+; asm-generic value, as on x86_64 and aarch64):
+/// a pidfd for the process that called connect(2).
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// What asking the kernel for the connector's pidfd gave.
+enum PeerPidfd {
+    /// A pidfd of the very process that connected.
+    Fd(OwnedFd),
+    /// The connecting process is gone: its pid may already be someone else's.
+    Gone,
+    /// This kernel has no SO_PEERPIDFD.
+    Unsupported,
+}
+
+fn peer_pidfd(stream: &tokio::net::UnixStream) -> PeerPidfd {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` and `len` are valid for writes of the sizes given, and the socket
+    // descriptor is borrowed from a live stream for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && fd >= 0 {
+        // SAFETY: the kernel just returned this new descriptor to us; nothing else owns it.
+        return PeerPidfd::Fd(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOPROTOOPT) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => PeerPidfd::Unsupported,
+        _ => PeerPidfd::Gone,
+    }
+}
+
+/// True once the process behind `pidfd` has exited (the pidfd polls readable then).
+fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc != 0
+}
+
+/// `/proc/PID/exe` of the process that connected, checked to still be that process
+/// after reading it (so a pid reused in between is not mistaken for it).
+///
+/// The pidfd comes from SO_PEERPIDFD where the kernel offers it (the connecting
+/// process itself, even if its pid was reused since); else from pidfd_open(2) on the
+/// SO_PEERCRED pid, which guards the read but not a reuse before it; else (kernels
+/// before 5.3) the link is read unguarded.
+fn exe_of_connector(stream: &tokio::net::UnixStream, pid: i32) -> Option<PathBuf> {
+    match peer_pidfd(stream) {
+        PeerPidfd::Fd(fd) => exe_of_process(pid, Some(fd.as_fd())),
+        PeerPidfd::Gone => None,
+        PeerPidfd::Unsupported => exe_of_process(pid, None),
+    }
+}
+
+/// `/proc/PID/exe` of process `pid`, `None` if `pidfd` (a pidfd of the very process
+/// meant: SO_PEERPIDFD, the bus's ProcessFD) says it has exited by the time the link
+/// is read. Without one, a pidfd is opened on `pid` (kernels 5.3+), which guards
+/// the read itself but not a reuse of the pid before it.
+pub(crate) fn exe_of_process(pid: i32, pidfd: Option<BorrowedFd<'_>>) -> Option<PathBuf> {
+    let opened = match pidfd {
+        Some(_) => None,
+        None => rustix::process::Pid::from_raw(pid)
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()),
+    };
+    let guard = pidfd.or(opened.as_ref().map(|f| f.as_fd()));
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    match guard {
+        Some(fd) if has_exited(fd) => None,
+        _ => Some(exe),
     }
 }

@@ -3,6 +3,7 @@
 
 use super::handler::{self, Ctx};
 use super::listener::Peer;
+use crate::protocol::ErrorCode;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -60,24 +61,116 @@ impl Default for Limits {
     }
 }
 
+/// File descriptors kept free of client connections: the runtime, the store's files,
+/// connections to Looker, the journal, the bus, logging.
+pub const FD_RESERVE: u64 = 32;
+
+/// Connections over the cap answered with a 503 (each one request, then closed) at once.
+const MAX_BUSY_ANSWERS: usize = 16;
+
+/// How long a connection over the cap may take to send the request its 503 answers.
+const BUSY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest pause between accept attempts while the process is out of descriptors.
+const ACCEPT_BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// The connection pools' sizes, within the configured limits and the descriptors the
+/// process may open (its soft RLIMIT_NOFILE less [`FD_RESERVE`]): without that cap,
+/// connections use up every descriptor and accept, the store and logins all fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pools {
+    /// The agent's own user's connections.
+    pub own: usize,
+    /// Other users' connections (each answered 403).
+    pub foreign: usize,
+    /// Own connections over the cap, answered 503 `upstream_unavailable` rather than dropped.
+    pub busy: usize,
+}
+
+impl Pools {
+    /// The pools for `limits` under a descriptor limit of `nofile` (`None`: unlimited).
+    pub fn new(limits: &Limits, nofile: Option<u64>) -> Pools {
+        let wanted = Pools {
+            own: limits.max_connections.max(1),
+            foreign: limits.max_foreign_connections,
+            busy: MAX_BUSY_ANSWERS,
+        };
+        let Some(nofile) = nofile else { return wanted };
+        let avail = usize::try_from(nofile.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+        let foreign = wanted.foreign.min(avail / 8);
+        let busy = wanted.busy.min(avail / 8).max(1);
+        let own = wanted.own.min(avail.saturating_sub(foreign + busy)).max(1);
+        Pools { own, foreign, busy }
+    }
+
+    /// The pools under this process's current soft RLIMIT_NOFILE.
+    pub fn for_process(limits: &Limits) -> Pools {
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        Pools::new(limits, nofile)
+    }
+}
+
+/// True for accept errors that mean "out of descriptors or memory": worth waiting
+/// for a connection to close, not worth a log line per attempt.
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
 /// Serves `listener` until `shutdown` turns true, then lets open connections
 /// finish their current request (bounded by `drain_timeout`).
 pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
-    let foreign_slots = Arc::new(Semaphore::new(ctx.limits.max_foreign_connections));
+    let pools = Pools::for_process(&ctx.limits);
+    if pools.own < ctx.limits.max_connections {
+        tracing::info!(
+            max_connections = pools.own,
+            configured = ctx.limits.max_connections,
+            "the file descriptor limit (RLIMIT_NOFILE) caps the connections served at once"
+        );
+    }
+    let slots = Arc::new(Semaphore::new(pools.own));
+    let foreign_slots = Arc::new(Semaphore::new(pools.foreign));
+    let busy_slots = Arc::new(Semaphore::new(pools.busy));
     let mut conns = JoinSet::new();
     let builder = Arc::new(http1_builder(&ctx.limits));
+    let mut busy_builder = http1_builder(&ctx.limits);
+    busy_builder.header_read_timeout(BUSY_HEADER_TIMEOUT.min(ctx.limits.header_timeout)).keep_alive(false);
+    let busy_builder = Arc::new(busy_builder);
     let mut full_warned = false;
+    // Failed accepts in the current episode (out of descriptors): logged once, retried
+    // as connections close or after a growing pause, never in a tight loop.
+    let mut accept_failures: u32 = 0;
     loop {
         let stream = tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => break,
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok((s, _)) => {
+                    if accept_failures > 0 {
+                        tracing::info!(failed_attempts = accept_failures, "accepting connections again");
+                        accept_failures = 0;
+                    }
+                    s
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if accept_failures == 0 {
+                        tracing::warn!(error = %e, open_connections = conns.len(),
+                            "accept failed; retrying as connections close (logged once until it recovers)");
+                    }
+                    accept_failures = accept_failures.saturating_add(1);
+                    let pause = if out_of_resources(&e) {
+                        Duration::from_millis(50).saturating_mul(1 << accept_failures.min(5)).min(ACCEPT_BACKOFF_CAP)
+                    } else {
+                        Duration::from_millis(50)
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = stopped(&mut shutdown) => break,
+                        Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                     continue;
                 }
             },
@@ -91,12 +184,18 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
         let Ok(permit) = pool.clone().try_acquire_owned() else {
             if own && !full_warned {
                 tracing::warn!(
-                    max = ctx.limits.max_connections,
-                    "connection limit reached; closing new connections"
+                    max = pools.own,
+                    "connection limit reached; answering new connections 503 until some close (logged once per episode)"
                 );
                 full_warned = true;
             }
-            drop(stream);
+            if let (true, Ok(permit)) = (own, busy_slots.clone().try_acquire_owned()) {
+                let answer = answer_busy(stream, pools.own, ctx.limits.write_timeout, busy_builder.clone());
+                conns.spawn(async move {
+                    let _permit = permit;
+                    answer.await;
+                });
+            }
             continue;
         };
         full_warned &= !own;
@@ -113,6 +212,23 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
     }
 }
 
+/// Answers the one request of a connection over the cap with a 503 and closes it,
+/// so the client learns why (and can retry) instead of seeing its connection dropped.
+async fn answer_busy(stream: UnixStream, cap: usize, write_timeout: Duration, builder: Arc<http1::Builder>) {
+    let stream = WriteDeadline::new(stream, write_timeout);
+    let svc = service_fn(move |_req| async move {
+        let mut resp = handler::error(
+            ErrorCode::UpstreamUnavailable,
+            format!(
+                "the agent is serving its limit of {cap} connections at once; try again shortly (idle connections close after a few seconds)"
+            ),
+        );
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+}
+
 /// The HTTP/1.1 settings every connection is served with.
 pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
@@ -120,6 +236,10 @@ pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        // A client that hangs up right after sending its request (EOF on read) still
+        // has it carried out (a revoke, a login for the herd): without this, hyper
+        // would drop the request's handler midway.
+        .half_close(true)
         .keep_alive(true);
     builder
 }
@@ -141,6 +261,7 @@ pub(crate) async fn serve_connection(
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        let peer = peer.clone();
         async move {
             let mut resp = handler::handle(ctx, peer, req).await?;
             // Another user gets one answer (its 403) per connection.

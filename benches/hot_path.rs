@@ -156,12 +156,8 @@ fn benches(c: &mut Criterion) {
         let std_listener = UnixListener::bind(&sock).expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
-        let ctx = Arc::new(Ctx {
-            broker: broker.clone(),
-            uid: rustix::process::getuid().as_raw(),
-            reload: None,
-            limits: Limits::default(),
-        });
+        let ctx =
+            Arc::new(Ctx::new(broker.clone(), rustix::process::getuid().as_raw(), None, Limits::default()));
         rt.spawn(server::serve(listener, ctx, stop_rx));
     }
     let req = format!("GET {TOKEN_PATH} HTTP/1.1\r\nHost: agent\r\n\r\n").into_bytes();

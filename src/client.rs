@@ -2,15 +2,17 @@
 //! the Unix socket (hyper's client on a current-thread runtime).
 
 use crate::paths::{self, UnsafePath};
+use crate::protocol::error::ErrorBody;
 use crate::protocol::{
-    ErrorBody, ErrorCode, Health, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
-    DEFAULT_PROFILE_SEGMENT,
+    ErrorCode, Health, Request as ApiRequest, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
+    DEFAULT_MIN_TTL_SECS,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,10 +59,6 @@ pub enum ClientError {
 pub struct AgentClient {
     socket: PathBuf,
     timeout: Duration,
-}
-
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl AgentClient {
@@ -150,13 +148,16 @@ impl AgentClient {
         out
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<T, ClientError> {
-        let (status, bytes) = self.request(method, path, body).await?;
+    /// Sends `req` the way [`ApiRequest::to_http`] says; the raw status and body.
+    async fn send(&self, req: &ApiRequest<'_>) -> Result<(u16, Bytes), ClientError> {
+        let (method, path, body) = req
+            .to_http()
+            .ok_or_else(|| ClientError::Protocol(format!("{req:?} is not offered on the socket")))?;
+        self.request(method, &path, body).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, req: &ApiRequest<'_>) -> Result<T, ClientError> {
+        let (status, bytes) = self.send(req).await?;
         if (200..300).contains(&status) {
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{e}")))
         } else {
@@ -166,34 +167,32 @@ impl AgentClient {
 
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.call(Method::GET, "/v1/health", None).await
+        self.call(&ApiRequest::Health).await
     }
 
-    /// `GET /v1/profiles/{profile}/token`. `None` asks for the agent's default profile.
+    /// A token (`GET /v1/profiles/{profile}/token`). `None` asks for the agent's
+    /// default profile, credential set and `min_ttl`.
     pub async fn token(
         &self,
         profile: Option<&str>,
         credential: Option<&str>,
         min_ttl: Option<Duration>,
     ) -> Result<TokenObject, ClientError> {
-        let mut path = format!("/v1/profiles/{}/token", encode(profile.unwrap_or(DEFAULT_PROFILE_SEGMENT)));
-        let mut sep = '?';
-        if let Some(c) = credential {
-            path.push_str(&format!("{sep}credential={}", encode(c)));
-            sep = '&';
-        }
-        if let Some(t) = min_ttl {
-            path.push_str(&format!("{sep}min_ttl={}", t.as_secs()));
-        }
-        self.call(Method::GET, &path, None).await
+        self.call(&ApiRequest::Token {
+            profile: profile.map(Cow::Borrowed),
+            credential: credential.map(Cow::Borrowed),
+            min_ttl: min_ttl.unwrap_or(Duration::from_secs(DEFAULT_MIN_TTL_SECS)),
+        })
+        .await
     }
 
     /// `POST /v1/profiles/{profile}/invalidate`.
     pub async fn invalidate(&self, profile: Option<&str>, access_token: &str) -> Result<(), ClientError> {
-        let path = format!("/v1/profiles/{}/invalidate", encode(profile.unwrap_or(DEFAULT_PROFILE_SEGMENT)));
-        let body = serde_json::to_vec(&serde_json::json!({ "access_token": access_token }))
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, bytes) = self.request(Method::POST, &path, Some(body)).await?;
+        let req = ApiRequest::Invalidate {
+            profile: profile.map(Cow::Borrowed),
+            access_token: Cow::Borrowed(access_token),
+        };
+        let (status, bytes) = self.send(&req).await?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
@@ -203,18 +202,21 @@ impl AgentClient {
 
     /// `GET /v1/status`.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.call(Method::GET, "/v1/status", None).await
+        self.call(&ApiRequest::Status).await
     }
 
     /// `POST /v1/revoke`.
     pub async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeResponse, ClientError> {
-        let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.call(Method::POST, "/v1/revoke", Some(body)).await
+        self.call(&ApiRequest::Revoke {
+            profile: req.profile.as_deref().map(Cow::Borrowed),
+            credential: req.credential.as_deref().map(Cow::Borrowed),
+        })
+        .await
     }
 
     /// `POST /v1/reload`: make a running agent re-read its config.
     pub async fn reload(&self) -> Result<serde_json::Value, ClientError> {
-        self.call(Method::POST, "/v1/reload", Some(b"{}".to_vec())).await
+        self.call(&ApiRequest::Reload).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! Also the typed proxy other Rust programs (and the tests) can use.
 
 use crate::client::ClientError;
-use crate::daemon::bus::{AgentError, BUS_NAME};
+use crate::protocol::dbus::BUS_NAME;
 use crate::protocol::{ErrorCode, TokenObject};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting to the session bus may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The interface's errors as a Rust caller of the proxy sees them: one variant per
+/// D-Bus error name of the table ([`ErrorCode::dbus_name`]), each with the agent's
+/// message; anything else is [`AgentError::ZBus`].
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "io.github.lookeragent.Agent1.Error")]
+pub enum AgentError {
+    /// A D-Bus level failure (transport, marshalling, a foreign error name).
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// No such profile, or none named and no default.
+    UnknownProfile(String),
+    /// No such credential set in the profile.
+    UnknownCredential(String),
+    /// Looker refused the credentials.
+    CredentialsRejected(String),
+    /// Looker unreachable or failing, or the agent is shutting down.
+    UpstreamUnavailable(String),
+    /// A request no token can satisfy, or malformed.
+    BadRequest(String),
+    /// The caller is not the daemon's user, or not an allowed program.
+    AccessDenied(String),
+    /// The secret store failed (locked, unavailable, secret missing). An extension of the documented list.
+    SecretStore(String),
+    /// No such method (an extension).
+    NotFound(String),
+    /// The agent itself failed (an extension).
+    Internal(String),
+}
 
 /// Client proxy for `io.github.lookeragent.Agent1` (SPEC.md "D-Bus API").
 #[zbus::proxy(
@@ -61,17 +90,13 @@ fn not_running(reason: impl Into<String>) -> ClientError {
 }
 
 /// Turns a D-Bus failure into the socket client's error, so callers handle one type.
+/// The code comes from the error's name, through the one table.
 fn client_error(e: AgentError) -> ClientError {
-    let api =
-        |code: ErrorCode, message: String| ClientError::Api { status: code.http_status(), code, message };
+    use zbus::DBusError as _;
+    if let (Some(code), Some(message)) = (ErrorCode::from_dbus_name(e.name().as_str()), e.description()) {
+        return ClientError::Api { status: code.http_status(), code, message: message.to_string() };
+    }
     match e {
-        AgentError::UnknownProfile(m) => api(ErrorCode::UnknownProfile, m),
-        AgentError::UnknownCredential(m) => api(ErrorCode::UnknownCredential, m),
-        AgentError::CredentialsRejected(m) => api(ErrorCode::CredentialsRejected, m),
-        AgentError::UpstreamUnavailable(m) => api(ErrorCode::UpstreamUnavailable, m),
-        AgentError::BadRequest(m) => api(ErrorCode::BadRequest, m),
-        AgentError::AccessDenied(m) => api(ErrorCode::Forbidden, m),
-        AgentError::SecretStore(m) => api(ErrorCode::SecretStore, m),
         AgentError::ZBus(e) => match &e {
             zbus::Error::MethodError(name, desc, _)
                 if matches!(
@@ -96,6 +121,7 @@ fn client_error(e: AgentError) -> ClientError {
             zbus::Error::InputOutput(_) => not_running(format!("the session bus connection failed: {e}")),
             _ => ClientError::Protocol(format!("D-Bus: {e}")),
         },
+        other => ClientError::Protocol(format!("D-Bus: {other:?}")),
     }
 }
 
@@ -193,4 +219,30 @@ pub async fn token_over_bus(
         credential: credential.unwrap_or("").into(),
         base_url,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::DBusError as _;
+
+    /// Every code's D-Bus name, as the daemon sends it, reaches the proxy as the
+    /// variant of that name and comes back to the same code.
+    #[test]
+    fn every_code_has_its_variant() {
+        for code in ErrorCode::ALL {
+            let name = zbus::names::OwnedErrorName::try_from(code.dbus_name()).unwrap();
+            let e = AgentError::from(zbus::Error::MethodError(name, Some("m".into()), dummy_message()));
+            assert!(!matches!(e, AgentError::ZBus(_)), "{code:?} has no AgentError variant");
+            assert_eq!(e.name().as_str(), code.dbus_name());
+            match client_error(e) {
+                ClientError::Api { code: c, message, .. } => assert_eq!((c, message.as_str()), (code, "m")),
+                other => panic!("{code:?}: {other:?}"),
+            }
+        }
+    }
+
+    fn dummy_message() -> zbus::message::Message {
+        zbus::message::Message::method_call("/", "Ping").unwrap().build(&()).unwrap()
+    }
 }

@@ -8,8 +8,9 @@
 
 use crate::broker::{Broker, BrokerSettings, UpstreamFactory};
 use crate::config::{Config, Profile};
-use crate::daemon::handler::{Ctx, ReloadFn};
+use crate::daemon::handler::Ctx;
 use crate::daemon::server::{self, Limits};
+use crate::daemon::service::ReloadFn;
 use crate::looker::{client::parse_login_answer, LoginToken, LookerApi, LookerError, LookerUser};
 use crate::secret::Secret;
 use crate::store::memory::MemoryStore;
@@ -143,12 +144,8 @@ impl SocketHarness {
                 Ok(format!("reloaded; revoking {n}"))
             });
             let limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
-            let ctx = Arc::new(Ctx {
-                broker,
-                uid: rustix::process::getuid().as_raw(),
-                reload: Some(reload),
-                limits: limits.clone(),
-            });
+            let ctx =
+                Arc::new(Ctx::new(broker, rustix::process::getuid().as_raw(), Some(reload), limits.clone()));
             let (client, server_end) =
                 tokio::net::UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
             let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -1,6 +1,6 @@
 //! [`BrokerError`]: why a token could not be handed out, mapped onto the API's codes.
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{echo, ApiError, ErrorCode};
 
 /// Why the broker could not serve a request. Cloneable: one login outcome
 /// is shared by every client waiting on it.
@@ -96,5 +96,23 @@ impl BrokerError {
             BrokerError::Store(_) => ErrorCode::SecretStore,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
         }
+    }
+
+    /// The error as a client sees it. Names the client sent are cut to
+    /// [`crate::protocol::MAX_ECHO_CHARS`] (a real name is never long enough to be
+    /// cut, and a cut one can never match: the ellipsis is no name's character).
+    pub fn to_api(&self) -> ApiError {
+        let cut = |s: &str| echo(s).into_owned();
+        let message = match self {
+            BrokerError::UnknownProfile { profile, known } => {
+                BrokerError::UnknownProfile { profile: cut(profile), known: known.clone() }.to_string()
+            }
+            BrokerError::UnknownCredential { profile, credential } => {
+                BrokerError::UnknownCredential { profile: cut(profile), credential: cut(credential) }
+                    .to_string()
+            }
+            e => e.to_string(),
+        };
+        ApiError::new(self.code(), message)
     }
 }

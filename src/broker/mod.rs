@@ -314,6 +314,36 @@ impl Broker {
         credential: Option<&str>,
         min_ttl: Duration,
     ) -> Result<IssuedToken, BrokerError> {
+        self.check_token_request(min_ttl)?;
+        let snap = self.snapshot();
+        let resolved = self.resolve(&snap, profile)?;
+        self.token_in(resolved, credential, min_ttl).await
+    }
+
+    /// [`Broker::token`] for a caller running `exe`: when the profile has an
+    /// `allowed_executables` list, the caller's program must be on it. The profile
+    /// is resolved once for both.
+    pub async fn token_for(
+        &self,
+        profile: Option<&str>,
+        credential: Option<&str>,
+        min_ttl: Duration,
+        exe: Option<&std::path::Path>,
+    ) -> Result<IssuedToken, BrokerError> {
+        self.check_token_request(min_ttl)?;
+        let snap = self.snapshot();
+        let (pname, p) = self.resolve(&snap, profile)?;
+        if !p.settings.allows_executable(exe) {
+            let who = exe.map(|e| e.display().to_string()).unwrap_or_else(|| "an unknown program".into());
+            return Err(BrokerError::Forbidden(format!(
+                "{who} may not receive tokens of profile {pname:?}: it is not in the profile's allowed_executables"
+            )));
+        }
+        self.token_in((pname, p), credential, min_ttl).await
+    }
+
+    /// What every token request must pass before a profile is even looked at.
+    fn check_token_request(&self, min_ttl: Duration) -> Result<(), BrokerError> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(BrokerError::ShuttingDown);
         }
@@ -323,8 +353,16 @@ impl Broker {
                 min_ttl.as_secs()
             )));
         }
-        let snap = self.snapshot();
-        let (pname, p) = self.resolve(&snap, profile)?;
+        Ok(())
+    }
+
+    /// The token lookup itself, on a profile already resolved.
+    async fn token_in(
+        &self,
+        (pname, p): (&str, &ProfileSlots),
+        credential: Option<&str>,
+        min_ttl: Duration,
+    ) -> Result<IssuedToken, BrokerError> {
         let issue = |slot: &CredSlot, token| IssuedToken {
             token,
             profile: slot.profile.clone(),
@@ -369,37 +407,6 @@ impl Broker {
             profile: pname.to_string(),
             credential: String::new(),
         }))
-    }
-
-    /// True when `profile` restricts its tokens to listed executables (so the
-    /// caller's executable must be looked up).
-    pub fn needs_caller_exe(&self, profile: Option<&str>) -> bool {
-        let snap = self.snapshot();
-        self.resolve(&snap, profile).is_ok_and(|(_, p)| !p.settings.allowed_executables.is_empty())
-    }
-
-    /// Checks a caller against the profile's executable allow-list. `exe` is only
-    /// called when the profile has one (it reads `/proc/PID/exe`). An unknown
-    /// profile passes: [`Broker::token`] reports it properly.
-    pub fn check_caller(
-        &self,
-        profile: Option<&str>,
-        exe: impl FnOnce() -> Option<std::path::PathBuf>,
-    ) -> Result<(), BrokerError> {
-        let snap = self.snapshot();
-        let Ok((name, p)) = self.resolve(&snap, profile) else { return Ok(()) };
-        if p.settings.allowed_executables.is_empty() {
-            return Ok(());
-        }
-        let exe = exe();
-        if p.settings.allows_executable(exe.as_deref()) {
-            Ok(())
-        } else {
-            let who = exe.map(|e| e.display().to_string()).unwrap_or_else(|| "an unknown program".into());
-            Err(BrokerError::Forbidden(format!(
-                "{who} may not receive tokens of profile {name:?}: it is not in the profile's allowed_executables"
-            )))
-        }
     }
 
     /// A client saw `access_token` rejected: stop handing it out (the next request

@@ -1,22 +1,10 @@
-//! Exit statuses (SPEC.md) and the error type that carries one.
+//! Exit statuses (docs/reference.md; the values live in the protocol's error table)
+//! and the error type that carries one.
 
 use crate::client::ClientError;
 use crate::protocol::ErrorCode;
 
-/// Success.
-pub const OK: u8 = 0;
-/// Any other failure.
-pub const FAILURE: u8 = 1;
-/// Usage error.
-pub const USAGE: u8 = 2;
-/// The agent is not reachable.
-pub const AGENT_UNREACHABLE: u8 = 3;
-/// Unknown profile or credential.
-pub const UNKNOWN: u8 = 4;
-/// Looker rejected the credentials.
-pub const REJECTED: u8 = 5;
-/// Looker unreachable or failing.
-pub const UPSTREAM: u8 = 6;
+pub use crate::protocol::error::exit::*;
 
 /// A failure with its exit status and a message that says what to do next.
 #[derive(Debug)]
@@ -51,13 +39,7 @@ impl CliError {
 
 /// The exit status for a socket API error code.
 pub fn for_code(code: ErrorCode) -> u8 {
-    match code {
-        ErrorCode::UnknownProfile | ErrorCode::UnknownCredential => UNKNOWN,
-        ErrorCode::CredentialsRejected => REJECTED,
-        ErrorCode::UpstreamUnavailable => UPSTREAM,
-        ErrorCode::BadRequest => USAGE,
-        ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::SecretStore | ErrorCode::Internal => FAILURE,
-    }
+    code.exit_status()
 }
 
 impl From<ClientError> for CliError {

@@ -13,8 +13,12 @@
 //! every listener on the bus, so they never carry a token.
 
 use super::listener::exe_of_process;
-use crate::broker::{Broker, BrokerError, BrokerEvent};
-use crate::protocol::DEFAULT_MIN_TTL_SECS;
+use super::service::{Caller, Door, Reply, Service};
+use crate::broker::BrokerEvent;
+pub use crate::protocol::dbus::{BUS_NAME, ERROR_PREFIX, INTERFACE, OBJECT_PATH};
+use crate::protocol::{ApiError, ErrorCode, Request, DEFAULT_MIN_TTL_SECS};
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -24,15 +28,6 @@ use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-/// The well-known bus name.
-pub const BUS_NAME: &str = "io.github.lookeragent.Agent1";
-/// The object path.
-pub const OBJECT_PATH: &str = "/io/github/lookeragent/Agent1";
-/// The interface name.
-pub const INTERFACE: &str = "io.github.lookeragent.Agent1";
-/// The prefix of the interface's error names.
-pub const ERROR_PREFIX: &str = "io.github.lookeragent.Agent1.Error";
-
 /// How long [`BusService::stop`] waits for the name to be released.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to the bus may take.
@@ -40,57 +35,56 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between reconnection attempts after the bus went away.
 const RECONNECT_CAP: Duration = Duration::from_secs(60);
 
-/// The interface's errors, as D-Bus error names under [`ERROR_PREFIX`]
-/// (`io.github.lookeragent.Agent1.Error.UnknownProfile`, …). Each carries a
-/// message for people. Shared by the daemon and [`crate::client_bus`].
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "io.github.lookeragent.Agent1.Error")]
-pub enum AgentError {
-    /// A D-Bus level failure (transport, marshalling, a foreign error name).
-    #[zbus(error)]
+/// How the D-Bus door replies with an [`ApiError`]: the error name from the
+/// table ([`ErrorCode::dbus_name`]), the message as its description.
+#[derive(Debug)]
+pub enum BusError {
+    /// An error of the API.
+    Api(ApiError),
+    /// A D-Bus level failure (marshalling, the bus itself).
     ZBus(zbus::Error),
-    /// No such profile, or none named and no default.
-    UnknownProfile(String),
-    /// No such credential set in the profile.
-    UnknownCredential(String),
-    /// Looker refused the credentials.
-    CredentialsRejected(String),
-    /// Looker unreachable or failing, or the agent is shutting down.
-    UpstreamUnavailable(String),
-    /// A request no token can satisfy, or malformed.
-    BadRequest(String),
-    /// The caller is not the daemon's user (or cannot be identified).
-    AccessDenied(String),
-    /// The secret store failed (locked, unavailable, secret missing). An extension of SPEC.md's list.
-    SecretStore(String),
 }
 
-impl From<BrokerError> for AgentError {
-    fn from(e: BrokerError) -> Self {
-        // Names the caller sent come back cut short, as over the socket.
-        let msg = super::handler::peer_message(&e);
-        match e {
-            BrokerError::UnknownProfile { .. } | BrokerError::NoDefaultProfile { .. } => {
-                AgentError::UnknownProfile(msg)
-            }
-            BrokerError::UnknownCredential { .. } => AgentError::UnknownCredential(msg),
-            BrokerError::BadRequest(_) => AgentError::BadRequest(msg),
-            BrokerError::Rejected { .. } => AgentError::CredentialsRejected(msg),
-            BrokerError::Unavailable { .. } | BrokerError::ShuttingDown => {
-                AgentError::UpstreamUnavailable(msg)
-            }
-            BrokerError::Store(_) => AgentError::SecretStore(msg),
-            BrokerError::Forbidden(_) => AgentError::AccessDenied(msg),
+impl From<ApiError> for BusError {
+    fn from(e: ApiError) -> Self {
+        BusError::Api(e)
+    }
+}
+
+impl From<zbus::Error> for BusError {
+    fn from(e: zbus::Error) -> Self {
+        BusError::ZBus(e)
+    }
+}
+
+impl zbus::DBusError for BusError {
+    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<zbus::message::Message> {
+        let desc = match self {
+            BusError::Api(e) => e.message.clone(),
+            BusError::ZBus(e) => e.to_string(),
+        };
+        zbus::message::Message::error(call, self.name())?.build(&(desc,))
+    }
+
+    fn name(&self) -> zbus::names::ErrorName<'_> {
+        match self {
+            BusError::Api(e) => zbus::names::ErrorName::try_from(e.code.dbus_name())
+                .unwrap_or_else(|_| zbus::names::ErrorName::from_static_str_unchecked(FAILED)),
+            BusError::ZBus(zbus::Error::MethodError(name, _, _)) => name.as_ref(),
+            BusError::ZBus(_) => zbus::names::ErrorName::from_static_str_unchecked(FAILED),
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            BusError::Api(e) => Some(&e.message),
+            BusError::ZBus(_) => None,
         }
     }
 }
 
-/// Who called, once checked.
-struct Caller {
-    name: String,
-    uid: u32,
-    known: Known,
-}
+/// The generic D-Bus error name, for failures that are not the API's.
+const FAILED: &str = "org.freedesktop.DBus.Error.Failed";
 
 /// What the bus told about a connection the first time it called, kept for the
 /// connection's life: its uid, and the program behind it (read once, then, so a
@@ -105,8 +99,7 @@ struct Known {
 
 /// The object served at [`OBJECT_PATH`].
 pub struct Agent {
-    broker: Broker,
-    uid: u32,
+    service: Arc<Service>,
     bus: DBusProxy<'static>,
     /// Callers by unique bus name. A unique name is never reused while the bus
     /// lives, so an entry cannot go stale; it saves a bus round trip per call.
@@ -117,48 +110,61 @@ pub struct Agent {
 const UID_CACHE_MAX: usize = 4096;
 
 impl Agent {
-    /// Refuses callers of another user; unknown callers are refused too.
-    async fn check_caller(&self, hdr: &Header<'_>) -> Result<Caller, AgentError> {
+    /// What the bus says of the caller: asked once per caller connection, then cached.
+    async fn known(&self, hdr: &Header<'_>) -> Result<(String, Known), BusError> {
+        let denied = |m: String| BusError::Api(ApiError::new(ErrorCode::Forbidden, m));
         let Some(sender) = hdr.sender() else {
-            return Err(AgentError::AccessDenied("the call has no sender".into()));
+            return Err(denied("the call has no sender".into()));
         };
         let cached = self.uids.lock().unwrap_or_else(|p| p.into_inner()).get(sender.as_str()).cloned();
-        let known = match cached {
-            Some(k) => k,
-            None => {
-                let creds =
-                    self.bus.get_connection_credentials(BusName::from(sender.to_owned())).await.map_err(
-                        |e| AgentError::AccessDenied(format!("cannot tell which user is calling: {e}")),
-                    )?;
-                let Some(uid) = creds.unix_user_id() else {
-                    return Err(AgentError::AccessDenied(
-                        "the bus does not tell which user is calling".into(),
-                    ));
-                };
-                let pid = creds.process_id();
-                let exe = pid.and_then(|p| i32::try_from(p).ok()).and_then(|p| {
-                    use std::os::fd::AsFd;
-                    exe_of_process(p, creds.process_fd().map(|f| f.as_fd()))
-                });
-                let known = Known { uid, pid, exe: exe.map(std::sync::Arc::from) };
-                let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
-                if uids.len() >= UID_CACHE_MAX {
-                    uids.clear();
-                }
-                uids.insert(sender.to_string(), known.clone());
-                known
-            }
-        };
-        if known.uid != self.uid {
-            tracing::warn!(peer_uid = known.uid, bus_name = %sender, "refused a D-Bus caller of another user");
-            return Err(AgentError::AccessDenied("this agent serves only its own user".into()));
+        if let Some(k) = cached {
+            return Ok((sender.to_string(), k));
         }
-        Ok(Caller { name: sender.to_string(), uid: known.uid, known })
+        let creds = self
+            .bus
+            .get_connection_credentials(BusName::from(sender.to_owned()))
+            .await
+            .map_err(|e| denied(format!("cannot tell which user is calling: {e}")))?;
+        let Some(uid) = creds.unix_user_id() else {
+            return Err(denied("the bus does not tell which user is calling".into()));
+        };
+        let pid = creds.process_id();
+        let exe = pid.and_then(|p| i32::try_from(p).ok()).and_then(|p| {
+            use std::os::fd::AsFd;
+            exe_of_process(p, creds.process_fd().map(|f| f.as_fd()))
+        });
+        let known = Known { uid, pid, exe: exe.map(Arc::from) };
+        let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        if uids.len() >= UID_CACHE_MAX {
+            uids.clear();
+        }
+        uids.insert(sender.to_string(), known.clone());
+        Ok((sender.to_string(), known))
+    }
+
+    /// Decoded arguments in, the service's reply out: the whole of this door.
+    async fn serve(&self, hdr: &Header<'_>, req: Request<'_>) -> Result<Reply, BusError> {
+        let (name, known) = self.known(hdr).await?;
+        let caller = Caller {
+            door: Door::DBus,
+            uid: Some(known.uid),
+            pid: known.pid.map(i64::from),
+            exe: known.exe.as_deref(),
+            bus_name: Some(&name),
+        };
+        let admitted = self.service.admit(caller)?;
+        Ok(self.service.call(admitted, req).await?)
     }
 }
 
-fn opt(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.is_empty())
+/// The empty string means "the default" on the bus.
+fn opt(s: &str) -> Option<Cow<'_, str>> {
+    Some(s).filter(|s| !s.is_empty()).map(Cow::Borrowed)
+}
+
+/// A reply of another kind than the request's: a bug, reported rather than panicked on.
+fn unexpected(r: Reply) -> BusError {
+    BusError::Api(ApiError::new(ErrorCode::Internal, format!("unexpected reply {r:?}")))
 }
 
 #[zbus::interface(name = "io.github.lookeragent.Agent1")]
@@ -173,24 +179,19 @@ impl Agent {
         credential: &str,
         min_ttl: u32,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(String, i64, String), AgentError> {
-        let caller = self.check_caller(&hdr).await?;
-        let (pid, exe) = (caller.known.pid, caller.known.exe.as_deref());
-        if let Err(e) = self.broker.check_caller(opt(profile), || exe.map(std::path::Path::to_path_buf)) {
-            tracing::warn!(transport = "dbus", pid = ?pid, uid = caller.uid, exe = ?exe, bus_name = %caller.name,
-                profile = %crate::protocol::echo(profile), "token refused: caller not in the profile's allowed_executables");
-            return Err(e.into());
-        }
+    ) -> Result<(String, i64, String), BusError> {
         let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
-        let t = self.broker.token(opt(profile), opt(credential), Duration::from_secs(min_ttl)).await?;
-        let now = self.broker.now();
-        let expires_at_unix = t.expires_at_unix(now);
-        if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
-            tracing::debug!(target: "looker_agent::audit", transport = "dbus", pid = ?pid, uid = caller.uid,
-                exe = ?exe, bus_name = %caller.name, profile = %t.profile, credential = %t.credential,
-                expires_at_unix, expires_in = t.expires_in(now), "token handed out");
+        let req = Request::Token {
+            profile: opt(profile),
+            credential: opt(credential),
+            min_ttl: Duration::from_secs(min_ttl),
+        };
+        match self.serve(&hdr, req).await? {
+            Reply::Token(t, now) => {
+                Ok((t.token.token.expose().to_string(), t.expires_at_unix(now), t.base_url.to_string()))
+            }
+            r => Err(unexpected(r)),
         }
-        Ok((t.token.token.expose().to_string(), expires_at_unix, t.base_url.to_string()))
     }
 
     /// A caller saw `access_token` rejected: the agent stops handing it out and
@@ -200,16 +201,21 @@ impl Agent {
         profile: &str,
         access_token: &str,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(), AgentError> {
-        self.check_caller(&hdr).await?;
-        Ok(self.broker.invalidate(opt(profile), access_token)?)
+    ) -> Result<(), BusError> {
+        let req = Request::Invalidate { profile: opt(profile), access_token: Cow::Borrowed(access_token) };
+        match self.serve(&hdr, req).await? {
+            Reply::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// The configured profile names, sorted.
     #[zbus(out_args("profiles"))]
-    async fn list_profiles(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<String>, AgentError> {
-        self.check_caller(&hdr).await?;
-        Ok(self.broker.profiles())
+    async fn list_profiles(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<String>, BusError> {
+        match self.serve(&hdr, Request::ListProfiles).await? {
+            Reply::Profiles(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// Revokes the live tokens of a credential set, a profile, or (both empty) all;
@@ -220,11 +226,12 @@ impl Agent {
         profile: &str,
         credential: &str,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<u32, AgentError> {
-        let caller = self.check_caller(&hdr).await?;
-        let n = self.broker.revoke(opt(profile), opt(credential)).await?;
-        tracing::info!(bus_name = %caller.name, profile, credential, revoked = n, "tokens revoked on request over D-Bus");
-        Ok(n)
+    ) -> Result<u32, BusError> {
+        match self.serve(&hdr, Request::Revoke { profile: opt(profile), credential: opt(credential) }).await?
+        {
+            Reply::Revoked(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// The agent's version.
@@ -271,10 +278,10 @@ pub struct BusService {
 }
 
 impl BusService {
-    /// Starts serving `broker` on the bus, for callers of `uid` only. Must run inside a tokio runtime.
-    pub fn start(broker: Broker, uid: u32, address: BusAddress) -> BusService {
+    /// Starts serving `service` on the bus. Must run inside a tokio runtime.
+    pub fn start(service: Arc<Service>, address: BusAddress) -> BusService {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(broker, uid, address, stopped));
+        let task = tokio::spawn(run(service, address, stopped));
         BusService { stop: Some(stop), task }
     }
 
@@ -314,7 +321,7 @@ async fn connect(address: &BusAddress) -> Result<Connection, Setup> {
 }
 
 /// Connects, serves the object, then owns the name (in that order).
-async fn serve(broker: &Broker, uid: u32, address: &BusAddress) -> Result<Connection, Setup> {
+async fn serve(service: &Arc<Service>, address: &BusAddress) -> Result<Connection, Setup> {
     let conn = connect(address).await?;
     let failed = |e: zbus::Error| Setup::Failed(e.to_string());
     let bus = DBusProxy::builder(&conn)
@@ -323,7 +330,7 @@ async fn serve(broker: &Broker, uid: u32, address: &BusAddress) -> Result<Connec
         .await
         .map_err(failed)?;
     conn.object_server()
-        .at(OBJECT_PATH, Agent { broker: broker.clone(), uid, bus, uids: Default::default() })
+        .at(OBJECT_PATH, Agent { service: service.clone(), bus, uids: Default::default() })
         .await
         .map_err(failed)?;
     match conn.request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into()).await {
@@ -361,14 +368,14 @@ async fn forward_events(conn: Connection, mut events: broadcast::Receiver<Broker
     }
 }
 
-async fn run(broker: Broker, uid: u32, address: BusAddress, mut stopped: oneshot::Receiver<()>) {
+async fn run(service: Arc<Service>, address: BusAddress, mut stopped: oneshot::Receiver<()>) {
     let mut connected_once = false;
     let mut pause = Duration::from_secs(1);
     loop {
         // Subscribe before serving, so no event between the two is lost.
-        let events = broker.subscribe();
+        let events = service.broker().subscribe();
         let attempt = tokio::select! {
-            r = serve(&broker, uid, &address) => r,
+            r = serve(&service, &address) => r,
             _ = &mut stopped => return,
         };
         let conn = match attempt {

@@ -1,37 +1,46 @@
-//! The socket API's routes (SPEC.md "Socket API"), on top of hyper.
+//! The socket door (docs/reference.md "Socket API"): decodes an HTTP request into
+//! a [`Request`], calls the [`Service`], encodes its answer. Nothing else: the
+//! caller check, allow-list, audit and error table live behind the service.
 
+use super::limits::Limits;
 use super::listener::Peer;
-use super::server::Limits;
-use crate::broker::{Broker, BrokerError};
+use super::service::{Caller, Door, Reply, Service};
+use crate::protocol::error::ErrorBody;
+use crate::protocol::request::RouteMiss;
 use crate::protocol::{
-    clip, echo, ErrorBody, ErrorCode, Health, InvalidateRequest, RevokeRequest, RevokeResponse,
-    DEFAULT_MIN_TTL_SECS, DEFAULT_PROFILE_SEGMENT,
+    clip, echo, ApiError, ErrorCode, InvalidateRequest, Request, RevokeRequest, RevokeResponse, Route,
+    DEFAULT_MIN_TTL_SECS,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request as HttpRequest, Response, StatusCode};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Reloads the config from disk; returns a one-line summary or why it failed.
-pub type ReloadFn = Arc<dyn Fn(&Broker) -> Result<String, String> + Send + Sync>;
-
-/// What every request handler shares.
+/// What every connection of the socket door shares.
 pub struct Ctx {
-    /// The token broker.
-    pub broker: Broker,
-    /// The daemon's uid: only this uid is served.
-    pub uid: u32,
-    /// `POST /v1/reload`: re-read the config (absent in dev mode).
-    pub reload: Option<ReloadFn>,
+    /// The one request path (shared with the D-Bus door).
+    pub service: Arc<Service>,
     /// Size and time limits.
     pub limits: Limits,
+}
+
+impl Ctx {
+    /// A socket door on its own service (tests, benches and fuzzing serve sockets
+    /// without the rest of the daemon).
+    pub fn new(
+        broker: crate::broker::Broker,
+        uid: u32,
+        reload: Option<super::service::ReloadFn>,
+        limits: Limits,
+    ) -> Ctx {
+        Ctx { service: Arc::new(Service::new(broker, uid, reload)), limits }
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -45,30 +54,14 @@ fn json(status: StatusCode, body: Vec<u8>) -> Resp {
     r
 }
 
-/// An error answer with the SPEC's shape.
+/// An error answer: `{"error":{"code","message"}}` with the code's status.
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Resp {
-    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
-    json(StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
+    api_error(&ApiError::new(code, message))
 }
 
-fn broker_error(e: &BrokerError) -> Resp {
-    error(e.code(), peer_message(e))
-}
-
-/// The message of `e` as a client sees it: names the client sent are cut to
-/// [`crate::protocol::MAX_ECHO_CHARS`] (a real name is never that long to be cut wrongly, and the
-/// cut one can never match, the ellipsis being no name's character).
-pub(crate) fn peer_message(e: &BrokerError) -> String {
-    let cut = |s: &str| echo(s).into_owned();
-    match e {
-        BrokerError::UnknownProfile { profile, known } => {
-            BrokerError::UnknownProfile { profile: cut(profile), known: known.clone() }.to_string()
-        }
-        BrokerError::UnknownCredential { profile, credential } => {
-            BrokerError::UnknownCredential { profile: cut(profile), credential: cut(credential) }.to_string()
-        }
-        e => e.to_string(),
-    }
+fn api_error(e: &ApiError) -> Resp {
+    let body = serde_json::to_vec(&ErrorBody::from(e)).unwrap_or_default();
+    json(StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
 }
 
 /// Longest parser message (query, JSON body) repeated to the client: they can quote the input.
@@ -103,215 +96,132 @@ fn parse_min_ttl(raw: Option<&str>) -> Result<Duration, String> {
 async fn read_json<T: serde::de::DeserializeOwned + Default>(
     body: Incoming,
     limits: &Limits,
-) -> Result<T, Resp> {
+) -> Result<T, ApiError> {
     // A declared length over the limit is refused at once, not waited for.
     if body.size_hint().lower() > limits.max_body as u64 {
-        return Err(error(
-            ErrorCode::BadRequest,
-            format!("request body larger than {} bytes", limits.max_body),
-        ));
+        return Err(ApiError::bad_request(format!("request body larger than {} bytes", limits.max_body)));
     }
     let limited = Limited::new(body, limits.max_body);
     let collected = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
-        Err(_) => return Err(error(ErrorCode::BadRequest, "request body not received in time")),
+        Err(_) => return Err(ApiError::bad_request("request body not received in time")),
         Ok(Err(e)) => {
             let msg = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 format!("request body larger than {} bytes", limits.max_body)
             } else {
                 format!("cannot read request body: {e}")
             };
-            return Err(error(ErrorCode::BadRequest, msg));
+            return Err(ApiError::bad_request(msg));
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
     match collected.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Ok(T::default()),
         Some(b'{') => {}
-        Some(_) => {
-            return Err(error(ErrorCode::BadRequest, "the request body must be a JSON object (or empty)"))
-        }
+        Some(_) => return Err(ApiError::bad_request("the request body must be a JSON object (or empty)")),
     }
     serde_json::from_slice(&collected).map_err(|e| {
-        error(
-            ErrorCode::BadRequest,
-            format!("invalid JSON body: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE)),
-        )
+        ApiError::bad_request(format!("invalid JSON body: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE)))
     })
 }
 
-/// Splits `/a/b/c` into `buf` without allocating; returns how many segments were
-/// found, or 0 (matching no route) when there are more than `buf` holds.
-fn split_path<'a>(path: &'a str, buf: &mut [&'a str]) -> usize {
-    let mut n = 0;
-    for seg in path.trim_matches('/').split('/') {
-        if n == buf.len() {
-            return 0;
-        }
-        buf[n] = seg;
-        n += 1;
-    }
-    n
-}
-
-/// Percent-decodes one path segment (`pro%64` is `prod`); borrowed when there is
-/// nothing to decode. A broken escape or a result that is not UTF-8 is an error.
-fn decode_segment(seg: &str) -> Result<Cow<'_, str>, String> {
-    if !seg.contains('%') {
-        return Ok(Cow::Borrowed(seg));
-    }
-    let bad = || format!("path segment {:?} is not valid percent-encoded UTF-8", echo(seg));
-    let raw = seg.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| bad())
-}
-
-fn profile_arg(seg: &str) -> Option<&str> {
-    if seg == DEFAULT_PROFILE_SEGMENT {
-        None
-    } else {
-        Some(seg)
-    }
-}
-
 /// Answers one request. Never fails: every problem becomes an error answer.
-pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    if !peer.is_uid(ctx.uid) {
-        tracing::warn!(peer_uid = ?peer.uid, peer_pid = ?peer.pid, exe = ?peer.exe(), "refused a client of another user");
-        return Ok(error(ErrorCode::Forbidden, "this agent serves only its own user"));
-    }
+pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: HttpRequest<Incoming>) -> Result<Resp, Infallible> {
+    let caller = Caller {
+        door: Door::Socket,
+        uid: peer.uid,
+        pid: peer.pid.map(i64::from),
+        exe: peer.exe(),
+        bus_name: None,
+    };
+    let admitted = match ctx.service.admit(caller) {
+        Ok(a) => a,
+        Err(e) => return Ok(api_error(&e)),
+    };
     // Split the request so the path can be borrowed while the body is read.
     let (parts, body) = req.into_parts();
+    let request = match decode(&ctx.limits, &parts, body).await {
+        Ok(r) => r,
+        Err(resp) => return Ok(resp),
+    };
+    Ok(match ctx.service.call(admitted, request).await {
+        Ok(reply) => encode(reply),
+        Err(e) => api_error(&e),
+    })
+}
+
+/// The [`Request`] an HTTP request stands for, or the answer that says why none.
+async fn decode<'a>(
+    limits: &Limits,
+    parts: &'a hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Request<'a>, Resp> {
     let path = parts.uri.path();
-    let mut raw_buf = [""; 5];
-    let n = split_path(path, &mut raw_buf);
-    let mut decoded: [Cow<'_, str>; 5] = Default::default();
-    for (d, raw) in decoded.iter_mut().zip(&raw_buf[..n]) {
-        match decode_segment(raw) {
-            Ok(s) => *d = s,
-            Err(msg) => return Ok(error(ErrorCode::BadRequest, msg)),
-        }
-    }
-    let mut seg_buf = [""; 5];
-    for (s, d) in seg_buf.iter_mut().zip(&decoded[..n]) {
-        *s = d;
-    }
-    let segs = &seg_buf[..n];
-    let shown_path = echo(path);
     let method = &parts.method;
-    let resp = match (method, segs) {
-        (&Method::GET, ["v1", "health"]) => {
-            ok(&Health { status: "ok".into(), version: crate::VERSION.into() })
-        }
-        (&Method::GET, ["v1", "profiles", profile, "token"]) => {
-            let q: TokenQuery = match serde_urlencoded::from_str(parts.uri.query().unwrap_or("")) {
-                Ok(q) => q,
-                Err(e) => {
-                    let msg = format!("invalid query: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE));
-                    return Ok(error(ErrorCode::BadRequest, msg));
-                }
-            };
-            let min_ttl = match parse_min_ttl(q.min_ttl.as_deref()) {
-                Ok(d) => d,
-                Err(e) => return Ok(error(ErrorCode::BadRequest, e)),
-            };
-            // The program that opened this connection, as seen when it was accepted.
-            if let Err(e) =
-                ctx.broker.check_caller(profile_arg(profile), || peer.exe().map(Path::to_path_buf))
-            {
-                tracing::warn!(transport = "socket", pid = ?peer.pid, uid = ?peer.uid, exe = ?peer.exe(),
-                    profile = %echo(profile), "token refused: caller not in the profile's allowed_executables");
-                return Ok(broker_error(&e));
-            }
-            match ctx.broker.token(profile_arg(profile), q.credential.as_deref(), min_ttl).await {
-                Ok(t) => {
-                    let now = ctx.broker.now();
-                    // The audit trail is at debug so cache hits stay quiet by default:
-                    // enable it with RUST_LOG=info,looker_agent::audit=debug.
-                    if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
-                        tracing::debug!(target: "looker_agent::audit", transport = "socket", pid = ?peer.pid,
-                            uid = ?peer.uid, exe = ?peer.exe(), profile = %t.profile, credential = %t.credential,
-                            expires_in = t.expires_in(now), "token handed out");
-                    }
-                    json(StatusCode::OK, t.to_json(now))
-                }
-                Err(e) => broker_error(&e),
-            }
-        }
-        (&Method::POST, ["v1", "profiles", profile, "invalidate"]) => {
-            let body: InvalidateBody = match read_json(body, &ctx.limits).await {
-                Ok(b) => b,
-                Err(r) => return Ok(r),
-            };
-            let Some(body) = body.0 else {
-                return Ok(error(ErrorCode::BadRequest, "body must be {\"access_token\":\"…\"}"));
-            };
-            match ctx.broker.invalidate(profile_arg(profile), &body.access_token) {
-                Ok(()) => {
-                    let mut r = Response::new(Full::new(Bytes::new()));
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    r
-                }
-                Err(e) => broker_error(&e),
-            }
-        }
-        (&Method::GET, ["v1", "status"]) => ok(&ctx.broker.status()),
-        (&Method::POST, ["v1", "revoke"]) => {
-            let body: RevokeRequest = match read_json(body, &ctx.limits).await {
-                Ok(b) => b,
-                Err(r) => return Ok(r),
-            };
-            // Its own task: a client that hangs up drops this handler, not the revocation
-            // (which would otherwise stop midway and leave its journal entry behind).
-            let broker = ctx.broker.clone();
-            let work = tokio::spawn(async move {
-                broker.revoke(body.profile.as_deref(), body.credential.as_deref()).await
-            });
-            match work.await {
-                Ok(Ok(n)) => ok(&RevokeResponse { revoked: n }),
-                Ok(Err(e)) => broker_error(&e),
-                Err(e) => error(ErrorCode::Internal, format!("the revocation failed: {e}")),
-            }
-        }
-        (&Method::POST, ["v1", "reload"]) => match &ctx.reload {
-            None => error(ErrorCode::BadRequest, "this agent has no config file to reload (dev mode)"),
-            Some(f) => match f(&ctx.broker) {
-                Ok(summary) => ok(&serde_json::json!({ "reloaded": true, "summary": summary })),
-                Err(e) => error(ErrorCode::BadRequest, e),
-            },
-        },
-        (_, ["v1", "health"])
-        | (_, ["v1", "status"])
-        | (_, ["v1", "revoke"])
-        | (_, ["v1", "reload"])
-        | (_, ["v1", "profiles", _, "token"])
-        | (_, ["v1", "profiles", _, "invalidate"]) => {
-            let mut r = error(
-                ErrorCode::BadRequest,
-                format!("method {} not allowed on {shown_path}", echo(method.as_str())),
-            );
+    let route = Route::decode(method, path).map_err(|miss| match miss {
+        RouteMiss::BadSegment(msg) => error(ErrorCode::BadRequest, msg),
+        RouteMiss::WrongMethod => {
+            let msg = format!("method {} not allowed on {}", echo(method.as_str()), echo(path));
+            let mut r = error(ErrorCode::BadRequest, msg);
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         }
-        _ => {
-            let method = echo(method.as_str());
-            error(
-                ErrorCode::NotFound,
-                format!("no such endpoint: {method} {shown_path}; see SPEC.md's socket API"),
-            )
+        RouteMiss::NotFound => error(
+            ErrorCode::NotFound,
+            format!(
+                "no such endpoint: {} {}; see docs/reference.md, \"Socket API\"",
+                echo(method.as_str()),
+                echo(path)
+            ),
+        ),
+    })?;
+    let bad = |e: ApiError| api_error(&e);
+    Ok(match route {
+        Route::Health => Request::Health,
+        Route::Status => Request::Status,
+        Route::Reload => Request::Reload,
+        Route::Token { profile } => {
+            let q: TokenQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|e| {
+                error(
+                    ErrorCode::BadRequest,
+                    format!("invalid query: {}", clip(&e.to_string(), MAX_PARSER_MESSAGE)),
+                )
+            })?;
+            let min_ttl = parse_min_ttl(q.min_ttl.as_deref()).map_err(|e| error(ErrorCode::BadRequest, e))?;
+            let credential = q.credential.filter(|c| !c.is_empty()).map(Cow::Owned);
+            Request::Token { profile, credential, min_ttl }
         }
-    };
-    Ok(resp)
+        Route::Invalidate { profile } => {
+            let body: InvalidateBody = read_json(body, limits).await.map_err(bad)?;
+            let Some(body) = body.0 else {
+                return Err(error(ErrorCode::BadRequest, "body must be {\"access_token\":\"…\"}"));
+            };
+            Request::Invalidate { profile, access_token: Cow::Owned(body.access_token) }
+        }
+        Route::Revoke => {
+            let body: RevokeRequest = read_json(body, limits).await.map_err(bad)?;
+            Request::Revoke {
+                profile: body.profile.map(Cow::Owned),
+                credential: body.credential.map(Cow::Owned),
+            }
+        }
+    })
+}
+
+/// Encodes what the service answered.
+fn encode(reply: Reply) -> Resp {
+    match reply {
+        Reply::Health(h) => ok(&h),
+        Reply::Token(t, now) => json(StatusCode::OK, t.to_json(now)),
+        Reply::Done => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Reply::Status(s) => ok(&*s),
+        Reply::Revoked(n) => ok(&RevokeResponse { revoked: n }),
+        Reply::Reloaded(summary) => ok(&serde_json::json!({ "reloaded": true, "summary": summary })),
+        Reply::Profiles(p) => ok(&p),
+    }
 }
 
 /// An invalidate body; `None` when the body was empty.

@@ -14,16 +14,19 @@ pub mod bus;
 pub mod dev;
 pub mod handler;
 pub mod hardening;
+pub mod limits;
 pub mod listener;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod watch;
 
 use crate::broker::{Broker, RevokeSummary};
 use crate::config::Config;
-use handler::{Ctx, ReloadFn};
+use handler::Ctx;
 use server::Limits;
+use service::{ReloadFn, Service};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -144,12 +147,8 @@ impl Daemon {
             .config_path
             .clone()
             .map(|path| Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn);
-        let ctx = Arc::new(Ctx {
-            broker: broker.clone(),
-            uid,
-            reload: reload.clone(),
-            limits: opts.limits.clone(),
-        });
+        let service = Arc::new(Service::new(broker.clone(), uid, reload.clone()));
+        let ctx = Arc::new(Ctx { service: service.clone(), limits: opts.limits.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // This instance's owner lock, held until the very end: while it is held, other
         // agents on the same store leave this one's journal entries alone.
@@ -169,7 +168,7 @@ impl Daemon {
             _ => None,
         };
         let bus = if opts.dbus {
-            Some(bus::BusService::start(broker.clone(), uid, bus::BusAddress::Session))
+            Some(bus::BusService::start(service.clone(), bus::BusAddress::Session))
         } else {
             tracing::info!("D-Bus off (--no-dbus): serving the socket only");
             None

@@ -2,6 +2,7 @@
 //! each connection to hyper with the peer's credentials attached.
 
 use super::handler::{self, Ctx};
+pub use super::limits::Limits;
 use super::listener::Peer;
 use crate::protocol::ErrorCode;
 use hyper::header::{HeaderValue, CONNECTION};
@@ -19,47 +20,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-
-/// Size, count and time limits of the socket server.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Connections served at once; more are closed at accept.
-    pub max_connections: usize,
-    /// Connections of other users served at once (each only gets its 403), apart from
-    /// `max_connections`, so another user cannot take every slot.
-    pub max_foreign_connections: usize,
-    /// Largest request body accepted.
-    pub max_body: usize,
-    /// Largest request line plus headers.
-    pub max_header_bytes: usize,
-    /// Time a client has to send a request's headers (also bounds idle connections).
-    pub header_timeout: Duration,
-    /// Time a client has to send a request's body.
-    pub body_timeout: Duration,
-    /// Time an answer may wait for the client to read it; a client that stopped
-    /// reading is disconnected rather than holding its connection for ever.
-    pub write_timeout: Duration,
-    /// Requests served on one connection before it is closed.
-    pub max_requests_per_connection: u32,
-    /// How long open connections get to finish at shutdown.
-    pub drain_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 4096,
-            max_foreign_connections: 16,
-            max_body: 64 * 1024,
-            max_header_bytes: 16 * 1024,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
-            max_requests_per_connection: 100_000,
-            drain_timeout: Duration::from_secs(1),
-        }
-    }
-}
 
 /// File descriptors kept free of client connections: the runtime, the store's files,
 /// connections to Looker, the journal, the bus, logging.
@@ -179,7 +139,7 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
         let peer = Peer::of(&stream);
         // Another user's connections (each only gets its 403) come from a pool of their
         // own, so they cannot take the slots of the agent's own user.
-        let own = peer.is_uid(ctx.uid);
+        let own = peer.is_uid(ctx.service.uid());
         let pool = if own { &slots } else { &foreign_slots };
         let Ok(permit) = pool.clone().try_acquire_owned() else {
             if own && !full_warned {
@@ -255,7 +215,7 @@ pub(crate) async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stream = WriteDeadline::new(stream, ctx.limits.write_timeout);
-    let foreign = !peer.is_uid(ctx.uid);
+    let foreign = !peer.is_uid(ctx.service.uid());
     let served = Arc::new(AtomicU32::new(0));
     let max = ctx.limits.max_requests_per_connection;
     let svc = service_fn(move |req| {

@@ -1,6 +1,6 @@
 //! Signals and systemd notifications.
 
-use super::handler::ReloadFn;
+use super::service::ReloadFn;
 use crate::broker::Broker;
 use tokio::signal::unix::{signal, SignalKind};
 

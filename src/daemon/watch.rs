@@ -11,7 +11,7 @@
 //! file is a valid config with no profiles: the agent would drop and revoke
 //! everything it holds.
 
-use super::handler::ReloadFn;
+use super::service::ReloadFn;
 use crate::broker::Broker;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

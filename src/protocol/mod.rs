@@ -1,5 +1,29 @@
-//! The socket API's wire types, shared by the daemon and `lookerctl` so the two
-//! cannot drift apart. SPEC.md "Socket API" is the contract.
+//! The agent's API, shared by the daemon and `lookerctl` so the two cannot drift
+//! apart (docs/reference.md, "Socket API" and "D-Bus API"):
+//!
+//! - [`request`]: what a client can ask, whatever door it uses, and the socket
+//!   routes that carry each request (decoded by the daemon, built by the client);
+//! - [`error`]: the one error type and the one table from which its HTTP status,
+//!   D-Bus error name and `lookerctl` exit status derive;
+//! - here: the answers' wire types.
+
+pub mod error;
+pub mod request;
+
+/// The D-Bus API's names (docs/reference.md "D-Bus API").
+pub mod dbus {
+    /// The well-known bus name.
+    pub const BUS_NAME: &str = "io.github.lookeragent.Agent1";
+    /// The object path.
+    pub const OBJECT_PATH: &str = "/io/github/lookeragent/Agent1";
+    /// The interface name.
+    pub const INTERFACE: &str = "io.github.lookeragent.Agent1";
+    /// The prefix of the interface's error names.
+    pub const ERROR_PREFIX: &str = super::error::DBUS_ERROR_PREFIX;
+}
+
+pub use error::{ApiError, ErrorCode};
+pub use request::{Request, Route};
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -110,82 +134,6 @@ pub struct RevokeRequest {
 pub struct RevokeResponse {
     /// How many live tokens were revoked at Looker.
     pub revoked: u32,
-}
-
-/// The stable error codes of the socket API.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// No such profile (404).
-    UnknownProfile,
-    /// No such credential set in the profile (404).
-    UnknownCredential,
-    /// Malformed request, or a `min_ttl` no token can satisfy (400).
-    BadRequest,
-    /// Looker refused the credentials (502).
-    CredentialsRejected,
-    /// Looker unreachable, failing or rate limiting (503).
-    UpstreamUnavailable,
-    /// The caller may not have tokens (403).
-    Forbidden,
-    /// No route for the request (404).
-    NotFound,
-    /// The secret store failed (locked, unavailable, secret missing) (500).
-    SecretStore,
-    /// The agent itself failed (500).
-    Internal,
-}
-
-impl ErrorCode {
-    /// The HTTP status the socket API answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::UnknownProfile | ErrorCode::UnknownCredential | ErrorCode::NotFound => 404,
-            ErrorCode::BadRequest => 400,
-            ErrorCode::CredentialsRejected => 502,
-            ErrorCode::UpstreamUnavailable => 503,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::SecretStore | ErrorCode::Internal => 500,
-        }
-    }
-
-    /// The snake_case name used on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::UnknownProfile => "unknown_profile",
-            ErrorCode::UnknownCredential => "unknown_credential",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::CredentialsRejected => "credentials_rejected",
-            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::SecretStore => "secret_store",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-/// `{"error":{"code":"…","message":"…"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error itself.
-    pub error: ErrorDetail,
-}
-
-/// The inside of [`ErrorBody`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code.
-    pub code: ErrorCode,
-    /// What went wrong and what to do next, for people.
-    pub message: String,
-}
-
-impl ErrorBody {
-    /// Builds an error body.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody { error: ErrorDetail { code, message: message.into() } }
-    }
 }
 
 /// `GET /v1/status` answer. Never holds a token value.

@@ -1,0 +1,191 @@
+//! The one request path between the doors and the broker.
+//!
+//! ```text
+//! socket: handler.rs ─┐                          ┌─ broker (token cache, logins)
+//!                     ├─► Service::admit(Caller) ┤
+//! D-Bus:  bus.rs ─────┘   Service::call(Request) └─ reload, status
+//! ```
+//! A door (an adapter) only decodes its wire format into a [`Caller`] and a
+//! [`Request`], and encodes the [`Reply`] or [`ApiError`] back. Everything else
+//! happens here, once, for every door: the caller's uid is checked, the profile's
+//! `allowed_executables` applied, the audit line written, broker errors turned
+//! into API errors. The Looker API gateway will be the third door on this path.
+
+use crate::broker::{Broker, IssuedToken, Stamp};
+use crate::protocol::{echo, ApiError, ErrorCode, Health, Request, StatusReport};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Reloads the config from disk; returns a one-line summary or why it failed.
+pub type ReloadFn = Arc<dyn Fn(&Broker) -> Result<String, String> + Send + Sync>;
+
+/// Which door a request came in by (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The agent socket.
+    Socket,
+    /// The session bus.
+    DBus,
+}
+
+impl Door {
+    /// The `transport` field of log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Socket => "socket",
+            Door::DBus => "dbus",
+        }
+    }
+
+    /// How a caller of this door is named in messages.
+    fn caller_noun(self) -> &'static str {
+        match self {
+            Door::Socket => "client",
+            Door::DBus => "D-Bus caller",
+        }
+    }
+}
+
+/// Who is asking, as the door learnt it when the caller connected (the kernel's
+/// SO_PEERCRED and pidfd on the socket, the bus daemon's credentials on D-Bus).
+/// The program is read then, once, so a process that connects, forks and execs
+/// another program is still judged by what it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The door.
+    pub door: Door,
+    /// The caller's uid, if known (unknown is refused).
+    pub uid: Option<u32>,
+    /// The caller's pid when it connected, if known.
+    pub pid: Option<i64>,
+    /// The caller's program (`/proc/PID/exe`) when it connected, if known.
+    pub exe: Option<&'a Path>,
+    /// The caller's unique bus name (D-Bus only).
+    pub bus_name: Option<&'a str>,
+}
+
+/// A caller that passed [`Service::admit`]: only these reach [`Service::call`].
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted<'a>(Caller<'a>);
+
+/// What a request produced; the door encodes it.
+#[derive(Debug)]
+pub enum Reply {
+    /// `Health`.
+    Health(Health),
+    /// `Token`: the token, and the moment its time left is counted from.
+    Token(IssuedToken, Stamp),
+    /// `Invalidate`: done, nothing to say.
+    Done,
+    /// `Status`.
+    Status(Box<StatusReport>),
+    /// `Revoke`: how many tokens Looker confirmed gone.
+    Revoked(u32),
+    /// `Reload`: a one-line summary.
+    Reloaded(String),
+    /// `ListProfiles`.
+    Profiles(Vec<String>),
+}
+
+/// The service every door calls.
+pub struct Service {
+    broker: Broker,
+    uid: u32,
+    reload: Option<ReloadFn>,
+}
+
+impl Service {
+    /// Serves `broker` to callers of `uid`; `reload` re-reads the config (none in dev mode).
+    pub fn new(broker: Broker, uid: u32, reload: Option<ReloadFn>) -> Service {
+        Service { broker, uid, reload }
+    }
+
+    /// The broker behind the service.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The uid served.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Lets in callers of the agent's own uid only; unknown callers are refused too.
+    pub fn admit<'a>(&self, caller: Caller<'a>) -> Result<Admitted<'a>, ApiError> {
+        if caller.uid == Some(self.uid) {
+            return Ok(Admitted(caller));
+        }
+        tracing::warn!(transport = caller.door.as_str(), peer_uid = ?caller.uid, peer_pid = ?caller.pid,
+            exe = ?caller.exe, bus_name = ?caller.bus_name,
+            "refused a {} of another user", caller.door.caller_noun());
+        Err(ApiError::new(ErrorCode::Forbidden, "this agent serves only its own user"))
+    }
+
+    /// Serves one request.
+    pub async fn call(&self, caller: Admitted<'_>, req: Request<'_>) -> Result<Reply, ApiError> {
+        let caller = caller.0;
+        match req {
+            Request::Health => {
+                Ok(Reply::Health(Health { status: "ok".into(), version: crate::VERSION.into() }))
+            }
+            Request::Token { profile, credential, min_ttl } => {
+                let got = self
+                    .broker
+                    .token_for(profile.as_deref(), credential.as_deref(), min_ttl, caller.exe)
+                    .await;
+                match got {
+                    Ok(t) => {
+                        let now = self.broker.now();
+                        // At debug so cache hits stay quiet by default:
+                        // enable it with RUST_LOG=info,looker_agent::audit=debug.
+                        if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
+                            tracing::debug!(target: "looker_agent::audit", transport = caller.door.as_str(),
+                                pid = ?caller.pid, uid = ?caller.uid, exe = ?caller.exe, bus_name = ?caller.bus_name,
+                                profile = %t.profile, credential = %t.credential,
+                                expires_at_unix = t.expires_at_unix(now), expires_in = t.expires_in(now),
+                                "token handed out");
+                        }
+                        Ok(Reply::Token(t, now))
+                    }
+                    Err(e) => {
+                        if e.code() == ErrorCode::Forbidden {
+                            tracing::warn!(transport = caller.door.as_str(), pid = ?caller.pid, uid = ?caller.uid,
+                                exe = ?caller.exe, bus_name = ?caller.bus_name,
+                                profile = %echo(profile.as_deref().unwrap_or("")),
+                                "token refused: caller not in the profile's allowed_executables");
+                        }
+                        Err(e.to_api())
+                    }
+                }
+            }
+            Request::Invalidate { profile, access_token } => {
+                self.broker.invalidate(profile.as_deref(), &access_token).map_err(|e| e.to_api())?;
+                Ok(Reply::Done)
+            }
+            Request::Status => Ok(Reply::Status(Box::new(self.broker.status()))),
+            Request::ListProfiles => Ok(Reply::Profiles(self.broker.profiles())),
+            Request::Revoke { profile, credential } => {
+                let (p, c) = (profile.map(|p| p.into_owned()), credential.map(|c| c.into_owned()));
+                // Its own task: a client that hangs up drops the door's future, not the
+                // revocation (which would otherwise stop midway, its journal entry left behind).
+                let broker = self.broker.clone();
+                let (tp, tc) = (p.clone(), c.clone());
+                let work = tokio::spawn(async move { broker.revoke(tp.as_deref(), tc.as_deref()).await });
+                let n = match work.await {
+                    Ok(r) => r.map_err(|e| e.to_api())?,
+                    Err(e) => {
+                        return Err(ApiError::new(ErrorCode::Internal, format!("the revocation failed: {e}")))
+                    }
+                };
+                tracing::info!(transport = caller.door.as_str(), pid = ?caller.pid, bus_name = ?caller.bus_name,
+                    profile = ?p.as_deref().map(echo), credential = ?c.as_deref().map(echo), revoked = n,
+                    "tokens revoked on request");
+                Ok(Reply::Revoked(n))
+            }
+            Request::Reload => match &self.reload {
+                None => Err(ApiError::bad_request("this agent has no config file to reload (dev mode)")),
+                Some(f) => f(&self.broker).map(Reply::Reloaded).map_err(ApiError::bad_request),
+            },
+        }
+    }
+}

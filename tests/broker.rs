@@ -656,8 +656,9 @@ impl StallableBus {
         assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
         // Stopped for sure before the test goes on (state `T` in /proc/PID/stat).
         let stat = format!("/proc/{pid}/stat");
-        while std::fs::read_to_string(&stat).unwrap().rsplit(") ").next().unwrap().chars().next() != Some('T')
-        {
+        let stopped =
+            || std::fs::read_to_string(&stat).unwrap().rsplit(") ").next().unwrap().starts_with('T');
+        while !stopped() {
             std::thread::yield_now();
         }
     }

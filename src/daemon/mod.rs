@@ -200,7 +200,8 @@ impl Daemon {
         // against a server that never ends) while the bus lets go of its name
         // (`BusService::stop`). Neither eats into the revocation's deadline.
         let drained = async {
-            if tokio::time::timeout(opts.limits.drain_timeout.saturating_mul(2), server).await.is_err() {
+            if tokio::time::timeout(opts.limits.drain_timeout + Duration::from_secs(1), server).await.is_err()
+            {
                 tracing::warn!("the socket server did not stop in time; revoking anyway");
             }
         };

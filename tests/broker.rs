@@ -24,6 +24,7 @@ struct Fake {
 struct FakeState {
     lifetime: u64,
     login_delay: Duration,
+    logout_delay: Duration,
     fail: Option<LookerError>,
     secrets: HashMap<String, String>,
     live: HashMap<String, Instant>,
@@ -64,6 +65,9 @@ impl Fake {
     fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().login_delay = d;
     }
+    fn set_logout_delay(&self, d: Duration) {
+        self.state.lock().unwrap().logout_delay = d;
+    }
     fn is_live(&self, t: &str) -> bool {
         let st = self.state.lock().unwrap();
         st.live.get(t).is_some_and(|e| *e > Instant::now())
@@ -102,6 +106,8 @@ impl LookerApi for Fake {
         })
     }
     async fn logout(&self, t: &Secret) -> Result<(), LookerError> {
+        let delay = self.state.lock().unwrap().logout_delay;
+        tokio::time::sleep(delay).await;
         self.state.lock().unwrap().live.remove(t.expose());
         Ok(())
     }
@@ -133,22 +139,20 @@ fn profile(creds: &[(&str, &str)]) -> Profile {
 
 /// A broker over one profile `prod` whose credential sets are `(name, client_id, secret)`.
 async fn broker(fake: &Arc<Fake>, creds: &[(&str, &str, &str)]) -> Broker {
-    let store = MemoryStore::new();
+    let b = broker_on(fake, creds, Arc::new(MemoryStore::new())).await;
+    b.spawn_maintenance();
+    b
+}
+
+/// [`broker`] on `store`, without maintenance (a daemon starts its own).
+async fn broker_on(fake: &Arc<Fake>, creds: &[(&str, &str, &str)], store: Arc<MemoryStore>) -> Broker {
     for (n, id, s) in creds {
         store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
     }
     let mut cfg = Config::default();
     cfg.profiles
         .insert("prod".into(), profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>()));
-    let b = Broker::new(
-        cfg,
-        Arc::new(store),
-        "memory".into(),
-        Arc::new(FakeUpstream(fake.clone())),
-        BrokerSettings::default(),
-    );
-    tokio::spawn(b.clone().run_maintenance());
-    b
+    Broker::new(cfg, store, "memory".into(), Arc::new(FakeUpstream(fake.clone())), BrokerSettings::default())
 }
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -401,7 +405,7 @@ async fn broker_on_clock(
         BrokerSettings::default(),
         clock,
     );
-    tokio::spawn(b.clone().run_maintenance());
+    b.spawn_maintenance();
     b
 }
 
@@ -530,4 +534,178 @@ async fn brokers_sharing_a_store_recover_only_dead_owners_entries() {
     assert_eq!(second.clone().revoke_orphans(orphans).await.revoked, 1);
     assert!(!fake.is_live(t.token.token.expose()));
     assert!(store.journal_list().await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown: background work awaited, logins waited for on a notification, and
+// each step with a deadline of its own (issue 12 point 3).
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_wakes_the_moment_a_login_in_flight_ends() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    // Not a multiple of any polling period: a timer would wake later than this.
+    let login = Duration::from_millis(503);
+    fake.set_delay(login);
+    let b = broker(&fake, &[("c", "id", "sec")]).await;
+    let started = Instant::now();
+    let b2 = b.clone();
+    let pending = tokio::spawn(async move { b2.token(Some("prod"), None, S(60)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.close();
+    let summary = b.revoke_all(S(5)).await;
+    assert_eq!(started.elapsed(), login, "revoke_all returned late: it did not wake on the login's end");
+    assert_eq!((summary.revoked, summary.failed), (1, 0), "{summary:?}");
+    assert_eq!((fake.logins(), fake.live_now()), (1, 0));
+    assert_eq!(pending.await.unwrap().unwrap_err(), BrokerError::ShuttingDown);
+}
+
+/// The daemon over `broker` (no D-Bus unless `bus` is given), stopped by the returned sender.
+fn run_daemon(
+    dir: &tempfile::TempDir,
+    broker: Broker,
+    bus: Option<String>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<looker_agent::daemon::RunSummary, looker_agent::daemon::DaemonError>>,
+) {
+    let mut opts = looker_agent::daemon::DaemonOptions::new(dir.path().join("agent.sock"));
+    opts.dbus = bus.is_some();
+    if let Some(address) = bus {
+        opts.bus_address = looker_agent::daemon::bus::BusAddress::Address(address);
+    }
+    let daemon = looker_agent::daemon::Daemon::bind(opts).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(daemon.run(broker, async move {
+        let _ = stopped.await;
+    }));
+    (stop, run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_awaits_a_background_revocation_in_flight() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let store = Arc::new(MemoryStore::new());
+    let b = broker_on(&fake, &[("c", "id", "sec")], store.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, run) = run_daemon(&dir, b.clone(), None);
+    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+    let tok = t.token.token.expose().to_string();
+    // A client saw the token rejected: it is revoked in the background, slowly.
+    fake.set_logout_delay(S(3));
+    b.invalidate(Some("prod"), &tok).unwrap();
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.revoked.revoked, 0, "the agent itself held no token any more");
+    assert!(!fake.is_live(&tok), "the agent exited with a revocation still running");
+    assert!(store.journal_list().await.unwrap().is_empty(), "the journal entry outlived its revocation");
+    assert_eq!(stopping.elapsed(), S(3), "shutdown did not end the moment the revocation did");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_background_revocation_is_cut_at_the_revoke_deadline() {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let store = Arc::new(MemoryStore::new());
+    let b = broker_on(&fake, &[("c", "id", "sec")], store.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, run) = run_daemon(&dir, b.clone(), None);
+    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+    let tok = t.token.token.expose().to_string();
+    // Looker hangs on the logout far beyond the revoke deadline.
+    fake.set_logout_delay(S(600));
+    b.invalidate(Some("prod"), &tok).unwrap();
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        stopping.elapsed(),
+        looker_agent::daemon::DEFAULT_REVOKE_DEADLINE,
+        "the background revocation was neither awaited nor cut at the revoke deadline"
+    );
+    // Cut: the token is left to the journal, so the next start revokes it.
+    assert!(fake.is_live(&tok));
+    let left = store.journal_list().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].token.expose(), tok);
+}
+
+/// A `dbus-daemon --session` of our own (it is stopped with SIGSTOP below, so
+/// never the session bus other tests share); killed on drop.
+struct StallableBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl StallableBus {
+    fn start() -> StallableBus {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dbus-daemon is installed by scripts/test.sh");
+        let mut address = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut address).unwrap();
+        StallableBus { child, address: address.trim().to_string() }
+    }
+
+    /// SIGSTOP: from now on the bus reads nothing and answers nothing.
+    fn stall(&self) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        // Stopped for sure before the test goes on (state `T` in /proc/PID/stat).
+        let stat = format!("/proc/{pid}/stat");
+        let stopped =
+            || std::fs::read_to_string(&stat).unwrap().rsplit(") ").next().unwrap().starts_with('T');
+        while !stopped() {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for StallableBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real time until the agent owns its name on a real bus; then paused time, so the
+/// stalled bus and the slow logout are measured exactly.
+#[tokio::test]
+async fn a_stalled_bus_does_not_eat_into_the_revoke_deadline() {
+    use futures_util::StreamExt;
+    use looker_agent::daemon::bus::BUS_NAME;
+    let bus = StallableBus::start();
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let b = broker_on(&fake, &[("c", "id", "sec")], Arc::new(MemoryStore::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, run) = run_daemon(&dir, b.clone(), Some(bus.address.clone()));
+    {
+        let conn = zbus::connection::Builder::address(bus.address.as_str()).unwrap().build().await.unwrap();
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+        let mut owners = dbus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await.unwrap();
+        if !dbus.name_has_owner(BUS_NAME.try_into().unwrap()).await.unwrap() {
+            tokio::time::timeout(Duration::from_secs(30), owners.next())
+                .await
+                .expect("the agent never took its bus name");
+        }
+    }
+    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
+    tokio::time::pause();
+    // The bus stops answering, so releasing the name takes its whole timeout (2 s);
+    // Looker takes 4 s to revoke, within the 5 s revoke deadline only if that
+    // deadline is the revocation's own.
+    bus.stall();
+    fake.set_logout_delay(S(4));
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!((summary.revoked.revoked, summary.revoked.failed), (1, 0), "{summary:?}");
+    assert!(!fake.is_live(t.token.token.expose()));
+    // Both steps ran in full, one after the other (the real socket I/O may let
+    // paused time step past a few milliseconds of other timers).
+    let took = stopping.elapsed();
+    assert!(took >= S(2) + S(4) && took < S(7), "{took:?}");
 }

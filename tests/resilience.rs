@@ -124,8 +124,11 @@ fn sighup_reloads_and_broken_edit_keeps_the_old_config() {
     let good = read(&env.config);
     std::fs::write(&env.config, format!("{good}\nthis is not toml\n")).unwrap();
     unsafe_kill(agent.pid(), 1);
-    std::thread::sleep(Duration::from_millis(300));
-    // Still serving with the previous config.
+    // The event, not a pause: the reload ran (and refused the broken file)...
+    wait_until("reload error logged", Duration::from_secs(5), || {
+        agent.log_text().contains("keeping the previous one")
+    });
+    // ...and the agent still serves with the previous config.
     let out = env.ctl(&["token", "prod"], None);
     assert!(
         out.status.success(),
@@ -134,9 +137,6 @@ fn sighup_reloads_and_broken_edit_keeps_the_old_config() {
         String::from_utf8_lossy(&out.stderr),
         agent.log_text()
     );
-    wait_until("reload error logged", Duration::from_secs(5), || {
-        agent.log_text().contains("keeping the previous one")
-    });
 }
 
 /// One raw HTTP request over the agent socket; returns (status, body).

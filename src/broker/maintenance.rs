@@ -7,7 +7,7 @@
 //! tokio timers, which stop while the machine is suspended. So the task never
 //! sleeps longer than [`MAX_SLEEP`]: after a resume it re-checks within that.
 
-use super::{logout_all, Broker};
+use super::Broker;
 use std::time::Duration;
 
 /// The longest the task sleeps without re-checking. Bounds how late it notices a
@@ -19,7 +19,8 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(15);
 const SUSPEND_NOTICE: Duration = Duration::from_secs(2);
 
 impl Broker {
-    /// Runs maintenance until the broker is closed. Spawn it once per broker.
+    /// Runs maintenance until the broker is closed. Spawn it once per broker
+    /// ([`Broker::spawn_maintenance`] makes it one of the broker's tasks).
     pub async fn run_maintenance(self) {
         let mut last: Option<(super::Stamp, tokio::time::Instant)> = None;
         loop {
@@ -54,7 +55,7 @@ impl Broker {
             }
             if !doomed.is_empty() {
                 tracing::debug!(tokens = doomed.len(), "revoking superseded tokens");
-                tokio::spawn(logout_all(self.inner.store.clone(), now, doomed));
+                self.revoke_in_background(now, doomed);
             }
             let wake = self.inner.shared.wake.notified();
             tokio::select! {

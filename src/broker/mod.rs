@@ -4,7 +4,9 @@
 //!   otherwise exactly one login runs however many clients wait ([`slot`]);
 //! - credential sets are tried in config order; a rejected one is skipped;
 //! - every token obtained is remembered until revoked or expired, so shutdown
-//!   can revoke them all ([`Broker::revoke_all`]).
+//!   can revoke them all ([`Broker::revoke_all`]);
+//! - work in the background (logins, revocations, maintenance) is owned by the
+//!   broker, so shutdown waits for it ([`Broker::finish_tasks`]).
 //!
 //! A cache hit takes two short locks and does no file, keyring or network I/O.
 
@@ -13,6 +15,7 @@ pub mod error;
 pub mod maintenance;
 pub mod recovery;
 pub mod slot;
+mod tasks;
 pub mod token;
 
 pub use clock::{Clock, SharedClock, Stamp, SystemClock, TestClock};
@@ -183,6 +186,8 @@ impl Broker {
                 clock,
                 closing,
                 instance: new_instance_id().into(),
+                tasks: tasks::Tasks::new(),
+                logins: Arc::new(tokio::sync::watch::channel(0).0),
             }),
             started,
             closed: AtomicBool::new(false),
@@ -285,9 +290,17 @@ impl Broker {
         self.inner.shared.wake.notify_one();
         if n > 0 {
             tracing::info!(tokens = n, "revoking tokens of removed or changed credential sets");
-            tokio::spawn(logout_all(self.inner.store.clone(), now, doomed));
+            self.revoke_in_background(now, doomed);
         }
         n
+    }
+
+    /// Retires `work` as a background task of the broker (awaited at shutdown).
+    fn revoke_in_background(&self, now: Stamp, work: Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)>) {
+        let store = self.inner.store.clone();
+        self.inner.shared.tasks.spawn(async move {
+            logout_all(store, now, work).await;
+        });
     }
 
     fn resolve<'a>(
@@ -418,7 +431,7 @@ impl Broker {
             if let Some(t) = slot.invalidate(access_token) {
                 tracing::info!(profile = %slot.profile, credential = %slot.name, "token invalidated by a client");
                 if let Ok(api) = slot.api() {
-                    tokio::spawn(logout_all(self.inner.store.clone(), self.now(), vec![(api, t)]));
+                    self.revoke_in_background(self.now(), vec![(api, t)]);
                 }
                 break;
             }
@@ -491,8 +504,12 @@ impl Broker {
     pub async fn revoke_all(&self, deadline: Duration) -> RevokeSummary {
         let until = tokio::time::Instant::now() + deadline;
         let slots = self.slots();
+        let mut ended = self.inner.shared.logins.subscribe();
         let mut total = RevokeSummary::default();
         loop {
+            // A login ending from here on wakes the wait below; one that ended
+            // before left its token in its slot, taken now.
+            ended.mark_unchanged();
             let now = self.now();
             let work = take_tokens(&slots);
             let n = work.iter().filter(|(_, t)| t.may_be_live(now)).count() as u32;
@@ -509,8 +526,34 @@ impl Broker {
             if !slots.iter().any(|s| s.has_inflight()) || tokio::time::Instant::now() >= until {
                 return total;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Woken the moment a login ends (its token is then in its slot), not on a timer.
+            match tokio::time::timeout_at(until, ended.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return total,
+            }
         }
+    }
+
+    /// Waits for the broker's background work (revocations of superseded and
+    /// removed tokens, journal clean-up, logins, maintenance) to end, at most
+    /// `deadline`, then cuts whatever still runs; returns how many tasks were cut.
+    /// Call it after [`Broker::close`] (maintenance only ends then). A revocation
+    /// cut short keeps its journal entry, so the next start revokes that token.
+    pub async fn finish_tasks(&self, deadline: Duration) -> usize {
+        self.inner.shared.tasks.finish(tokio::time::Instant::now() + deadline).await
+    }
+
+    /// Starts [`Broker::run_maintenance`] as one of the broker's background tasks.
+    pub fn spawn_maintenance(&self) {
+        self.inner.shared.tasks.spawn(self.clone().run_maintenance());
+    }
+
+    /// Starts [`Broker::revoke_orphans`] as one of the broker's background tasks.
+    pub fn spawn_revoke_orphans(&self, entries: Vec<crate::store::JournalEntry>) {
+        let broker = self.clone();
+        self.inner.shared.tasks.spawn(async move {
+            broker.revoke_orphans(entries).await;
+        });
     }
 
     /// True while some login runs (at shutdown: its token is still to come).

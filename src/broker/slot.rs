@@ -5,6 +5,7 @@
 
 use super::clock::{SharedClock, Stamp};
 use super::error::BrokerError;
+use super::tasks::{Counted, Tasks};
 use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
 use crate::looker::{LookerApi, LookerError};
@@ -55,6 +56,10 @@ pub struct Shared {
     pub closing: watch::Sender<bool>,
     /// This agent instance: the owner of the journal entries it writes.
     pub instance: Arc<str>,
+    /// The broker's background tasks (logins among them), awaited at shutdown.
+    pub(crate) tasks: Tasks,
+    /// How many logins run now; changes the moment one ends (shutdown waits on it).
+    pub(crate) logins: Arc<watch::Sender<usize>>,
 }
 
 #[derive(Default)]
@@ -256,12 +261,15 @@ impl CredSlot {
         st.last_login_started = Some(start);
         let slot = self.clone();
         let delay = start.saturating_duration_since(now);
-        tokio::spawn(async move {
+        // Counted from now (under the slot's lock) until the slot holds its outcome.
+        let login = Counted::new(&self.shared.logins);
+        self.shared.tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             let result = slot.login_once().await;
             slot.finish(result, tx);
+            drop(login);
         });
         rx
     }

@@ -285,7 +285,8 @@ impl BusService {
         BusService { stop: Some(stop), task }
     }
 
-    /// Releases the name and closes the connection (bounded in time).
+    /// Releases the name and closes the connection, within `STOP_TIMEOUT` of its
+    /// own: a stalled bus costs the shutdown that long, never the revocation's deadline.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

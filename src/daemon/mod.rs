@@ -5,7 +5,8 @@
 //!                                      ├─ server::serve      (socket API, one task per connection)
 //!                                      ├─ bus::BusService    (D-Bus API on the session bus, unless --no-dbus)
 //!                                      ├─ SIGHUP → reload     (config re-read, removed sets revoked)
-//!                                      └─ shutdown: stop accepting → drain → revoke all → remove socket
+//!                                      └─ shutdown: stop accepting → drain ∥ release the bus name
+//!                                                   → revoke all → await background work → remove socket
 //! ```
 //! Tests call the same two functions as the binary does.
 
@@ -33,7 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
 
-/// Default time allowed for revoking tokens at shutdown.
+/// Default time allowed for revoking tokens at shutdown, counted once the socket
+/// has drained and the bus name is released (each of those has its own timeout).
 pub const DEFAULT_REVOKE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why the daemon cannot start or run.
@@ -78,6 +80,8 @@ pub struct DaemonOptions {
     pub limits: Limits,
     /// Also serve the D-Bus API on the session bus (default true; `--no-dbus` turns it off).
     pub dbus: bool,
+    /// Which bus that is (default the session bus; tests use a private one).
+    pub bus_address: bus::BusAddress,
 }
 
 impl DaemonOptions {
@@ -90,6 +94,7 @@ impl DaemonOptions {
             revoke_deadline: DEFAULT_REVOKE_DEADLINE,
             limits: Limits::default(),
             dbus: true,
+            bus_address: bus::BusAddress::Session,
         }
     }
 }
@@ -155,10 +160,10 @@ impl Daemon {
         let journal_lock = broker.lock_journal().await;
         // Tokens left live by killed agents (never by running ones on the same store).
         let orphans = broker.orphaned_tokens().await;
-        tokio::spawn(broker.clone().revoke_orphans(orphans));
+        broker.spawn_revoke_orphans(orphans);
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
         // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
-        tokio::spawn(broker.clone().run_maintenance());
+        broker.spawn_maintenance();
         let hup = match (reload.clone(), hup_signal) {
             (Some(f), Some(sig)) => Some(tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f, sig))),
             _ => None,
@@ -168,7 +173,7 @@ impl Daemon {
             _ => None,
         };
         let bus = if opts.dbus {
-            Some(bus::BusService::start(service.clone(), bus::BusAddress::Session))
+            Some(bus::BusService::start(service.clone(), opts.bus_address.clone()))
         } else {
             tracing::info!("D-Bus off (--no-dbus): serving the socket only");
             None
@@ -184,21 +189,30 @@ impl Daemon {
         let stopping = sd_notify::NotifyState::Status("stopping: revoking tokens");
         shutdown::notify(&[sd_notify::NotifyState::Stopping, stopping]);
         status.abort();
-        let deadline = tokio::time::Instant::now() + opts.revoke_deadline;
         broker.close();
         let _ = stop_tx.send(true);
         for h in [hup, watcher].into_iter().flatten() {
             h.abort();
         }
-        // The bus lets go of its name while the socket drains; both before revocation.
+        // The doors close first, each within a timeout of its own: the socket drains
+        // (`Limits::drain_timeout`, enforced by `serve`; the bound here only guards
+        // against a server that never ends) while the bus lets go of its name
+        // (`BusService::stop`). Neither eats into the revocation's deadline.
+        let drained = async {
+            if tokio::time::timeout(opts.limits.drain_timeout + Duration::from_secs(1), server).await.is_err()
+            {
+                tracing::warn!("the socket server did not stop in time; revoking anyway");
+            }
+        };
         let bus_stopped = async {
             if let Some(b) = bus {
                 b.stop().await;
             }
         };
-        let _ = tokio::join!(tokio::time::timeout_at(deadline, server), bus_stopped);
-        let mut revoked =
-            broker.revoke_all(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        tokio::join!(drained, bus_stopped);
+        // Revocation has the whole deadline, counted from here.
+        let revoke_until = tokio::time::Instant::now() + opts.revoke_deadline;
+        let mut revoked = broker.revoke_all(opts.revoke_deadline).await;
         if broker.has_logins_in_flight() {
             // A login still running may yet bring a token Looker already issued: exiting
             // now would leave it live and unknown. It is journaled as it arrives; wait
@@ -218,6 +232,14 @@ impl Daemon {
                     "a login outlived its own timeout; if it brings a token, it expires on its own"
                 );
             }
+        }
+        // Revocations running in the background (superseded tokens, removed sets,
+        // an earlier run's orphans) share the revocation's deadline; what is cut
+        // keeps its journal entry for the next start.
+        let cut =
+            broker.finish_tasks(revoke_until.saturating_duration_since(tokio::time::Instant::now())).await;
+        if cut > 0 {
+            tracing::warn!(tasks = cut, "background work cut at the revoke deadline; its tokens are revoked at the next start or expire on their own");
         }
         if revoked.failed > 0 {
             tracing::warn!(

@@ -116,7 +116,7 @@ impl Service {
             return Ok(Admitted(caller));
         }
         tracing::warn!(transport = caller.door.as_str(), peer_uid = ?caller.uid, peer_pid = ?caller.pid,
-            exe = ?caller.exe, bus_name = ?caller.bus_name,
+            exe = ?caller.exe, bus_name = caller.bus_name.map(tracing::field::display),
             "refused a {} of another user", caller.door.caller_noun());
         Err(ApiError::new(ErrorCode::Forbidden, "this agent serves only its own user"))
     }
@@ -140,7 +140,7 @@ impl Service {
                         // enable it with RUST_LOG=info,looker_agent::audit=debug.
                         if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
                             tracing::debug!(target: "looker_agent::audit", transport = caller.door.as_str(),
-                                pid = ?caller.pid, uid = ?caller.uid, exe = ?caller.exe, bus_name = ?caller.bus_name,
+                                pid = ?caller.pid, uid = ?caller.uid, exe = ?caller.exe, bus_name = caller.bus_name.map(tracing::field::display),
                                 profile = %t.profile, credential = %t.credential,
                                 expires_at_unix = t.expires_at_unix(now), expires_in = t.expires_in(now),
                                 "token handed out");
@@ -150,7 +150,7 @@ impl Service {
                     Err(e) => {
                         if e.code() == ErrorCode::Forbidden {
                             tracing::warn!(transport = caller.door.as_str(), pid = ?caller.pid, uid = ?caller.uid,
-                                exe = ?caller.exe, bus_name = ?caller.bus_name,
+                                exe = ?caller.exe, bus_name = caller.bus_name.map(tracing::field::display),
                                 profile = %echo(profile.as_deref().unwrap_or("")),
                                 "token refused: caller not in the profile's allowed_executables");
                         }
@@ -177,7 +177,7 @@ impl Service {
                         return Err(ApiError::new(ErrorCode::Internal, format!("the revocation failed: {e}")))
                     }
                 };
-                tracing::info!(transport = caller.door.as_str(), pid = ?caller.pid, bus_name = ?caller.bus_name,
+                tracing::info!(transport = caller.door.as_str(), pid = ?caller.pid, bus_name = caller.bus_name.map(tracing::field::display),
                     profile = ?p.as_deref().map(echo), credential = ?c.as_deref().map(echo), revoked = n,
                     "tokens revoked on request");
                 Ok(Reply::Revoked(n))

@@ -144,7 +144,8 @@ impl Request<'_> {
     /// How `lookerctl` sends this request over the socket: method, path with
     /// query, and JSON body. `None` for a request only the D-Bus API offers.
     pub fn to_http(&self) -> Option<(Method, String, Option<Vec<u8>>)> {
-        let profile_seg = |p: &Option<Cow<'_, str>>| encode(p.as_deref().unwrap_or(DEFAULT_PROFILE_SEGMENT));
+        let profile_seg =
+            |p: &Option<Cow<'_, str>>| encode_segment(p.as_deref().unwrap_or(DEFAULT_PROFILE_SEGMENT));
         Some(match self {
             Request::Health => (Method::GET, "/v1/health".into(), None),
             Request::Status => (Method::GET, "/v1/status".into(), None),
@@ -173,8 +174,17 @@ impl Request<'_> {
     }
 }
 
+/// A query value (`+` for a space, as the server's form decoding reads it).
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A path segment: everything but unreserved characters percent-encoded, which
+/// [`decode_segment`] turns back.
+fn encode_segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Splits `/a/b/c` into `buf` without allocating; returns how many segments were

@@ -13,8 +13,9 @@
 //! `--remove-secret`, rewrite the looker.ini without its client_secret.
 
 use super::args::{Cli, ImportArgs};
+use super::context::{config_path, open_store};
 use super::exit::{self, CliError};
-use super::manage::{config_path, open_store, poke, read_secret, store_then_save};
+use super::manage::{poke, read_secret, store_then_save};
 use super::output;
 use super::token::shell_quote;
 use crate::config::normalize_base_url;

@@ -8,29 +8,17 @@
 //! other and none is lost; a secret is never read from a person while it is held.
 
 use super::args::{Cli, CredentialCommand, ProfileAddArgs, ProfileCommand, RevokeArgs, StatusArgs};
+use super::context::{config_path, open_store, unknown_profile};
 use super::exit::{self, CliError};
 use super::output::{self, countdown, table};
 use super::token::agent;
 use crate::client::ClientError;
 use crate::config::Config;
 use crate::config_edit::{ConfigEditor, CredentialChange, ProfileSettings};
-use crate::paths;
 use crate::protocol::RevokeRequest;
 use crate::secret::Secret;
-use crate::store::{self, SecretKey, SharedStore};
+use crate::store::{SecretKey, SharedStore};
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
-
-/// The config file lookerctl edits: `--config`, LOOKER_AGENT_CONFIG or the XDG default.
-pub(crate) fn config_path(cli: &Cli) -> PathBuf {
-    cli.config.clone().unwrap_or_else(paths::default_config)
-}
-
-/// The secret store `--secret-store` names.
-pub(crate) async fn open_store(cli: &Cli) -> Result<SharedStore, CliError> {
-    let (s, _) = store::open(cli.secret_store, paths::default_data_dir()).await?;
-    Ok(s)
-}
 
 /// Stores the secret of `key` for `client_id`, then saves the edited config (that
 /// names this client_id for `key`): both change, or neither does.
@@ -250,13 +238,6 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
     }
-}
-
-/// Exit 4, saying how to find or add the profile.
-pub(crate) fn unknown_profile(name: &str) -> CliError {
-    CliError::unknown(format!(
-        "no profile named {name:?}; `lookerctl profile list` shows the profiles, `lookerctl profile add` adds one"
-    ))
 }
 
 fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> serde_json::Value {

@@ -8,6 +8,7 @@
 //! ([`output::clean`]).
 
 pub mod args;
+pub mod context;
 pub mod exit;
 pub mod import;
 pub mod manage;

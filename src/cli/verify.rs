@@ -13,8 +13,8 @@
 //! built-in Admin role.
 
 use super::args::Cli;
+use super::context::{config_path, open_store, unknown_profile};
 use super::exit::{self, CliError};
-use super::manage::{config_path, open_store, unknown_profile};
 use super::output;
 use crate::config::Config;
 use crate::looker::client::LookerClient;

@@ -16,7 +16,7 @@ pub fn run(url_file: &Path, client_id: &str, secret: &str) -> Res<()> {
         let emu = Emulator::start(EmulatorConfig::default()).await.map_err(|e| e.to_string())?;
         emu.add_credential(client_id, secret, EmulatorUser::new("42", "Bench User", "bench@example.com"));
         std::fs::write(url_file, emu.base_url()).map_err(|e| e.to_string())?;
-        looker_agent::daemon::shutdown::terminate_signal().await;
+        looker_agent::daemon::signals::terminate_signal().await;
         let c = emu.counters();
         eprintln!("loadgen emulator: {} login(s), {} logout(s)", c.logins, c.logouts);
         emu.shutdown().await;

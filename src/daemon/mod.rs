@@ -17,14 +17,15 @@ pub mod handler;
 pub mod hardening;
 pub mod limits;
 pub mod listener;
+pub mod notify;
+pub mod reload;
 pub mod server;
 pub mod service;
-pub mod shutdown;
+pub mod signals;
 pub mod startup;
 pub mod watch;
 
 use crate::broker::{Broker, RevokeSummary};
-use crate::config::Config;
 use handler::Ctx;
 use server::Limits;
 use service::{ReloadFn, Service};
@@ -119,7 +120,7 @@ pub struct RunSummary {
 impl Daemon {
     /// Binds the socket (or adopts the passed listener). Must run inside a tokio runtime.
     pub fn bind(mut opts: DaemonOptions) -> Result<Daemon, DaemonError> {
-        let hup_signal = if opts.config_path.is_some() { shutdown::hangup_signal() } else { None };
+        let hup_signal = if opts.config_path.is_some() { signals::hangup_signal() } else { None };
         let (listener, remove_socket) = match opts.listener.take() {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|e| DaemonError::Other(format!("passed socket: {e}")))?;
@@ -151,7 +152,7 @@ impl Daemon {
         let reload: Option<ReloadFn> = opts
             .config_path
             .clone()
-            .map(|path| Arc::new(move |b: &Broker| reload_from(&path, b)) as ReloadFn);
+            .map(|path| Arc::new(move |b: &Broker| reload::reload_from(&path, b)) as ReloadFn);
         let service = Arc::new(Service::new(broker.clone(), uid, reload.clone()));
         let ctx = Arc::new(Ctx { service: service.clone(), limits: opts.limits.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -165,7 +166,7 @@ impl Daemon {
         // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
         broker.spawn_maintenance();
         let hup = match (reload.clone(), hup_signal) {
-            (Some(f), Some(sig)) => Some(tokio::spawn(shutdown::reload_on_sighup(broker.clone(), f, sig))),
+            (Some(f), Some(sig)) => Some(tokio::spawn(reload::reload_on_sighup(broker.clone(), f, sig))),
             _ => None,
         };
         let watcher = match (&opts.config_path, reload) {
@@ -179,15 +180,15 @@ impl Daemon {
             None
         };
 
-        let ready = shutdown::status_line(&broker);
-        shutdown::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&ready)]);
-        let status = tokio::spawn(shutdown::report_status(broker.clone()));
+        let ready = notify::status_line(&broker);
+        notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&ready)]);
+        let status = tokio::spawn(notify::report_status(broker.clone()));
         tracing::info!(socket = %socket.display(), store = %broker.store_description(), "looker-agent serving");
         shutdown.await;
 
         tracing::info!("shutting down: no new requests, revoking tokens");
         let stopping = sd_notify::NotifyState::Status("stopping: revoking tokens");
-        shutdown::notify(&[sd_notify::NotifyState::Stopping, stopping]);
+        notify::notify(&[sd_notify::NotifyState::Stopping, stopping]);
         status.abort();
         broker.close();
         let _ = stop_tx.send(true);
@@ -223,7 +224,7 @@ impl Daemon {
                 "a login is still running at the revoke deadline; waiting for it so its token can be revoked"
             );
             let usec = u32::try_from((limit + Duration::from_secs(2)).as_micros()).unwrap_or(u32::MAX);
-            shutdown::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)]);
+            notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)]);
             let late = broker.revoke_all(limit).await;
             revoked.revoked += late.revoked;
             revoked.failed += late.failed;
@@ -256,25 +257,5 @@ impl Daemon {
         // Last: entries whose revocation failed become orphans for the next start.
         drop(journal_lock);
         Ok(RunSummary { revoked })
-    }
-}
-
-/// Re-reads the config file and swaps it into the broker; a broken file keeps the old config.
-pub fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
-    match Config::load(path) {
-        Ok(cfg) => {
-            let revoking = broker.reload(cfg);
-            let msg = format!(
-                "config reloaded from {}; revoking {revoking} token(s) of removed credential sets",
-                path.display()
-            );
-            tracing::info!("{msg}");
-            Ok(msg)
-        }
-        Err(e) => {
-            let msg = format!("config not reloaded, keeping the previous one: {e}");
-            tracing::error!("{msg}");
-            Err(msg)
-        }
     }
 }

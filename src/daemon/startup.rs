@@ -2,7 +2,7 @@
 //! load the config, open the store, then hand over to [`Daemon`].
 
 use super::activation::PassedSocket;
-use super::{dev, shutdown, Daemon, DaemonError, DaemonOptions};
+use super::{dev, signals, Daemon, DaemonError, DaemonOptions};
 use crate::broker::{Broker, BrokerSettings, RealUpstream};
 use crate::config::Config;
 use crate::paths::{self, Paths};
@@ -43,8 +43,10 @@ pub struct AgentArgs {
 /// Entry point of the `looker-agent` binary.
 pub fn main() -> ExitCode {
     let args = AgentArgs::parse();
-    super::hardening::harden_process();
+    // Logging first, so hardening's warnings (core dumps still on, say) are seen;
+    // neither reads a secret.
     crate::logging::init();
+    super::hardening::harden_process();
     // Before the runtime starts threads: this clears the LISTEN_* variables.
     let passed = match super::activation::take_listener() {
         Ok(p) => p,
@@ -73,7 +75,7 @@ pub fn main() -> ExitCode {
 
 async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), DaemonError> {
     if args.dev {
-        return dev::run(args.socket, shutdown::terminate_signal()).await;
+        return dev::run(args.socket, signals::terminate_signal()).await;
     }
     let paths = Paths::resolve(args.config.as_deref(), args.socket.as_deref());
     // All or nothing: a broken config stops the start rather than running with half of it.
@@ -105,7 +107,7 @@ async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), Daemon
     opts.dbus = !args.no_dbus;
     // Signal handlers before the socket exists: clients may connect (and systemd
     // may stop us) as soon as it does.
-    let shutdown = shutdown::terminate_signal();
+    let shutdown = signals::terminate_signal();
     let daemon = Daemon::bind(opts)?;
     let broker = Broker::new(config, store, description, Arc::new(RealUpstream), BrokerSettings::default());
     daemon.run(broker, shutdown).await?;

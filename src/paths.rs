@@ -14,8 +14,6 @@ pub struct Paths {
     pub socket: PathBuf,
     /// The file secret store's folder.
     pub data_dir: PathBuf,
-    /// State (logs of revocations, etc.).
-    pub state_dir: PathBuf,
 }
 
 fn home() -> PathBuf {
@@ -60,11 +58,6 @@ pub fn default_data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share").join(APP)
 }
 
-/// Default state folder: `$XDG_STATE_HOME/looker-agent/`.
-pub fn default_state_dir() -> PathBuf {
-    xdg("XDG_STATE_HOME", ".local/state").join(APP)
-}
-
 impl Paths {
     /// Resolves paths from explicit overrides (flags, already merged with their
     /// environment variables by clap) and the XDG defaults.
@@ -73,7 +66,6 @@ impl Paths {
             config: config.map(Path::to_path_buf).unwrap_or_else(default_config),
             socket: socket.map(Path::to_path_buf).unwrap_or_else(default_socket),
             data_dir: default_data_dir(),
-            state_dir: default_state_dir(),
         }
     }
 }

@@ -286,7 +286,7 @@ async fn rejected_set_fails_over_to_the_next() {
     assert_eq!(fake.attempts(), before);
     let st = b.status();
     let first = &st.profiles[0].credentials[0];
-    assert_eq!(first.state, "rejected");
+    assert_eq!(first.state.as_str(), "rejected");
     assert!(first.last_error.as_deref().unwrap().contains("Not found"), "{first:?}");
     // Asking for the rejected set by name gets its rejection.
     let e = b.token(Some("prod"), Some("first"), S(60)).await.unwrap_err();
@@ -422,7 +422,7 @@ async fn a_night_in_suspend_does_not_hand_out_a_dead_token() {
     // Status claims no time left for the dead token.
     let c = &b.status().profiles[0].credentials[0];
     assert_eq!(c.expires_in, None, "{c:?}");
-    assert_ne!(c.state, "fresh", "{c:?}");
+    assert_ne!(c.state.as_str(), "fresh", "{c:?}");
     // The next client gets a new token, with its real time left.
     let t1 = b.token(Some("prod"), None, S(60)).await.unwrap();
     assert_ne!(t1.token.token.expose(), t0.token.token.expose(), "handed out a token that died in suspend");

@@ -9,7 +9,7 @@ use super::tasks::{Counted, Tasks};
 use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
 use crate::looker::{LookerApi, LookerError};
-use crate::protocol::CredentialStatus;
+use crate::protocol::{CredentialState, CredentialStatus};
 use crate::store::{JournalEntry, SecretKey, SharedStore};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
@@ -472,25 +472,25 @@ impl CredSlot {
         let rejected = st.rejected.as_ref().filter(|r| now < r.retry_at);
         let backing_off = st.backoff_until.filter(|(until, _)| now < *until);
         let state = if rejected.is_some() {
-            "rejected"
+            CredentialState::Rejected
         } else if st.inflight.is_some() {
             if current.is_some() {
-                "refreshing"
+                CredentialState::Refreshing
             } else {
-                "logging_in"
+                CredentialState::LoggingIn
             }
         } else if backing_off.is_some() {
-            "backing_off"
+            CredentialState::BackingOff
         } else if current.is_some() {
-            "fresh"
+            CredentialState::Fresh
         } else {
-            "idle"
+            CredentialState::Idle
         };
         let live = st.current.iter().chain(st.older.iter()).filter(|t| t.may_be_live(now)).count();
         CredentialStatus {
             name: self.name.to_string(),
             client_id: self.client_id.clone(),
-            state: state.into(),
+            state,
             expires_in: current.map(|t| t.remaining(now).as_secs()),
             expires_at: current.map(|t| rfc3339(wall + t.remaining(now))),
             last_login: st.last_login.map(rfc3339),

@@ -368,11 +368,6 @@ pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Wri
     clap_complete::generate(shell, &mut cmd, "lookerctl", out);
 }
 
-/// Prints completions for `shell` on stdout.
-pub fn print_completions(shell: clap_complete::Shell) {
-    write_completions(shell, &mut std::io::stdout());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,7 +115,7 @@ pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
             rows.push(vec![
                 format!("{}{default}", p.name),
                 c.name.clone(),
-                c.state.clone(),
+                c.state.as_str().to_string(),
                 c.expires_in.map(countdown).unwrap_or_else(|| "-".into()),
                 c.logins.to_string(),
                 c.last_error.clone().unwrap_or_default(),

@@ -164,6 +164,39 @@ pub struct ProfileStatus {
     pub credentials: Vec<CredentialStatus>,
 }
 
+/// What a credential set is doing, as `/v1/status` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialState {
+    /// No token and nothing under way (nobody asked yet, or its token ran out).
+    #[default]
+    Idle,
+    /// A first login is under way.
+    LoggingIn,
+    /// A token is cached.
+    Fresh,
+    /// A token is cached and its replacement is being fetched.
+    Refreshing,
+    /// Logins failed (Looker down); the next waits for the backoff.
+    BackingOff,
+    /// Looker rejected the credentials; the set is skipped until retried.
+    Rejected,
+}
+
+impl CredentialState {
+    /// The name on the wire and in `lookerctl status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Idle => "idle",
+            CredentialState::LoggingIn => "logging_in",
+            CredentialState::Fresh => "fresh",
+            CredentialState::Refreshing => "refreshing",
+            CredentialState::BackingOff => "backing_off",
+            CredentialState::Rejected => "rejected",
+        }
+    }
+}
+
 /// One credential set in [`ProfileStatus`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CredentialStatus {
@@ -171,8 +204,8 @@ pub struct CredentialStatus {
     pub name: String,
     /// The Looker client_id (not a secret).
     pub client_id: String,
-    /// `idle`, `fresh`, `refreshing`, `backing_off`, `rejected`.
-    pub state: String,
+    /// What the set is doing now.
+    pub state: CredentialState,
     /// Seconds left on the current token, if one is cached.
     pub expires_in: Option<u64>,
     /// Wall-clock expiry of the current token (RFC 3339).

@@ -42,7 +42,7 @@ pub enum AgentError {
     Internal(String),
 }
 
-/// Client proxy for `io.github.lookeragent.Agent1` (SPEC.md "D-Bus API").
+/// Client proxy for `io.github.lookeragent.Agent1` (docs/reference.md "D-Bus API").
 #[zbus::proxy(
     interface = "io.github.lookeragent.Agent1",
     default_service = "io.github.lookeragent.Agent1",

@@ -1,4 +1,4 @@
-//! The SPEC's DURATION syntax: `90`, `90s`, `5m`, `1h` (and anything humantime reads).
+//! The DURATION syntax (docs/reference.md): `90`, `90s`, `5m`, `1h` (and anything humantime reads).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Where things live (SPEC.md "Where things live"), honouring XDG variables and overrides.
+//! Where things live (docs/reference.md "Where things live"), honouring XDG variables and overrides.
 
 use std::path::{Path, PathBuf};
 

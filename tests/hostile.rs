@@ -316,7 +316,7 @@ async fn connections_beyond_the_cap_are_answered_503_and_the_cap_frees_up() {
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         held.push(s);
     }
-    // A fourth is told why (a SPEC code, 503 upstream_unavailable) and closed, not served.
+    // A fourth is told why (a documented code, 503 upstream_unavailable) and closed, not served.
     let r = exchange(&agent.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 503") && r.contains("\"upstream_unavailable\""), "beyond the cap: {r}");
     assert!(r.contains("limit of 3 connections") && !r.contains("\"status\":\"ok\""), "{r}");

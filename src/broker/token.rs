@@ -111,7 +111,7 @@ impl IssuedToken {
             .unwrap_or(0)
     }
 
-    /// The SPEC's token object as JSON. This is the hot path: it is written into
+    /// The socket API's token object as JSON. This is the hot path: it is written into
     /// a per-thread scratch buffer (wiped afterwards, it held the token) and copied
     /// once into an exactly-sized answer, so the answer is the only allocation.
     pub fn to_json(&self, now: Stamp) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! `lookerctl`: the command-line helper (SPEC.md "lookerctl").
+//! `lookerctl`: the command-line helper (docs/reference.md "lookerctl").
 //!
 //! Token commands ask the running agent over its socket; management commands
 //! (`profile`, `credential`, `import`) edit the config file and the secret store

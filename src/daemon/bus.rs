@@ -1,4 +1,4 @@
-//! The D-Bus API (SPEC.md "D-Bus API") on the session bus, sharing the one
+//! The D-Bus API (docs/reference.md "D-Bus API") on the session bus, sharing the one
 //! [`Broker`] with the socket server.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! The upstream Looker API, as SPEC.md "The Looker API" describes it.
+//! The upstream Looker API, as docs/reference.md "How the agent speaks to Looker" describes it.
 //!
 //! [`LookerApi`] is the seam: the daemon talks to [`client::LookerClient`]
 //! (reqwest + rustls), unit tests may talk to a fake. Its error variants drive

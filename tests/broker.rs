@@ -2,6 +2,8 @@
 //! an in-process fake Looker on tokio's clock (the emulator is checked end to
 //! end elsewhere; here time itself is the subject).
 
+mod common;
+
 use async_trait::async_trait;
 use looker_agent::broker::{Broker, BrokerError, BrokerSettings, TestClock, UpstreamFactory};
 use looker_agent::config::{Config, Credential, Profile};
@@ -629,55 +631,13 @@ async fn a_background_revocation_is_cut_at_the_revoke_deadline() {
     assert_eq!(left[0].token.expose(), tok);
 }
 
-/// A `dbus-daemon --session` of our own (it is stopped with SIGSTOP below, so
-/// never the session bus other tests share); killed on drop.
-struct StallableBus {
-    child: std::process::Child,
-    address: String,
-}
-
-impl StallableBus {
-    fn start() -> StallableBus {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is installed by scripts/test.sh");
-        let mut address = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut address).unwrap();
-        StallableBus { child, address: address.trim().to_string() }
-    }
-
-    /// SIGSTOP: from now on the bus reads nothing and answers nothing.
-    fn stall(&self) {
-        let pid = self.child.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-        // Stopped for sure before the test goes on (state `T` in /proc/PID/stat).
-        let stat = format!("/proc/{pid}/stat");
-        let stopped =
-            || std::fs::read_to_string(&stat).unwrap().rsplit(") ").next().unwrap().starts_with('T');
-        while !stopped() {
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for StallableBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Real time until the agent owns its name on a real bus; then paused time, so the
 /// stalled bus and the slow logout are measured exactly.
 #[tokio::test]
 async fn a_stalled_bus_does_not_eat_into_the_revoke_deadline() {
     use futures_util::StreamExt;
     use looker_agent::daemon::bus::BUS_NAME;
-    let bus = StallableBus::start();
+    let bus = common::PrivateBus::start();
     let fake = Fake::new(3600, &[("id", "sec")]);
     let b = broker_on(&fake, &[("c", "id", "sec")], Arc::new(MemoryStore::new())).await;
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::user_manager::UserManager;
-use common::{agent_bin, ctl_bin, looker_user, unsafe_kill, BgEmulator, TestEnv};
+use common::{agent_bin, ctl_bin, looker_user, unsafe_kill, wait_for, BgEmulator, TestEnv};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -18,14 +18,6 @@ const SIGTERM: i32 = 15;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Collects sd_notify datagrams until one contains `want`; returns every message seen.

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 pub mod user_manager;
 
 /// The isolated agent and emulator, shared with examples/loadgen.
+pub mod bus;
 pub mod isolated;
+#[allow(unused_imports)]
+pub use bus::{require_tool, PrivateBus};
 pub use isolated::{AgentProc, BgEmulator};
 
 /// The built daemon binary.
@@ -269,4 +272,9 @@ impl TestEnv {
         }
         child.wait_with_output().unwrap()
     }
+}
+
+/// Polls `f` every 20 ms until it holds; fails the test naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, f: impl FnMut() -> bool) {
+    assert!(isolated::poll_until(limit, Duration::from_millis(20), f), "timed out waiting for {what}");
 }

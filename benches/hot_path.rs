@@ -9,20 +9,20 @@
 //!
 //! `cargo bench --bench hot_path` (scripts/bench.sh runs it with short times).
 
+#[path = "../tests/common/broker.rs"]
+mod test_broker;
 use criterion::{criterion_group, criterion_main, Criterion};
-use looker_agent::broker::{Broker, BrokerSettings, IssuedToken, LiveToken, RealUpstream};
-use looker_agent::config::{Config, Credential, Profile};
+use looker_agent::broker::{Broker, IssuedToken, LiveToken};
 use looker_agent::daemon::handler::Ctx;
 use looker_agent::daemon::server::{self, Limits};
 use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use looker_agent::secret::Secret;
-use looker_agent::store::memory::MemoryStore;
-use looker_agent::store::{SecretKey, SecretStore};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
+use test_broker::memory_broker;
 
 const PROFILE: &str = "bench";
 const TOKEN_PATH: &str = "/v1/profiles/bench/token";
@@ -32,22 +32,8 @@ fn warm_broker(rt: &tokio::runtime::Runtime) -> (Broker, Emulator) {
     rt.block_on(async {
         let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
         emu.add_credential("bench-id", "bench-secret", EmulatorUser::new("1", "Bench", "bench@example.com"));
-        let store = MemoryStore::new();
-        store
-            .set(&SecretKey::new(PROFILE, "default"), "bench-id", &Secret::new("bench-secret"))
-            .await
-            .expect("store");
-        let mut profile = Profile::new(emu.base_url());
-        profile.credentials.push(Credential { name: "default".into(), client_id: "bench-id".into() });
-        let mut config = Config::default();
-        config.profiles.insert(PROFILE.into(), profile);
-        let broker = Broker::new(
-            config,
-            Arc::new(store),
-            "memory".into(),
-            Arc::new(RealUpstream),
-            BrokerSettings::default(),
-        );
+        let url = emu.base_url();
+        let broker = memory_broker(Some((PROFILE, &url)), &[("default", "bench-id", "bench-secret")]).await;
         broker.token(Some(PROFILE), None, Duration::from_secs(60)).await.expect("first token");
         (broker, emu)
     })

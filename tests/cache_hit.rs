@@ -9,16 +9,10 @@
 mod common;
 
 use common::{BgEmulator, TestEnv};
-use looker_agent::broker::{Broker, BrokerSettings, RealUpstream};
-use looker_agent::config::{Config, Credential, Profile};
 use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
-use looker_agent::secret::Secret;
-use looker_agent::store::memory::MemoryStore;
-use looker_agent::store::{SecretKey, SecretStore};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 struct Counting;
@@ -76,19 +70,9 @@ fn a_cache_hit_allocates_only_the_answer() {
     let (broker, _emu) = setup.block_on(async {
         let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
         emu.add_credential("a-id", "a-secret", EmulatorUser::new("1", "A", "a@example.com"));
-        let store = MemoryStore::new();
-        store.set(&SecretKey::new("prod", "default"), "a-id", &Secret::new("a-secret")).await.unwrap();
-        let mut profile = Profile::new(emu.base_url());
-        profile.credentials.push(Credential { name: "default".into(), client_id: "a-id".into() });
-        let mut config = Config::default();
-        config.profiles.insert("prod".into(), profile);
-        let broker = Broker::new(
-            config,
-            Arc::new(store),
-            "memory".into(),
-            Arc::new(RealUpstream),
-            BrokerSettings::default(),
-        );
+        let url = emu.base_url();
+        let broker =
+            common::broker::memory_broker(Some(("prod", &url)), &[("default", "a-id", "a-secret")]).await;
         broker.token(Some("prod"), None, Duration::from_secs(60)).await.unwrap();
         (broker, emu)
     });

@@ -5,14 +5,8 @@
 mod common;
 
 use common::BgEmulator;
-use looker_agent::broker::{Broker, BrokerSettings, RealUpstream};
-use looker_agent::config::{Config, Credential, Profile};
 use looker_agent::daemon::{Daemon, DaemonOptions};
 use looker_agent::emulator::Faults;
-use looker_agent::secret::Secret;
-use looker_agent::store::memory::MemoryStore;
-use looker_agent::store::{SecretKey, SecretStore};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,12 +72,11 @@ fn thousand_cold_requests_make_one_login() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
-    let store = MemoryStore::new();
-    rt.block_on(store.set(&SecretKey::new("herd", "default"), "herd-id", &Secret::new("herd-secret")))
-        .unwrap();
-    let mut profile = Profile::new(bg.url());
-    profile.credentials.push(Credential { name: "default".into(), client_id: "herd-id".into() });
-    let config = Config { default_profile: None, profiles: BTreeMap::from([("herd".to_string(), profile)]) };
+    let url = bg.url();
+    let broker = rt.block_on(common::broker::memory_broker(
+        Some(("herd", &url)),
+        &[("default", "herd-id", "herd-secret")],
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = {
@@ -91,13 +84,6 @@ fn thousand_cold_requests_make_one_login() {
         let mut opts = DaemonOptions::new(socket.clone());
         opts.dbus = false;
         let daemon = Daemon::bind(opts).unwrap();
-        let broker = Broker::new(
-            config,
-            Arc::new(store),
-            "memory".into(),
-            Arc::new(RealUpstream),
-            BrokerSettings::default(),
-        );
         rt.spawn(daemon.run(broker, async move {
             let _ = stop_rx.await;
         }))

@@ -2,13 +2,11 @@
 //! small values on an in-process daemon (the same `Daemon::bind` + `run` the
 //! binary uses), plus the parsers' resource bounds and a replay of the fuzz seeds.
 
-use looker_agent::broker::{Broker, BrokerSettings, RealUpstream};
-use looker_agent::config::Config;
+mod common;
+
 use looker_agent::daemon::server::Limits;
 use looker_agent::daemon::{Daemon, DaemonOptions};
-use looker_agent::store::memory::MemoryStore;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -29,13 +27,7 @@ impl Agent {
         opts.limits = limits;
         opts.dbus = false;
         let daemon = Daemon::bind(opts).unwrap();
-        let broker = Broker::new(
-            Config::default(),
-            Arc::new(MemoryStore::new()),
-            "memory".into(),
-            Arc::new(RealUpstream),
-            BrokerSettings::default(),
-        );
+        let broker = common::broker::memory_broker(None, &[]).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             daemon

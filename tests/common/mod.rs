@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod user_manager;
 
 /// The isolated agent and emulator, shared with examples/loadgen.
+pub mod broker;
 pub mod bus;
 pub mod isolated;
 #[allow(unused_imports)]

@@ -60,6 +60,13 @@ const SECRETS_NAME: &str = "org.freedesktop.secrets";
 const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
 const PROMPT_IFACE: &str = "org.freedesktop.Secret.Prompt";
+mod failure;
+mod journal;
+mod unlock;
+use failure::*;
+use journal::*;
+use unlock::*;
+
 const COLLECTION_IFACE: &str = "org.freedesktop.Secret.Collection";
 /// Prefix of the bus names that mark running agent instances (see the module docs).
 pub const OWNER_NAME_PREFIX: &str = "io.github.lookeragent.Journal.i";
@@ -97,110 +104,6 @@ impl std::fmt::Debug for SecretServiceStore {
         f.debug_struct("SecretServiceStore")
             .field("unlock_timeout", &self.unlock_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why an operation failed: `Stale` means the connection is dead and one reconnect
-/// is worth trying; `Store` is final.
-enum Failure {
-    Stale(String),
-    Store(StoreError),
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
-
-impl From<secret_service::Error> for Failure {
-    fn from(e: secret_service::Error) -> Self {
-        use secret_service::Error as E;
-        let stale = match &e {
-            E::Zbus(z) => zbus_is_stale(z),
-            E::ZbusFdo(f) => fdo_is_stale(f),
-            _ => false,
-        };
-        if stale {
-            return Failure::Stale(e.to_string());
-        }
-        Failure::Store(match e {
-            E::Unavailable => unavailable("no Secret Service provider or session bus found"),
-            // Locked between our check and the call (the screen locker, another client).
-            E::Zbus(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.Secret.Error.IsLocked" =>
-            {
-                StoreError::Locked { collection: "(unknown collection)".into() }
-            }
-            E::Locked | E::Prompt | E::PromptDisconnected => {
-                StoreError::Locked { collection: "(unknown collection)".into() }
-            }
-            other => unavailable(format!("the Secret Service failed: {other}")),
-        })
-    }
-}
-
-impl From<zbus::Error> for Failure {
-    fn from(e: zbus::Error) -> Self {
-        if zbus_is_stale(&e) {
-            Failure::Stale(e.to_string())
-        } else {
-            Failure::Store(unavailable(format!("the Secret Service failed: {e}")))
-        }
-    }
-}
-
-/// D-Bus errors after which the same connection or session cannot work again.
-fn zbus_is_stale(e: &zbus::Error) -> bool {
-    match e {
-        zbus::Error::InputOutput(_) => true,
-        zbus::Error::FDO(f) => fdo_is_stale(f),
-        zbus::Error::MethodError(name, _, _) => matches!(
-            name.as_str(),
-            "org.freedesktop.DBus.Error.ServiceUnknown"
-                | "org.freedesktop.DBus.Error.NameHasNoOwner"
-                | "org.freedesktop.DBus.Error.UnknownObject"
-                | "org.freedesktop.DBus.Error.NoReply"
-                | "org.freedesktop.DBus.Error.Disconnected"
-                | "org.freedesktop.Secret.Error.NoSession"
-        ),
-        _ => false,
-    }
-}
-
-fn fdo_is_stale(e: &zbus::fdo::Error) -> bool {
-    use zbus::fdo::Error as F;
-    matches!(
-        e,
-        F::ServiceUnknown(_)
-            | F::NameHasNoOwner(_)
-            | F::UnknownObject(_)
-            | F::NoReply(_)
-            | F::Disconnected(_)
-            | F::IOError(_)
-            | F::ZBus(zbus::Error::InputOutput(_))
-    )
-}
-
-fn unavailable(reason: impl Into<String>) -> StoreError {
-    StoreError::Unavailable { reason: reason.into() }
-}
-
-fn has_display() -> bool {
-    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
-}
-
-/// Bounds a step with a timeout, turning expiry into `Unavailable`.
-async fn bounded<T, F>(limit: Duration, what: &str, fut: F) -> Result<T, Failure>
-where
-    F: Future<Output = Result<T, Failure>>,
-{
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::Store(unavailable(format!(
-            "the Secret Service did not answer within {} s while {what}",
-            limit.as_secs()
-        )))),
     }
 }
 
@@ -346,59 +249,6 @@ async fn collection_name(bus: &zbus::Connection, path: &ObjectPath<'_>) -> Strin
     }
 }
 
-/// Asks the provider to unlock `objects`, waiting at most `limit` for its prompt.
-/// Returns whether they are unlocked. A prompt still open at the deadline is dismissed.
-async fn unlock(
-    bus: &zbus::Connection,
-    objects: Vec<OwnedObjectPath>,
-    limit: Duration,
-) -> Result<bool, Failure> {
-    let service = zbus::Proxy::new(bus, SECRETS_NAME, SERVICE_PATH, SERVICE_IFACE).await?;
-    let (unlocked, prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) =
-        service.call("Unlock", &(objects,)).await?;
-    if prompt.as_str() == "/" {
-        return Ok(!unlocked.is_empty());
-    }
-    let prompt = zbus::Proxy::new(bus, SECRETS_NAME, prompt, PROMPT_IFACE).await?;
-    let waited = async {
-        let mut completed = prompt.receive_signal("Completed").await?;
-        let _: () = prompt.call("Prompt", &("",)).await?;
-        Ok::<_, zbus::Error>(completed.next().await)
-    };
-    match tokio::time::timeout(limit, waited).await {
-        Ok(Ok(Some(msg))) => {
-            let (dismissed, _result): (bool, OwnedValue) = msg.body().deserialize()?;
-            Ok(!dismissed)
-        }
-        Ok(Ok(None)) => Ok(false),
-        Ok(Err(e)) => {
-            // A provider that cannot show a prompt (no prompter, no display) may fail
-            // the call itself; for the user that is still "locked".
-            tracing::debug!(error = %e, "Secret Service unlock prompt failed");
-            Ok(false)
-        }
-        Err(_) => {
-            tracing::debug!("Secret Service unlock prompt timed out; dismissing it");
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), prompt.call::<_, _, ()>("Dismiss", &())).await;
-            Ok(false)
-        }
-    }
-}
-
-/// Unlocks the collection at `path` or fails with `Locked` naming it.
-async fn unlock_or_fail(
-    bus: &zbus::Connection,
-    path: OwnedObjectPath,
-    limit: Duration,
-) -> Result<(), Failure> {
-    if unlock(bus, vec![path.clone()], limit).await? {
-        Ok(())
-    } else {
-        Err(Failure::Store(StoreError::Locked { collection: collection_name(bus, &path).await }))
-    }
-}
-
 fn secret_from_bytes(mut bytes: Vec<u8>) -> Result<Secret, StoreError> {
     match String::from_utf8(bytes) {
         Ok(s) => Ok(Secret::new(s)),
@@ -541,148 +391,6 @@ async fn delete_matching(
         }
     }
     Ok(deleted)
-}
-
-/// A journal item's secret as written. No `Debug`: it holds the token.
-#[derive(Serialize)]
-struct JournalSecretOut<'a> {
-    base_url: &'a str,
-    token: &'a str,
-    expires_at_unix: i64,
-}
-
-/// A journal item's secret as read back. No `Debug`: it holds the token.
-#[derive(Deserialize)]
-struct JournalSecretIn {
-    base_url: String,
-    token: String,
-    expires_at_unix: i64,
-}
-
-fn journal_label(entry: &JournalEntry) -> String {
-    format!("looker-agent token journal ({}/{})", entry.profile, entry.credential)
-}
-
-async fn journal_add_once(
-    conn: Arc<Connection>,
-    entry: JournalEntry,
-    limit: Duration,
-) -> Result<(), Failure> {
-    let collection = unlocked_default_collection(&conn, limit).await?;
-    let mut attributes = HashMap::from([
-        ("application", JOURNAL_APPLICATION),
-        ("journal_id", entry.id.as_str()),
-        ("profile", entry.profile.as_str()),
-        ("credential", entry.credential.as_str()),
-    ]);
-    if let Some(owner) = &entry.owner {
-        attributes.insert("owner", owner.as_str());
-    }
-    let body = serde_json::to_vec(&JournalSecretOut {
-        base_url: &entry.base_url,
-        token: entry.token.expose(),
-        expires_at_unix: entry.expires_at_unix,
-    })
-    .map(Zeroizing::new)
-    .map_err(|_| StoreError::Corrupt {
-        what: "token journal entry".into(),
-        reason: "cannot encode".into(),
-    })?;
-    collection.create_item(&journal_label(&entry), attributes, &body, true, "application/json").await?;
-    Ok(())
-}
-
-fn journal_id_attributes(id: &str) -> HashMap<&str, &str> {
-    HashMap::from([("application", JOURNAL_APPLICATION), ("journal_id", id)])
-}
-
-/// Whether the item at `path` still matches `attributes`: tells an item that another
-/// client removed between our search and our call apart from a real failure.
-async fn still_there(
-    conn: &Connection,
-    attributes: HashMap<&str, &str>,
-    path: &ObjectPath<'_>,
-) -> Result<bool, Failure> {
-    let found = conn.service.search_items(attributes).await?;
-    Ok(found.unlocked.iter().chain(&found.locked).any(|i| i.item_path.as_str() == path.as_str()))
-}
-
-async fn journal_remove_once(conn: Arc<Connection>, id: String, limit: Duration) -> Result<(), Failure> {
-    for item in &search_unlocking(&conn, journal_id_attributes(&id), limit).await?.unlocked {
-        if let Err(e) = item.delete().await {
-            // Removed meanwhile (e.g. twice at once): the entry is gone, as asked.
-            if still_there(&conn, journal_id_attributes(&id), &item.item_path).await? {
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn journal_list_once(conn: Arc<Connection>, limit: Duration) -> Result<Vec<JournalEntry>, Failure> {
-    let all = || HashMap::from([("application", JOURNAL_APPLICATION)]);
-    let found = search_unlocking(&conn, all(), limit).await?;
-    if !found.locked.is_empty() {
-        tracing::warn!(
-            count = found.locked.len(),
-            "token journal items sit in a locked collection and were left out"
-        );
-    }
-    let mut entries = Vec::new();
-    for item in &found.unlocked {
-        let read = async {
-            Ok::<_, secret_service::Error>((item.get_attributes().await?, item.get_secret().await?))
-        };
-        let (attributes, secret) = match read.await {
-            Ok((a, s)) => (a, Zeroizing::new(s)),
-            Err(e) => {
-                // Revoked and removed since the search: nothing left to list.
-                if still_there(&conn, all(), &item.item_path).await? {
-                    return Err(e.into());
-                }
-                continue;
-            }
-        };
-        match journal_entry(&attributes, &secret) {
-            Ok(entry) => entries.push(entry),
-            Err(reason) => {
-                tracing::warn!(item = %item.item_path.as_str(), %reason, "skipping a corrupt token journal item");
-            }
-        }
-    }
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(entries)
-}
-
-/// Rebuilds an entry from an item's attributes and secret; the error never quotes the secret.
-fn journal_entry(attributes: &HashMap<String, String>, secret: &[u8]) -> Result<JournalEntry, String> {
-    let attribute = |name: &str| {
-        attributes.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| format!("no {name} attribute"))
-    };
-    let (id, profile, credential) =
-        (attribute("journal_id")?, attribute("profile")?, attribute("credential")?);
-    // serde_json's messages can quote the input, so only the position is reported.
-    let parsed: JournalSecretIn = serde_json::from_slice(secret).map_err(|e| {
-        format!(
-            "the secret is not a JSON object with base_url, token and expires_at_unix (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let token = Secret::new(parsed.token);
-    if token.is_empty() {
-        return Err("the token is empty".into());
-    }
-    Ok(JournalEntry {
-        id,
-        profile,
-        credential,
-        base_url: parsed.base_url,
-        token,
-        expires_at_unix: parsed.expires_at_unix,
-        // Absent on items of versions before owners existed.
-        owner: attributes.get("owner").filter(|o| !o.is_empty()).cloned(),
-    })
 }
 
 #[async_trait]

@@ -14,10 +14,10 @@ use looker_agent::broker::{Broker, BrokerSettings, IssuedToken, LiveToken, RealU
 use looker_agent::config::{Config, Credential, Profile};
 use looker_agent::daemon::handler::Ctx;
 use looker_agent::daemon::server::{self, Limits};
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use looker_agent::secret::Secret;
 use looker_agent::store::memory::MemoryStore;
 use looker_agent::store::{SecretKey, SecretStore};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -24,7 +24,7 @@
 //! `--secret-store memory --no-dbus`, secrets from a `$CREDENTIALS_DIRECTORY`.
 
 use clap::{Parser, Subcommand};
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser, Faults};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser, Faults};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Size, count and time limits of the socket server.
+/// Size, count and time limits of the socket server, and how it treats a closing client.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Connections served at once; more are closed at accept.
@@ -42,6 +42,11 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     /// How long open connections get to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Keep answering the requests a client has sent after it shut down its sending
+    /// side (HTTP half-close). Off by default: a client that closes its end has gone,
+    /// and its unanswered requests are dropped. The socket fuzz target turns it on, so
+    /// that pipelined requests followed by the end of the input are all answered.
+    pub half_close: bool,
 }
 
 impl Default for Limits {
@@ -56,6 +61,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_requests_per_connection: 100_000,
             drain_timeout: Duration::from_secs(1),
+            half_close: false,
         }
     }
 }
@@ -114,20 +120,20 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
 }
 
 /// The HTTP/1.1 settings every connection is served with.
-pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
+fn http1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        .half_close(limits.half_close)
         .keep_alive(true);
     builder
 }
 
 /// Serves one accepted connection until the client is done, or until `shutdown`
-/// turns true and its current request is answered. Also the socket fuzz target's
-/// entry point ([`crate::fuzzing`]), so both see the same server.
-pub(crate) async fn serve_connection(
+/// turns true and its current request is answered.
+async fn serve_connection(
     stream: UnixStream,
     peer: Peer,
     ctx: Arc<Ctx>,

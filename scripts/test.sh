@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: `scripts/test.sh [CARGO TEST ARGS...]`.
 #
-# Gives the tests what they need from the machine, then runs `cargo test --all-targets`:
+# Gives the tests what they need from the machine, then runs
+# `cargo test --workspace --all-targets` (the agent and crates/looker-emulator):
 # - installs gnome-keyring, secret-tool and the D-Bus tools when missing (apt-get,
 #   with sudo when not root), and what a real `systemd --user` needs (systemd,
 #   dbus-user-session, util-linux, passwd, procps): as root, tests/systemd.rs runs the
@@ -58,18 +59,21 @@ export XDG_CONFIG_HOME="$sandbox/config" XDG_DATA_HOME="$sandbox/data" \
     XDG_STATE_HOME="$sandbox/state" XDG_RUNTIME_DIR="$sandbox/runtime"
 unset LOOKER_AGENT_CONFIG LOOKER_AGENT_SOCKET LOOKER_AGENT_SECRET_STORE LOOKER_AGENT_PROFILE
 
-# `--all-targets` unless the caller picked targets (cargo would run the union).
+# `--all-targets` unless the caller picked targets (cargo would run the union);
+# every workspace package unless the caller picked packages.
 targets=(--all-targets)
+packages=(--workspace)
 for arg in "$@"; do
     [ "$arg" = -- ] && break
     case "$arg" in
     --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --example | --example=* | --examples | \
         --bench | --bench=* | --benches | --doc | --all-targets) targets=() ;;
+    -p | -p* | --package | --package=* | --workspace | --manifest-path | --manifest-path=*) packages=() ;;
     esac
 done
 
-log "environment ready in $((SECONDS - start)) s; running cargo test ${targets[*]} $*"
+log "environment ready in $((SECONDS - start)) s; running cargo test ${packages[*]} ${targets[*]} $*"
 status=0
-cargo test "${targets[@]}" "$@" || status=$?
+cargo test "${packages[@]}" "${targets[@]}" "$@" || status=$?
 log "cargo test exited with $status after $((SECONDS - start)) s in total"
 exit "$status"

@@ -11,7 +11,6 @@
 //! - [`daemon`]: the composition root, the Unix-socket server, the D-Bus API and shutdown;
 //! - [`protocol`]: the socket API's types, shared by daemon and CLI;
 //! - [`client`], [`client_bus`], [`cli`]: the `lookerctl` side (socket, D-Bus fallback);
-//! - [`emulator`]: a Looker API stand-in for tests and `--dev`;
 //! - [`logging`]: journald-native under systemd, text on stderr otherwise.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -23,9 +22,6 @@ pub mod config;
 pub mod config_edit;
 pub mod daemon;
 pub mod duration;
-pub mod emulator;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod logging;
 pub mod looker;
 pub mod looker_ini;

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{BgEmulator, TestEnv};
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};

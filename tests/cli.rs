@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use looker_agent::emulator::EmulatorUser;
+use looker_emulator::EmulatorUser;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

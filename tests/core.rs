@@ -84,7 +84,7 @@ fn end_to_end_with_secret_service() {
 #[test]
 fn herd_of_200_cold_requests_makes_one_login() {
     let emu = BgEmulator::start(Duration::from_secs(3600), &[("herd-id", "herd-secret")]);
-    emu.emu().set_faults(looker_agent::emulator::Faults {
+    emu.emu().set_faults(looker_emulator::Faults {
         login_delay: Duration::from_millis(200),
         ..Default::default()
     });
@@ -154,7 +154,7 @@ fn sigterm_revokes_every_token_and_removes_the_socket() {
     let creds = [("a-id", "a-secret"), ("b-id", "b-secret"), ("c-id", "c-secret")];
     let emu = BgEmulator::start(Duration::from_secs(3600), &creds);
     // Revocation has to be concurrent: each logout takes 1 s, the deadline is 5 s.
-    emu.emu().set_faults(looker_agent::emulator::Faults {
+    emu.emu().set_faults(looker_emulator::Faults {
         logout_delay: Duration::from_millis(1000),
         ..Default::default()
     });

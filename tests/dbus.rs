@@ -171,7 +171,7 @@ fn signals_follow_logins_and_never_carry_a_token() {
     f.emu.emu().add_credential(
         "bad-id",
         "right",
-        looker_agent::emulator::EmulatorUser::new("9", "B", "b@example.com"),
+        looker_emulator::EmulatorUser::new("9", "B", "b@example.com"),
     );
     f.env.add_profile(&bad, &f.emu.url(), &[("cb", "bad-id", &bad_secret)]);
 
@@ -461,7 +461,7 @@ fn live_introspection_matches_the_xml_in_dbus_dir() {
 fn herd_of_200_concurrent_gettoken_calls_makes_one_login() {
     let bus = PrivateBus::start();
     let f = fixture(&bus, &[], "info");
-    f.emu.emu().set_faults(looker_agent::emulator::Faults {
+    f.emu.emu().set_faults(looker_emulator::Faults {
         login_delay: Duration::from_millis(300),
         ..Default::default()
     });

@@ -6,7 +6,7 @@ mod common;
 
 use common::BgEmulator;
 use looker_agent::daemon::{Daemon, DaemonOptions};
-use looker_agent::emulator::Faults;
+use looker_emulator::Faults;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+/// The fuzz targets' harness and checks, compiled here too so that the seeds replay.
+#[path = "../fuzz/src/lib.rs"]
+mod fuzzing;
+
 /// An in-process daemon with `limits`, no profiles, no D-Bus.
 struct Agent {
     socket: PathBuf,
@@ -483,7 +487,6 @@ fn hostile_looker_ini_files_are_bounded() {
 /// through the fuzz targets' checks; the fuzzing itself is scripts/fuzz.sh.
 #[test]
 fn fuzz_corpus_replays_cleanly() {
-    use looker_agent::fuzzing;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let socket = fuzzing::SocketHarness::new().unwrap();
     let mut replayed = 0;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{agent_bin, read, AgentProc, BgEmulator, TestEnv};
-use looker_agent::emulator::Faults;
+use looker_emulator::Faults;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use looker_agent::emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser};
+use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser};
 use tokio::process::Command;
 
 const CLIENT_ID: &str = "pyclient0123456789ab";

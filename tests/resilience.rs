@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use looker_agent::emulator::Faults;
+use looker_emulator::Faults;
 use std::time::{Duration, Instant};
 
 fn status_json(env: &TestEnv) -> serde_json::Value {

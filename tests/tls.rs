@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser, TlsIdentity};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser, TlsIdentity};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

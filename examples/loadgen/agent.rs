@@ -7,7 +7,7 @@
 
 use crate::isolated::{self, AgentProc, BgEmulator, XdgDirs};
 use crate::Res;
-use looker_agent::emulator::{Emulator, EmulatorConfig};
+use looker_emulator::{Emulator, EmulatorConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

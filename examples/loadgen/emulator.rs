@@ -2,7 +2,7 @@
 //! Python SDK that scripts/bench.sh starts itself.
 
 use crate::Res;
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use std::path::Path;
 
 /// Serves one credential until SIGTERM or SIGINT; its URL is written to `url_file`.

@@ -5,7 +5,7 @@ use crate::agent::{emulator, running, Agent, ProfileSpec};
 use crate::http1::{get_request, Conn};
 use crate::stats::ms;
 use crate::Res;
-use looker_agent::emulator::Faults;
+use looker_emulator::Faults;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;

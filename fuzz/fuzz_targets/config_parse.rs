@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = looker_agent::fuzzing::config(data) {
+    if let Err(e) = looker_agent_fuzz::config(data) {
         panic!("{e}");
     }
 });

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = looker_agent::fuzzing::looker_answer(data) {
+    if let Err(e) = looker_agent_fuzz::looker_answer(data) {
         panic!("{e}");
     }
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use looker_agent::fuzzing::SocketHarness;
+use looker_agent_fuzz::SocketHarness;
 use std::sync::OnceLock;
 
 static HARNESS: OnceLock<SocketHarness> = OnceLock::new();

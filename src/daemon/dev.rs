@@ -2,17 +2,30 @@
 //!
 //! An embedded Looker emulator on 127.0.0.1, a memory secret store, a private
 //! socket, and a profile `dev` with a credential `default`.
+//!
+//! The emulator is the `looker-emulator` crate, built in with the `dev-emulator`
+//! feature (on by default); without it, `--dev` says so and exits.
 
-use super::{Daemon, DaemonError, DaemonOptions};
+use super::DaemonError;
+#[cfg(feature = "dev-emulator")]
+use super::{Daemon, DaemonOptions};
+#[cfg(feature = "dev-emulator")]
 use crate::broker::{Broker, BrokerSettings, RealUpstream};
+#[cfg(feature = "dev-emulator")]
 use crate::config::{Config, Credential, Profile};
-use crate::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+#[cfg(feature = "dev-emulator")]
 use crate::secret::Secret;
+#[cfg(feature = "dev-emulator")]
 use crate::store::memory::MemoryStore;
+#[cfg(feature = "dev-emulator")]
 use crate::store::{SecretKey, SecretStore};
+#[cfg(feature = "dev-emulator")]
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
+#[cfg(feature = "dev-emulator")]
 use rand::distr::{Alphanumeric, SampleString};
 use std::future::Future;
 use std::path::PathBuf;
+#[cfg(feature = "dev-emulator")]
 use std::sync::Arc;
 
 /// The dev profile's name.
@@ -21,6 +34,16 @@ pub const DEV_PROFILE: &str = "dev";
 pub const DEV_CREDENTIAL: &str = "default";
 
 /// Runs dev mode until `shutdown`. `socket` overrides the private socket path.
+#[cfg(not(feature = "dev-emulator"))]
+pub async fn run(_socket: Option<PathBuf>, _shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    Err(DaemonError::Other(
+        "dev mode is not built into this looker-agent (it was built without the `dev-emulator` feature)"
+            .into(),
+    ))
+}
+
+/// Runs dev mode until `shutdown`. `socket` overrides the private socket path.
+#[cfg(feature = "dev-emulator")]
 pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let emulator = Emulator::start(EmulatorConfig::default())
         .await

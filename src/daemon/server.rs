@@ -190,7 +190,7 @@ async fn answer_busy(stream: UnixStream, cap: usize, write_timeout: Duration, bu
 }
 
 /// The HTTP/1.1 settings every connection is served with.
-pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
+fn http1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -205,9 +205,8 @@ pub(crate) fn http1_builder(limits: &Limits) -> http1::Builder {
 }
 
 /// Serves one accepted connection until the client is done, or until `shutdown`
-/// turns true and its current request is answered. Also the socket fuzz target's
-/// entry point ([`crate::fuzzing`]), so both see the same server.
-pub(crate) async fn serve_connection(
+/// turns true and its current request is answered.
+async fn serve_connection(
     stream: UnixStream,
     peer: Peer,
     ctx: Arc<Ctx>,

@@ -257,7 +257,9 @@ impl Answer {
     }
 }
 
-/// Parses a login answer; public for fuzzing and tests.
+/// Parses the body of a `200` answer to `POST /login`: a printable `access_token`
+/// and an `expires_in` of 1 s to a year (a number or a numeric string), else
+/// [`LookerError::BadAnswer`]. `token_type` defaults to `Bearer`.
 pub fn parse_login_answer(body: &[u8]) -> Result<LoginToken, LookerError> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| LookerError::BadAnswer { reason: format!("login answer is not JSON ({e})") })?;

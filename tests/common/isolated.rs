@@ -6,7 +6,7 @@
 //! (`examples/loadgen` includes this file by path), so both start agents the same way.
 //! Nothing here panics: the tests unwrap, loadgen reports the error.
 
-use looker_agent::emulator::{Emulator, EmulatorConfig, EmulatorUser};
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! Shared test harness: temp XDG dirs, the real binaries, the emulator.
 #![allow(dead_code)]
 
-use looker_agent::emulator::{Emulator, EmulatorConfig};
+use looker_emulator::{Emulator, EmulatorConfig};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,24 +1,26 @@
-//! Entry points for the fuzz targets in `fuzz/` (`scripts/fuzz.sh`). Not part of the API.
+//! The fuzz targets' harness and checks (`fuzz_targets/`, `scripts/fuzz.sh`).
 //!
-//! Each function takes arbitrary bytes, drives one parser or the socket server
-//! with them, and checks the properties that must hold whatever the input:
-//! it returns `Err` with a description when one is broken (the fuzz target turns
-//! that into a crash), and a panic anywhere is a finding too.
-//! `tests/hostile.rs` replays the committed corpus (`fuzz/corpus/`) through them.
+//! Each check takes arbitrary bytes, drives one parser or the socket server with
+//! them through looker-agent's public API, and checks the properties that must hold
+//! whatever the input: it returns `Err` with a description when one is broken (the
+//! fuzz target turns that into a crash), and a panic anywhere is a finding too.
+//! `tests/hostile.rs` replays the committed corpus (`fuzz/corpus/`) through this
+//! same file (it includes it as a module), so the suite compiles and runs it.
 
-use crate::broker::{Broker, BrokerSettings, UpstreamFactory};
-use crate::config::{Config, Profile};
-use crate::daemon::handler::Ctx;
-use crate::daemon::server::{self, Limits};
-use crate::daemon::service::ReloadFn;
-use crate::looker::{client::parse_login_answer, LoginToken, LookerApi, LookerError, LookerUser};
-use crate::secret::Secret;
-use crate::store::memory::MemoryStore;
-use crate::store::{SecretKey, SecretStore};
 use async_trait::async_trait;
-use std::path::Path;
+use looker_agent::broker::{Broker, BrokerSettings, UpstreamFactory};
+use looker_agent::config::{Config, Profile};
+use looker_agent::daemon::server::Limits;
+use looker_agent::daemon::{Daemon, DaemonOptions};
+use looker_agent::looker::{client::parse_login_answer, LoginToken, LookerApi, LookerError, LookerUser};
+use looker_agent::secret::Secret;
+use looker_agent::store::memory::MemoryStore;
+use looker_agent::store::{SecretKey, SecretStore};
+use std::cell::Cell;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,90 +96,139 @@ impl UpstreamFactory for FakeUpstream {
     }
 }
 
-/// Feeds bytes to the real socket server (hyper's HTTP/1.1 connection and the
-/// request handler) over a Unix socket pair, as one client connection; the
-/// broker behind it has a memory store and a fake Looker.
+thread_local! {
+    /// Set by the panic hook on the thread that panicked. The harness's runtime runs
+    /// every task on the harness's own thread, so a panic in any of them (which tokio
+    /// would otherwise catch and keep in a join handle nobody reads) shows up here.
+    static PANICKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Chains a hook that notes panics per thread in front of the current one (which
+/// still runs: it prints the message, and under libFuzzer aborts).
+fn note_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICKED.with(|p| p.set(true));
+            previous(info);
+        }));
+    });
+}
+
+/// Feeds bytes to the real socket server as one client connection: for every input,
+/// a fresh agent (`Daemon::bind` + `run`, as the binary starts it, D-Bus off) on a
+/// socket in a private folder, with a memory store, a fake Looker and a real config
+/// file (so `POST /v1/reload` re-reads it).
 pub struct SocketHarness {
     rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
     config: Config,
     upstream: Arc<FakeLooker>,
 }
 
 impl SocketHarness {
-    /// A harness with its own single-threaded runtime.
+    /// A harness with its own single-threaded runtime and private folder.
     pub fn new() -> Result<SocketHarness, String> {
+        note_panics();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot build a runtime: {e}"))?;
-        let config = Config::parse(Path::new("fuzz-config.toml"), FUZZ_CONFIG).map_err(|e| e.to_string())?;
-        Ok(SocketHarness { rt, config, upstream: Arc::new(FakeLooker { logins: AtomicU64::new(0) }) })
-    }
-
-    /// Sends `input` on a fresh connection to a fresh broker, closes the sending
-    /// side, and returns everything the server wrote back. Fails when the server
-    /// does not finish within 10 s, leaks the client secret, or writes something
-    /// that is not an HTTP response.
-    pub fn run(&self, input: &[u8]) -> Result<Vec<u8>, String> {
-        self.rt.block_on(async {
-            let store = MemoryStore::new();
-            for (profile, cred, id, secret) in [
-                ("p", "a", "id-a", FUZZ_SECRET),
-                ("p", "b", "id-b", "wrong"),
-                ("down", "a", "down", FUZZ_SECRET),
-            ] {
-                store
-                    .set(&SecretKey::new(profile, cred), id, &Secret::new(secret))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let broker = Broker::new(
-                self.config.clone(),
-                Arc::new(store),
-                "memory (fuzzing)".into(),
-                Arc::new(FakeUpstream(self.upstream.clone())),
-                BrokerSettings::default(),
-            );
-            let config = self.config.clone();
-            let reload: ReloadFn = Arc::new(move |b: &Broker| {
-                let n = b.reload(config.clone());
-                Ok(format!("reloaded; revoking {n}"))
-            });
-            let limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
-            let ctx =
-                Arc::new(Ctx::new(broker, rustix::process::getuid().as_raw(), Some(reload), limits.clone()));
-            let (client, server_end) =
-                tokio::net::UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
-            let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            // The server's settings, except that requests already sent are all answered
-            // after the client's end is closed (the harness closes it once everything is
-            // written), so pipelined requests are fuzzed too.
-            let mut builder = server::http1_builder(&limits);
-            builder.half_close(true);
-            let builder = Arc::new(builder);
-            let peer = crate::daemon::listener::Peer::of(&server_end);
-            let conn = tokio::spawn(server::serve_connection(server_end, peer, ctx, builder, stop_rx));
-            let (mut rd, mut wr) = client.into_split();
-            let send = async {
-                // The server may close first (an error answer, Connection: close).
-                let _ = wr.write_all(input).await;
-                let _ = wr.shutdown().await;
-            };
-            let mut out = Vec::new();
-            let receive = rd.read_to_end(&mut out);
-            let exchange = async {
-                let ((), read) = tokio::join!(send, receive);
-                let served = conn.await;
-                (read, served)
-            };
-            let (_read, served) = tokio::time::timeout(SOCKET_DEADLINE, exchange)
-                .await
-                .map_err(|_| format!("the connection was still open after {SOCKET_DEADLINE:?}"))?;
-            served.map_err(|e| format!("the connection task failed: {e}"))?;
-            check_socket_output(input, &out)?;
-            Ok(out)
+        let dir = tempfile::Builder::new()
+            .prefix("looker-agent-fuzz-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a private folder: {e}"))?;
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, FUZZ_CONFIG).map_err(|e| format!("cannot write the config: {e}"))?;
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot chmod the config: {e}"))?;
+        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        Ok(SocketHarness {
+            rt,
+            dir,
+            config_path,
+            config,
+            upstream: Arc::new(FakeLooker { logins: AtomicU64::new(0) }),
         })
     }
+
+    /// Sends `input` on a fresh connection to a fresh agent, closes the sending
+    /// side, and returns everything the server wrote back. Fails when the exchange
+    /// and the agent's shutdown do not finish within 10 s, anything panics, the
+    /// agent fails, the client secret leaks, or the server writes something that is
+    /// not an HTTP response.
+    pub fn run(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+        PANICKED.with(|p| p.set(false));
+        let out = self.rt.block_on(self.exchange(input));
+        if PANICKED.with(|p| p.get()) {
+            return Err("something panicked while serving the input".into());
+        }
+        let out = out?;
+        check_socket_output(input, &out)?;
+        Ok(out)
+    }
+
+    async fn exchange(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+        let store = MemoryStore::new();
+        for (profile, cred, id, secret) in
+            [("p", "a", "id-a", FUZZ_SECRET), ("p", "b", "id-b", "wrong"), ("down", "a", "down", FUZZ_SECRET)]
+        {
+            store
+                .set(&SecretKey::new(profile, cred), id, &Secret::new(secret))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let broker = Broker::new(
+            self.config.clone(),
+            Arc::new(store),
+            "memory (fuzzing)".into(),
+            Arc::new(FakeUpstream(self.upstream.clone())),
+            BrokerSettings::default(),
+        );
+        let mut opts = DaemonOptions::new(self.dir.path().join("agent.sock"));
+        opts.config_path = Some(self.config_path.clone());
+        opts.dbus = false;
+        // Requests already sent are all answered after the client's end is closed (the
+        // harness closes it once everything is written), so pipelined requests are fuzzed too.
+        opts.limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
+        let daemon = Daemon::bind(opts).map_err(|e| format!("cannot start the agent: {e}"))?;
+        let socket = daemon.socket_path().to_path_buf();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent = tokio::spawn(daemon.run(broker, async {
+            let _ = stopped.await;
+        }));
+        let exchange = async {
+            let out = send_and_read(&socket, input).await;
+            let _ = stop.send(());
+            let served = agent.await;
+            (out, served)
+        };
+        let (out, served) = tokio::time::timeout(SOCKET_DEADLINE, exchange).await.map_err(|_| {
+            format!("the connection or the agent was still running after {SOCKET_DEADLINE:?}")
+        })?;
+        served
+            .map_err(|e| format!("the agent's task failed: {e}"))?
+            .map_err(|e| format!("the agent failed: {e}"))?;
+        out
+    }
+}
+
+/// Writes `input` on a new connection, shuts down the sending side, reads to the end.
+async fn send_and_read(socket: &Path, input: &[u8]) -> Result<Vec<u8>, String> {
+    let client = tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut rd, mut wr) = client.into_split();
+    let send = async {
+        // The server may close first (an error answer, Connection: close).
+        let _ = wr.write_all(input).await;
+        let _ = wr.shutdown().await;
+    };
+    let mut out = Vec::new();
+    let receive = rd.read_to_end(&mut out);
+    // A reset after the answer (the server closed with input unread) still leaves the answer.
+    let ((), _read) = tokio::join!(send, receive);
+    Ok(out)
 }
 
 fn check_socket_output(input: &[u8], out: &[u8]) -> Result<(), String> {
@@ -210,7 +261,7 @@ pub fn config(data: &[u8]) -> Result<(), String> {
         }
         Ok(cfg) => {
             for (name, p) in &cfg.profiles {
-                crate::config::validate_name("profile", name)?;
+                looker_agent::config::validate_name("profile", name)?;
                 let url = url::Url::parse(&p.base_url)
                     .map_err(|e| format!("accepted base_url {:?}: {e}", p.base_url))?;
                 if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
@@ -256,7 +307,7 @@ pub fn looker_answer(data: &[u8]) -> Result<(), String> {
 /// removes whole lines only and leaves a file whose section no longer takes
 /// its secret from where it came from.
 pub fn looker_ini(data: &[u8]) -> Result<(), String> {
-    use crate::looker_ini::{parse, remove_key, DEFAULTS_SECTION};
+    use looker_agent::looker_ini::{parse, remove_key, DEFAULTS_SECTION};
     let Ok(text) = std::str::from_utf8(data) else { return Ok(()) };
     let sections = match parse(text) {
         Ok(s) => s,
@@ -269,7 +320,7 @@ pub fn looker_ini(data: &[u8]) -> Result<(), String> {
     for s in &sections {
         let _ = (s.base_url(), s.client_id(), s.verify_ssl(), s.timeout(), s.profile_settings());
         let name = s.suggested_profile_name();
-        crate::config::validate_name("profile", &name).map_err(|e| format!("suggested name: {e}"))?;
+        looker_agent::config::validate_name("profile", &name).map_err(|e| format!("suggested name: {e}"))?;
         if s.secret().is_some() {
             // With the secret taken out, Debug must differ only where it said "redacted".
             let mut without = s.clone();

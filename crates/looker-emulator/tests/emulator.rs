@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use looker_agent::emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser, Faults};
+use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser, Faults};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 

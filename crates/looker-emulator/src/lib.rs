@@ -1,5 +1,7 @@
-//! A stand-in for the Looker API, for `looker-agent --dev`, the integration
-//! tests and the benchmarks.
+//! looker-emulator: a stand-in for the Looker API, for `looker-agent --dev`
+//! (the agent's `dev-emulator` feature), its integration tests and benchmarks.
+//! A crate of its own so that none of it ships in the agent unless dev mode is
+//! built in; it knows nothing of the agent.
 //!
 //! It speaks the part of Looker 4.0 the agent and the official SDKs use,
 //! with Looker's paths, statuses and bodies (checked against the Python
@@ -26,6 +28,8 @@
 //! It speaks plain HTTP on loopback by default (what `--dev` uses), or HTTPS
 //! with a certificate the caller provides ([`Emulator::start_tls`]), for the TLS
 //! tests: a private CA, a wrong host name, an expired certificate.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![warn(missing_docs)]
 
 mod handler;
 mod model;

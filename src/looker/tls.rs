@@ -112,27 +112,16 @@ fn verify_pinned(
     let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| None)?;
     let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
     let validity = parsed.validity();
-    if secs < validity.not_before.timestamp() {
+    let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    let at =
+        |t: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0)));
+    if secs < not_before {
         return Err(Some(
-            CertificateError::NotValidYetContext {
-                time: now,
-                not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
-                )),
-            }
-            .into(),
+            CertificateError::NotValidYetContext { time: now, not_before: at(not_before) }.into(),
         ));
     }
-    if secs > validity.not_after.timestamp() {
-        return Err(Some(
-            CertificateError::ExpiredContext {
-                time: now,
-                not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    u64::try_from(validity.not_after.timestamp()).unwrap_or(0),
-                )),
-            }
-            .into(),
-        ));
+    if secs > not_after {
+        return Err(Some(CertificateError::ExpiredContext { time: now, not_after: at(not_after) }.into()));
     }
     let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| None)?;
     ee.verify_is_valid_for_subject_name(server_name).map_err(|e| {

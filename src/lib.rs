@@ -24,11 +24,13 @@ pub mod config_edit;
 pub mod daemon;
 pub mod duration;
 pub mod emulator;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logging;
 pub mod looker;
 pub mod looker_ini;
+pub mod name;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

@@ -34,7 +34,7 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// `$XDG_RUNTIME_DIR`, else `/tmp/looker-agent-UID` (cron, `su`, SSH without
 /// pam_systemd). Anyone can create that name in /tmp first, so both sides check it
-/// with [`check_private_dir`]: the agent creates it 0700 and refuses it when it is
+/// with [`crate::files::private_dir::check_private_dir`]: the agent creates it 0700 and refuses it when it is
 /// someone else's, and `lookerctl` refuses to talk through it.
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
@@ -69,5 +69,3 @@ impl Paths {
         }
     }
 }
-
-pub use crate::files::private_dir::{check_private_dir, UnsafePath};

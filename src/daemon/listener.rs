@@ -4,7 +4,6 @@
 use super::DaemonError;
 use crate::files::private_dir;
 use crate::files::rules::{Finding, Kind, Owners, Rule};
-use crate::paths;
 use rustix::fs::Mode;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -14,13 +13,13 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 
 /// Creates (or checks) the socket's folder: a real directory, ours, mode 0700,
-/// on a path nobody else can change ([`paths::check_private_dir`]).
+/// on a path nobody else can change ([`private_dir::check_private_dir`]).
 ///
 /// `mkdir` with mode 0700 is atomic, so there is no window where a folder we create
 /// exists with looser permissions; one that someone else made first (in /tmp, say)
 /// is refused, and an existing folder of ours has its mode set again explicitly.
 pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
-    let resolved = paths::check_private_dir(dir, true)
+    let resolved = private_dir::check_private_dir(dir, true)
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: e.to_string() })?;
     let meta = std::fs::symlink_metadata(&resolved)
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("inspect: {e}") })?;

@@ -87,7 +87,7 @@ impl CredentialsDirStore {
     fn read(&self, key: &SecretKey) -> Result<Secret, StoreError> {
         let not_found =
             || StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() };
-        // Profile and credential names are `[A-Za-z0-9][A-Za-z0-9._-]*`; anything else
+        // Profile and credential names follow `Name`'s rule; anything else
         // (a `/`, a `..`) must not reach the file system.
         for name in [&key.profile, &key.credential] {
             if !crate::name::Name::is_valid(name) {

@@ -86,7 +86,7 @@ impl FileStore {
     }
 
     /// The file that holds, or would hold, the secret of `key` for `client_id`. Fails
-    /// for names that are not `[A-Za-z0-9][A-Za-z0-9._-]*`, so no name can leave the
+    /// for names that break [`crate::name::Name`]'s rule, so no name can leave the
     /// store's folder, and for a client_id too long for a file name.
     pub fn path_of(&self, key: &SecretKey, client_id: &str) -> Result<PathBuf, StoreError> {
         Ok(credential_dir(&self.dir, key)?.join(entry_file_name(&self.dir, client_id)?))

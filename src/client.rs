@@ -1,7 +1,7 @@
 //! The `lookerctl` side of the socket API: one HTTP/1.1 request per call over
 //! the Unix socket (hyper's client on a current-thread runtime).
 
-use crate::paths::{self, UnsafePath};
+use crate::files::private_dir::{self, UnsafePath};
 use crate::protocol::error::ErrorBody;
 use crate::protocol::{
     ErrorCode, Health, Request as ApiRequest, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
@@ -73,12 +73,12 @@ impl AgentClient {
     }
 
     /// Refuses a socket whose folder someone else could have planted or can change
-    /// (see [`paths::check_private_dir`]); a missing folder means no agent runs.
+    /// (see [`private_dir::check_private_dir`]); a missing folder means no agent runs.
     fn check_folder(&self) -> Result<(), ClientError> {
         let Some(dir) = self.socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
             return Ok(());
         };
-        match paths::check_private_dir(dir, false) {
+        match private_dir::check_private_dir(dir, false) {
             Ok(_) => Ok(()),
             Err(e @ UnsafePath::Missing { .. }) => {
                 Err(ClientError::NotRunning { socket: self.socket.clone(), reason: e.to_string() })

@@ -18,6 +18,7 @@
 //! naming the file, line and what was expected, and the daemon refuses to start.
 //! Edits go through [`crate::config_edit`], which keeps comments and layout.
 
+use crate::files::rules::{writable_by, Finding, Kind, Rule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -139,19 +140,9 @@ pub enum ConfigError {
     },
 }
 
-/// Checks a profile or credential name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 bytes.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid {kind} name {name:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 64)"
-        ))
-    }
+/// Checks a profile or credential name (the rule is [`crate::name::Name`]'s).
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), String> {
+    crate::name::Name::check(kind, name).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Normalises a base URL: trims, drops a trailing `/` and a pasted `/api/<version>` suffix.
@@ -332,7 +323,7 @@ pub fn read_trusted(path: &Path) -> Result<Option<String>, ConfigError> {
         });
     }
     // Pipes (`--config <(...)`) and /dev/null have no meaningful mode; their owner still counts.
-    check_file_mode(path, meta.uid(), meta.mode(), me, meta.is_file()).map_err(insecure)?;
+    check_file_mode(path, meta.uid(), meta.mode(), me).map_err(insecure)?;
     let mut dirs = vec![parent_dir(path)];
     if let Ok(real) = std::fs::canonicalize(path) {
         let real_parent = parent_dir(&real);
@@ -373,58 +364,46 @@ fn shell_quote(path: &Path) -> String {
     }
 }
 
-fn writable_by(mode: u32) -> Option<&'static str> {
-    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => Some("group and others"),
-        (true, false) => Some("group"),
-        (false, true) => Some("others"),
-        (false, false) => None,
-    }
-}
+/// What the config file must be: owned by you or root; if a regular file, not
+/// writable by group or others (readable is fine: it holds no secrets).
+const CONFIG_FILE: Rule = Rule { kind: Kind::Readable, sticky_ok: false, ..Rule::TRUSTED_DIR };
 
-/// The file rule of [`read_trusted`]: owned by `me` or root; if `regular`, not group/world-writable.
-fn check_file_mode(path: &Path, owner: u32, mode: u32, me: u32, regular: bool) -> Result<(), String> {
+/// The file rule of [`read_trusted`] on `st_mode` `mode` (type bits included).
+fn check_file_mode(path: &Path, owner: u32, mode: u32, me: u32) -> Result<(), String> {
     const WHY: &str =
         "whoever can change it could point base_url at their own server and capture your client secrets";
-    if owner != me && owner != 0 {
-        return Err(format!(
+    match CONFIG_FILE.check_mode(owner, mode, me) {
+        Ok(()) | Err(Finding::Symlink | Finding::WrongKind { .. }) => Ok(()),
+        Err(Finding::Owner { owner, me }) => Err(format!(
             "it is owned by uid {owner}, not by you (uid {me}); {WHY}. \
              Fix: `chown {me} {p}` (as root), or use a copy you own",
             p = shell_quote(path)
-        ));
+        )),
+        Err(Finding::Mode { mode }) => Err(format!(
+            "it is writable by {} (mode {mode:04o}); {WHY}. Fix: `chmod go-w {}`",
+            writable_by(mode).unwrap_or("others"),
+            shell_quote(path)
+        )),
     }
-    if regular {
-        if let Some(who) = writable_by(mode) {
-            return Err(format!(
-                "it is writable by {who} (mode {:04o}); {WHY}. Fix: `chmod go-w {}`",
-                mode & 0o7777,
-                shell_quote(path)
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The folder rule of [`read_trusted`]: owned by `me` or root; not group/world-writable unless sticky.
 fn check_dir_mode(dir: &Path, owner: u32, mode: u32, me: u32) -> Result<(), String> {
     const WHY: &str = "whoever can change that folder could replace the config, point base_url at \
                        their own server and capture your client secrets";
-    if owner != me && owner != 0 {
-        return Err(format!(
+    match Rule::TRUSTED_DIR.check_mode(owner, mode, me) {
+        Ok(()) | Err(Finding::Symlink | Finding::WrongKind { .. }) => Ok(()),
+        Err(Finding::Owner { owner, me }) => Err(format!(
             "its folder {} is owned by uid {owner}, not by you (uid {me}); {WHY}. \
              Fix: move the config to a folder you own",
             dir.display()
-        ));
-    }
-    let sticky = mode & 0o1000 != 0;
-    match writable_by(mode) {
-        Some(who) if !sticky => Err(format!(
-            "its folder {} is writable by {who} (mode {:04o}); {WHY}. Fix: `chmod go-w {}`",
+        )),
+        Err(Finding::Mode { mode }) => Err(format!(
+            "its folder {} is writable by {} (mode {mode:04o}); {WHY}. Fix: `chmod go-w {}`",
             dir.display(),
-            mode & 0o7777,
+            writable_by(mode).unwrap_or("others"),
             shell_quote(dir)
         )),
-        _ => Ok(()),
     }
 }
 
@@ -574,11 +553,11 @@ client_id = "def"
         fn owned_by_another_user_is_refused() {
             // The rule itself, for any uid we run as.
             let p = Path::new("/c/config.toml");
-            let e = check_file_mode(p, 1001, 0o100644, 1000, true).unwrap_err();
+            let e = check_file_mode(p, 1001, 0o100644, 1000).unwrap_err();
             assert!(e.contains("owned by uid 1001") && e.contains("chown 1000 /c/config.toml"), "{e}");
-            assert!(check_file_mode(p, 0, 0o100644, 1000, true).is_ok(), "root-owned is trusted");
-            assert!(check_file_mode(p, 1000, 0o100600, 1000, true).is_ok());
-            assert!(check_file_mode(p, 1000, 0o010666, 1000, false).is_ok(), "a pipe has no real mode");
+            assert!(check_file_mode(p, 0, 0o100644, 1000).is_ok(), "root-owned is trusted");
+            assert!(check_file_mode(p, 1000, 0o100600, 1000).is_ok());
+            assert!(check_file_mode(p, 1000, 0o010666, 1000).is_ok(), "a pipe has no real mode");
             assert!(check_dir_mode(Path::new("/c"), 1001, 0o40755, 1000).is_err());
             assert!(check_dir_mode(Path::new("/tmp"), 0, 0o41777, 1000).is_ok());
 

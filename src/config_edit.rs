@@ -21,10 +21,10 @@
 //! false, `timeout` only when set, as a DURATION string such as `"45s"`.
 
 use crate::config::{self, Config, ConfigError, Credential, Profile};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use crate::files::atomic::AtomicFile;
+use crate::files::{lock, private_dir};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 /// The settings of a profile, as `lookerctl profile add` or `import` gives them.
@@ -128,53 +128,26 @@ impl EditLock {
     fn take(path: &Path, wait: Duration) -> Result<EditLock, ConfigError> {
         let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
         let lock = lock_path(path).map_err(write_err)?;
-        let dir = parent_or_dot(&lock);
-        if !dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(write_err)?;
-        }
-        let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(flags)
-            .open(&lock)
-            .map_err(|e| {
-                write_err(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot open its lock file {}: {e}", lock.display()),
-                ))
-            })?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(EditLock { _file: file }),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < wait => {
-                    // Polling, not a blocking flock: the wait stays bounded without signals.
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    return Err(write_err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "another edit (lookerctl profile/credential/import) still holds its lock {} after {} s; \
-                             let it finish, then run the command again",
-                            lock.display(),
-                            wait.as_secs_f32()
-                        ),
-                    )))
-                }
-                Err(e) => {
-                    return Err(write_err(std::io::Error::new(
-                        std::io::Error::from(e).kind(),
-                        format!("cannot lock {}: {e}", lock.display()),
-                    )))
-                }
+        private_dir::create_all(&parent_or_dot(&lock)).map_err(write_err)?;
+        let file = lock::open_or_create(&lock).map_err(|e| {
+            write_err(std::io::Error::new(
+                e.kind(),
+                format!("cannot open its lock file {}: {e}", lock.display()),
+            ))
+        })?;
+        match lock::exclusive_waiting(&file, wait) {
+            Ok(true) => Ok(EditLock { _file: file }),
+            Ok(false) => Err(write_err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "another edit (lookerctl profile/credential/import) still holds its lock {} after {} s; \
+                     let it finish, then run the command again",
+                    lock.display(),
+                    wait.as_secs_f32()
+                ),
+            ))),
+            Err(e) => {
+                Err(write_err(std::io::Error::new(e.kind(), format!("cannot lock {}: {e}", lock.display()))))
             }
         }
     }
@@ -417,23 +390,13 @@ impl ConfigEditor {
         }
         let target = resolve_symlinks(&self.path).map_err(write_err)?;
         let dir = parent_or_dot(&target);
-        if !dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(write_err)?;
-        }
+        private_dir::create_all(&dir).map_err(write_err)?;
         let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)
+        let mut tmp = AtomicFile::in_folder(&dir, &format!(".{file_name}."), ".tmp")
             .map_err(|e| write_err(explain_write(e, true)))?;
-        // Through the File itself: tempfile's own Write adds the temporary file's path
-        // to errors, and the message names the config already.
-        let file = tmp.as_file_mut();
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
-        file.write_all(text.as_bytes()).map_err(|e| write_err(explain_write(e, false)))?;
-        file.sync_all().map_err(|e| write_err(explain_write(e, false)))?;
-        tmp.persist(&target).map_err(|e| write_err(e.error))?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(write_err)?;
+        tmp.set_mode(0o600).map_err(write_err)?;
+        tmp.write_synced(text.as_bytes()).map_err(|e| write_err(explain_write(e, false)))?;
+        tmp.rename_to(&target).map_err(write_err)?.sync().map_err(write_err)?;
         self.original = Some(text);
         Ok(())
     }

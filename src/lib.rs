@@ -4,12 +4,16 @@
 //! The library holds all the logic; `src/bin/` holds two thin binaries.
 //! A walk through the house, in the order a request travels:
 //!
-//! - [`config`], [`config_edit`], [`paths`]: where things live and what they say;
+//! - [`config`], [`config_edit`], [`paths`], [`name`]: where things live and what they say;
+//! - [`files`]: the one place for file safety (owner/mode rules, private folders,
+//!   atomic writes, locks);
 //! - [`store`]: client secrets in the Secret Service, 0600 files or memory;
 //! - [`looker`]: the upstream Looker API, with errors that drive behaviour;
 //! - [`broker`]: the token cache (single flight, expiry, revocation);
-//! - [`daemon`]: the composition root, the Unix-socket server, the D-Bus API and shutdown;
-//! - [`protocol`]: the socket API's types, shared by daemon and CLI;
+//! - [`protocol`]: requests, routes, the one error table and the answers' types,
+//!   shared by daemon and CLI;
+//! - [`daemon`]: the composition root; the doors (socket `handler`, D-Bus `bus`)
+//!   decode into a request for the one [`daemon::service::Service`], which calls the broker;
 //! - [`client`], [`client_bus`], [`cli`]: the `lookerctl` side (socket, D-Bus fallback);
 //! - [`logging`]: journald-native under systemd, text on stderr otherwise.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -22,9 +26,11 @@ pub mod config;
 pub mod config_edit;
 pub mod daemon;
 pub mod duration;
+pub mod files;
 pub mod logging;
 pub mod looker;
 pub mod looker_ini;
+pub mod name;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

@@ -255,7 +255,7 @@ impl IniSection {
             )
             .collect();
         s = s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
-        s.truncate(64);
+        s.truncate(crate::name::MAX_LEN);
         if s.is_empty() {
             "looker".into()
         } else {

@@ -586,6 +586,27 @@ fn help_has_examples_and_no_escapes() {
     }
 }
 
+// ----- names -----
+
+#[test]
+fn invalid_names_are_refused_before_anything_is_touched() {
+    let env = TestEnv::new("file");
+    let long = "p".repeat(65);
+    for (args, what) in [
+        (vec!["profile", "add", "../evil", "--base-url", "https://x.example.com"], "profile"),
+        (vec!["profile", "add", long.as_str(), "--base-url", "https://x.example.com"], "profile"),
+        (vec!["credential", "add", "prod", "a/b", "--client-id", "id"], "credential"),
+        (vec!["credential", "add", ".p", "main", "--client-id", "id"], "profile"),
+    ] {
+        let o = env.ctl(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        let e = err(&o);
+        assert!(e.contains(&format!("invalid {what} name")) && e.contains("at most 64"), "{args:?}: {e}");
+    }
+    // Refused by the argument parser: no config folder, no lock file was made.
+    assert!(!env.config.parent().unwrap().exists(), "{}", env.config.display());
+}
+
 // ----- --json everywhere, tables -----
 
 #[test]

@@ -215,6 +215,23 @@ async fn names_cannot_escape_the_store() {
 }
 
 #[tokio::test]
+async fn names_are_capped_at_64_bytes_as_in_the_config() {
+    // The store once took names of up to 128 bytes that no config could hold.
+    let (tmp, s) = store();
+    let longest = "p".repeat(64);
+    let k = SecretKey::new(&longest, "c");
+    s.set(&k, "id", &Secret::new(SECRET)).await.unwrap();
+    assert_eq!(s.get(&k, "id").await.unwrap().expose(), SECRET);
+    for (p, c) in [("p".repeat(65), "c".to_string()), ("p".into(), "c".repeat(65))] {
+        let k = SecretKey::new(&p, &c);
+        let e = s.set(&k, "id", &Secret::new(SECRET)).await.unwrap_err();
+        assert!(e.to_string().contains("at most 64"), "{e}");
+        assert!(s.path_of(&k, "id").is_err());
+    }
+    assert!(!tmp.path().join("data/looker-agent/secrets").join("p".repeat(65)).exists());
+}
+
+#[tokio::test]
 async fn a_corrupt_file_is_reported_without_its_content() {
     let (_tmp, s) = store();
     let k = SecretKey::new("prod", "reporting");

@@ -248,6 +248,7 @@ pub enum ProfileCommand {
 #[derive(Debug, Args)]
 pub struct ProfileAddArgs {
     /// Profile name (letters, digits, '.', '_', '-').
+    #[arg(value_parser = crate::name::profile_arg)]
     pub name: String,
     /// The Looker instance, e.g. https://example.looker.com (no /api/... suffix).
     #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
@@ -276,8 +277,10 @@ pub enum CredentialCommand {
     #[command(after_help = CREDENTIAL_ADD_EXAMPLES)]
     Add {
         /// Profile name.
+        #[arg(value_parser = crate::name::profile_arg)]
         profile: String,
         /// Credential set name.
+        #[arg(value_parser = crate::name::credential_arg)]
         name: String,
         /// The API key's client_id.
         #[arg(long, value_name = "ID")]

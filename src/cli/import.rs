@@ -20,11 +20,12 @@ use super::output;
 use super::token::shell_quote;
 use crate::config::normalize_base_url;
 use crate::config_edit::{ConfigEditor, CredentialChange, ProfileSettings};
+use crate::files::atomic::AtomicFile;
 use crate::looker_ini::{self, IniError};
 use crate::secret::Secret;
 use crate::store::SecretKey;
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The prefix of the SDKs' environment variables.
@@ -393,24 +394,18 @@ fn remove_secret(origin: &FileOrigin) -> Result<(), CliError> {
     }
     let meta = std::fs::metadata(&target).map_err(|e| by_hand(format!("cannot read its mode ({e})")))?;
     let dir = target.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".looker.ini.")
-        .tempfile_in(dir)
+    let mut tmp = AtomicFile::in_folder(dir, ".looker.ini.", "")
         .map_err(|e| by_hand(format!("cannot write in {} ({e})", dir.display())))?;
-    let file = tmp.as_file();
-    let fmeta = file.metadata().map_err(|e| by_hand(e.to_string()))?;
+    let fmeta = tmp.file().metadata().map_err(|e| by_hand(e.to_string()))?;
     if (fmeta.uid(), fmeta.gid()) != (meta.uid(), meta.gid()) {
-        std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()))
+        std::os::unix::fs::fchown(tmp.file(), Some(meta.uid()), Some(meta.gid()))
             .map_err(|e| by_hand(format!("its owner could not be kept ({e})")))?;
     }
-    file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .map_err(|e| by_hand(format!("its mode could not be kept ({e})")))?;
-    tmp.write_all(new_text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
+    tmp.set_mode(meta.mode() & 0o7777).map_err(|e| by_hand(format!("its mode could not be kept ({e})")))?;
+    tmp.write_synced(new_text.as_bytes())
         .map_err(|e| by_hand(format!("writing the new file failed ({e})")))?;
-    tmp.persist(&target).map_err(|e| by_hand(format!("replacing the file failed ({})", e.error)))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let done = tmp.rename_to(&target).map_err(|e| by_hand(format!("replacing the file failed ({e})")))?;
+    // The secret is gone from the file already; a folder that cannot be synced is no failure.
+    let _ = done.sync();
     Ok(())
 }

@@ -2,34 +2,36 @@
 //! and the accept loop that caps connections and learns each peer's uid.
 
 use super::DaemonError;
-use crate::paths;
+use crate::files::private_dir;
+use crate::files::rules::{Finding, Kind, Owners, Rule};
 use rustix::fs::Mode;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::UnixListener;
 
 /// Creates (or checks) the socket's folder: a real directory, ours, mode 0700,
-/// on a path nobody else can change ([`paths::check_private_dir`]).
+/// on a path nobody else can change ([`private_dir::check_private_dir`]).
 ///
 /// `mkdir` with mode 0700 is atomic, so there is no window where a folder we create
 /// exists with looser permissions; one that someone else made first (in /tmp, say)
 /// is refused, and an existing folder of ours has its mode set again explicitly.
 pub fn prepare_dir(dir: &Path) -> Result<(), DaemonError> {
-    let resolved = paths::check_private_dir(dir, true)
+    let resolved = private_dir::check_private_dir(dir, true)
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: e.to_string() })?;
     let meta = std::fs::symlink_metadata(&resolved)
         .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("inspect: {e}") })?;
     // Ours: made exactly 0700. Root's (and writable by nobody else) is left as it is.
-    if meta.uid() == rustix::process::getuid().as_raw() && meta.mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-            DaemonError::Socket { path: dir.to_path_buf(), reason: format!("chmod 0700: {e}") }
-        })?;
-    }
+    private_dir::tighten(&resolved, &meta)
+        .map_err(|e| DaemonError::Socket { path: dir.to_path_buf(), reason: format!("chmod 0700: {e}") })?;
     Ok(())
 }
+
+/// A socket found where the agent's goes: yours only (whatever its mode, it is replaced).
+const OLD_SOCKET: Rule =
+    Rule { kind: Kind::Socket, owners: Owners::You, refused: 0, refused_if_root: 0, sticky_ok: false };
 
 /// Binds the agent socket at `path` (folder 0700, socket 0600).
 ///
@@ -41,18 +43,20 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     prepare_dir(dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
-            use std::os::unix::fs::FileTypeExt;
-            if !meta.file_type().is_socket() {
-                return Err(sock_err(
-                    "exists and is not a socket; remove it or choose another --socket".into(),
-                ));
-            }
-            let me = rustix::process::getuid().as_raw();
-            if meta.uid() != me {
-                return Err(sock_err(format!(
-                    "is owned by uid {}, not by you (uid {me}): someone else planted it; remove it or choose another --socket",
-                    meta.uid()
-                )));
+            match OLD_SOCKET.check(&meta) {
+                Ok(()) => {}
+                Err(Finding::Symlink | Finding::WrongKind { .. }) => {
+                    return Err(sock_err(
+                        "exists and is not a socket; remove it or choose another --socket".into(),
+                    ));
+                }
+                Err(Finding::Owner { owner, me }) => {
+                    return Err(sock_err(format!(
+                        "is owned by uid {owner}, not by you (uid {me}): someone else planted it; remove it or choose another --socket"
+                    )));
+                }
+                // Its mode does not matter: it is replaced.
+                Err(Finding::Mode { .. }) => {}
             }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(DaemonError::AlreadyRunning { path: path.to_path_buf() });

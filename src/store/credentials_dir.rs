@@ -22,11 +22,12 @@
 //! that when `$CREDENTIALS_DIRECTORY` is set.
 
 use super::{JournalEntry, OwnerLock, SecretKey, SecretStore, SharedStore, StoreError};
+use crate::files::rules::{Finding, Kind, Owners, Rule};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -86,10 +87,10 @@ impl CredentialsDirStore {
     fn read(&self, key: &SecretKey) -> Result<Secret, StoreError> {
         let not_found =
             || StoreError::NotFound { profile: key.profile.clone(), credential: key.credential.clone() };
-        // Profile and credential names are `[A-Za-z0-9][A-Za-z0-9._-]*`; anything else
+        // Profile and credential names follow `Name`'s rule; anything else
         // (a `/`, a `..`) must not reach the file system.
         for name in [&key.profile, &key.credential] {
-            if crate::config::validate_name("name", name).is_err() {
+            if !crate::name::Name::is_valid(name) {
                 return Err(not_found());
             }
         }
@@ -140,13 +141,18 @@ impl CredentialsDirStore {
     }
 }
 
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
 /// systemd writes credentials 0400, owned by the service's user; for a system service
 /// with `User=` it may write them root-owned with an ACL for the user, which shows in
 /// the group bits. Anything readable or writable by others is refused.
+const CREDENTIAL_FILE: Rule = Rule {
+    kind: Kind::File,
+    owners: Owners::YouOrRoot,
+    // Everything but the owner's bits (setuid and sticky too); root's may let the group read.
+    refused: 0o7777 & !0o700,
+    refused_if_root: 0o7777 & !0o740,
+    sticky_ok: false,
+};
+
 fn check_file(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
     let insecure = |problem: String| StoreError::Insecure {
         path: path.to_path_buf(),
@@ -157,37 +163,31 @@ fn check_file(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
             path.display()
         ),
     };
-    if !meta.is_file() {
-        return Err(insecure("not a regular file".into()));
+    match CREDENTIAL_FILE.check(meta) {
+        Ok(()) => Ok(()),
+        Err(Finding::Symlink | Finding::WrongKind { .. }) => Err(insecure("not a regular file".into())),
+        Err(Finding::Owner { owner, me }) => {
+            Err(insecure(format!("owned by uid {owner}, neither you (uid {me}) nor root")))
+        }
+        Err(Finding::Mode { mode }) => Err(insecure(format!("accessible to other users (mode {mode:04o})"))),
     }
-    let mode = meta.mode() & 0o7777;
-    let allowed = match meta.uid() {
-        u if u == euid() => 0o700,
-        0 => 0o740,
-        u => return Err(insecure(format!("owned by uid {u}, neither you (uid {}) nor root", euid()))),
-    };
-    if mode & !allowed != 0 {
-        return Err(insecure(format!("accessible to other users (mode {mode:04o})")));
-    }
-    Ok(())
 }
 
+/// The credentials folder: yours or root's, and nobody else can change its entries.
 fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
     let insecure = |problem: String| StoreError::Insecure {
         path: path.to_path_buf(),
         problem,
         fix: format!("${ENV} must be a folder only you (or root) can change, as systemd makes it"),
     };
-    if !meta.is_dir() {
-        return Err(insecure("not a directory".into()));
+    match Rule::TRUSTED_DIR.check(meta) {
+        Ok(()) => Ok(()),
+        Err(Finding::Symlink | Finding::WrongKind { .. }) => Err(insecure("not a directory".into())),
+        Err(Finding::Owner { owner, me }) => {
+            Err(insecure(format!("owned by uid {owner}, neither you (uid {me}) nor root")))
+        }
+        Err(Finding::Mode { mode }) => Err(insecure(format!("writable by other users (mode {mode:04o})"))),
     }
-    if meta.uid() != euid() && meta.uid() != 0 {
-        return Err(insecure(format!("owned by uid {}, neither you (uid {}) nor root", meta.uid(), euid())));
-    }
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        return Err(insecure(format!("writable by other users (mode {:04o})", meta.mode() & 0o7777)));
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -51,12 +51,16 @@
 //! grants any permission to group or others, and say how to fix it.
 
 use super::{valid_owner, JournalEntry, OwnerLock, SecretKey, SecretStore, StoreError};
+use crate::files::atomic::AtomicFile;
+use crate::files::lock;
+use crate::files::private_dir::{self, Created};
+use crate::files::rules::{Finding, Rule};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -82,7 +86,7 @@ impl FileStore {
     }
 
     /// The file that holds, or would hold, the secret of `key` for `client_id`. Fails
-    /// for names that are not `[A-Za-z0-9][A-Za-z0-9._-]*`, so no name can leave the
+    /// for names that break [`crate::name::Name`]'s rule, so no name can leave the
     /// store's folder, and for a client_id too long for a file name.
     pub fn path_of(&self, key: &SecretKey, client_id: &str) -> Result<PathBuf, StoreError> {
         Ok(credential_dir(&self.dir, key)?.join(entry_file_name(&self.dir, client_id)?))
@@ -215,26 +219,12 @@ struct JournalIn {
     owner: Option<String>,
 }
 
-fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() <= 128
-        && b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
-
 /// Re-checks a name even though config validation already did: it becomes a path.
-fn checked_name<'a>(dir: &Path, what: &str, name: &'a str) -> Result<&'a str, StoreError> {
-    if valid_name(name) {
-        Ok(name)
-    } else {
-        Err(StoreError::Io {
-            path: dir.to_path_buf(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid {what} name {name:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit"),
-            ),
-        })
-    }
+fn checked_name<'a>(dir: &Path, what: &'static str, name: &'a str) -> Result<&'a str, StoreError> {
+    crate::name::Name::check(what, name).map_err(|e| StoreError::Io {
+        path: dir.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+    })
 }
 
 fn valid_journal_id(id: &str) -> bool {
@@ -336,10 +326,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
 fn add_again(key: &SecretKey) -> String {
     format!("lookerctl credential add {} {} --client-id ID", key.profile, key.credential)
 }
@@ -381,7 +367,11 @@ impl Holds<'_> {
 fn check_file(path: &Path, meta: &fs::Metadata, holds: Holds<'_>) -> Result<(), StoreError> {
     let insecure =
         |problem: String, fix: String| StoreError::Insecure { path: path.to_path_buf(), problem, fix };
-    if meta.file_type().is_symlink() {
+    let finding = match Rule::PRIVATE_FILE.check(meta) {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    if finding == Finding::Symlink {
         return Err(insecure(
             "a symbolic link".into(),
             format!(
@@ -391,24 +381,22 @@ fn check_file(path: &Path, meta: &fs::Metadata, holds: Holds<'_>) -> Result<(), 
             ),
         ));
     }
-    if !meta.file_type().is_file() {
-        return Err(insecure("not a regular file".into(), format!("remove it{}", holds.after_removal())));
-    }
-    if meta.uid() != euid() {
-        return Err(insecure(
-            format!("owned by uid {} instead of you (uid {})", meta.uid(), euid()),
+    Err(match finding {
+        Finding::Symlink | Finding::WrongKind { .. } => {
+            insecure("not a regular file".into(), format!("remove it{}", holds.after_removal()))
+        }
+        Finding::Owner { owner, me } => insecure(
+            format!("owned by uid {owner} instead of you (uid {me})"),
             format!(
                 "if the file really is yours, run `chown $(id -u) {p} && chmod 600 {p}`; otherwise remove it{}",
                 holds.after_removal(),
                 p = path.display()
             ),
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(insecure(format!("accessible to other users (mode {mode:04o})"), holds.loose_fix(path)));
-    }
-    Ok(())
+        ),
+        Finding::Mode { mode } => {
+            insecure(format!("accessible to other users (mode {mode:04o})"), holds.loose_fix(path))
+        }
+    })
 }
 
 /// Refuses a folder of the store that another user owns or could write into (and so
@@ -416,26 +404,21 @@ fn check_file(path: &Path, meta: &fs::Metadata, holds: Holds<'_>) -> Result<(), 
 fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
     let insecure =
         |problem: String, fix: String| StoreError::Insecure { path: path.to_path_buf(), problem, fix };
-    if !meta.is_dir() {
-        return Err(insecure(
+    match Rule::PRIVATE_DIR.check(meta) {
+        Ok(()) => Ok(()),
+        Err(Finding::Symlink | Finding::WrongKind { .. }) => Err(insecure(
             "not a directory".into(),
             format!("move it away; the secret store keeps its files in {}", path.display()),
-        ));
-    }
-    if meta.uid() != euid() {
-        return Err(insecure(
-            format!("a directory owned by uid {} instead of you (uid {})", meta.uid(), euid()),
+        )),
+        Err(Finding::Owner { owner, me }) => Err(insecure(
+            format!("a directory owned by uid {owner} instead of you (uid {me})"),
             format!("if it really is yours, run `chown $(id -u) {p} && chmod 700 {p}`", p = path.display()),
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(insecure(
+        )),
+        Err(Finding::Mode { mode }) => Err(insecure(
             format!("a directory other users can write into (mode {mode:04o})"),
             format!("fix it with `chmod 700 {}`", path.display()),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Checks the folders from the store's own down to `inner` (the store's folder may be
@@ -544,30 +527,14 @@ fn read_entry(dir: &Path, key: &SecretKey, client_id: &str) -> Result<Secret, St
 
 /// Creates `path` as a 0700 folder, or checks and tightens an existing one we own.
 fn ensure_private_dir(path: &Path, follow_symlink: bool) -> Result<(), StoreError> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {
-            // The umask can only remove bits; set the mode anyway, as rbw does.
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))?;
-            if let Some(parent) = path.parent() {
-                sync_dir(parent)?;
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let meta = if follow_symlink { fs::metadata(path) } else { fs::symlink_metadata(path) };
-            let meta = meta.map_err(io_err(path))?;
-            if meta.is_dir() && meta.uid() == euid() && meta.mode() & 0o077 != 0 {
-                fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))?;
-                return Ok(());
-            }
-            check_dir(path, &meta)
-        }
-        Err(e) => Err(io_err(path)(e)),
+    match private_dir::create(path, follow_symlink).map_err(io_err(path))? {
+        Created::New => Ok(()),
+        Created::Existing(meta) => check_dir(path, &meta),
     }
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
-    File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
+    private_dir::sync_dir(path).map_err(io_err(path))
 }
 
 /// Creates the store's folder (following a symlink to it) and the private folders
@@ -605,18 +572,10 @@ fn explain_create(e: io::Error) -> io::Error {
 /// Writes `body` to `path` (in the private folder `folder`) atomically, mode 0600.
 fn write_atomically(folder: &Path, path: &Path, body: &[u8]) -> Result<(), StoreError> {
     // Names never start with '.', so a temporary file cannot collide with an entry.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(folder)
-        .map_err(|e| io_err(folder)(explain_create(e)))?;
-    // Through the File itself: tempfile's own Write adds the temporary path to errors,
-    // and the message names `path` already.
-    tmp.as_file_mut().write_all(body).map_err(|e| io_err(path)(explain_write(e)))?;
-    tmp.as_file().sync_all().map_err(|e| io_err(path)(explain_write(e)))?;
-    // rename(2) replaces a symlink at `path` itself, never what it points to.
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    sync_dir(folder)
+    let mut tmp =
+        AtomicFile::in_folder(folder, ".tmp-", "").map_err(|e| io_err(folder)(explain_create(e)))?;
+    tmp.write_synced(body).map_err(|e| io_err(path)(explain_write(e)))?;
+    tmp.rename_to(path).map_err(io_err(path))?.sync().map_err(io_err(folder))
 }
 
 fn write_entry(dir: &Path, key: &SecretKey, client_id: &str, secret: &Secret) -> Result<(), StoreError> {
@@ -736,19 +695,11 @@ fn write_journal(dir: &Path, entry: &JournalEntry) -> Result<(), StoreError> {
     // before the rename leaves a complete entry that `list_journal` still finds and
     // `remove_journal` still removes, so its token is revoked all the same.
     let tmp = jdir.join(format!("{JOURNAL_TMP_PREFIX}{}", entry.id));
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
-    let written = (|| {
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(flags).open(&tmp)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(&path)(e));
-    }
-    sync_dir(&jdir)
+    let written = AtomicFile::named(&tmp).and_then(|mut file| {
+        file.write_synced(&body)?;
+        file.rename_to(&path)
+    });
+    written.map_err(io_err(&path))?.sync().map_err(io_err(&jdir))
 }
 
 fn remove_journal(dir: &Path, id: &str) -> Result<(), StoreError> {
@@ -857,22 +808,13 @@ fn owner_lock_path(dir: &Path, owner: &str) -> Result<PathBuf, StoreError> {
 /// Creates and locks `owners/<owner>.lock`. The file is locked under a temporary
 /// name and then renamed, so nobody ever sees it under its real name unlocked.
 fn lock_owner(dir: &Path, owner: &str) -> Result<FileOwner, StoreError> {
-    use rustix::fs::{flock, FlockOperation};
     let path = owner_lock_path(dir, owner)?;
     let odir = owners_dir(dir);
     ensure_dirs(dir, std::slice::from_ref(&odir))?;
     let fresh = odir.join(format!(".new-{owner}"));
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(flags)
-        .open(&fresh)
-        .map_err(io_err(&fresh))?;
-    let locked = flock(&file, FlockOperation::NonBlockingLockExclusive)
-        .map_err(io::Error::from)
+    let file = lock::create_new(&fresh).map_err(io_err(&fresh))?;
+    let locked = lock::try_exclusive(&file)
+        .and_then(|got| if got { Ok(()) } else { Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK)) })
         .and_then(|()| fs::rename(&fresh, &path));
     if let Err(e) = locked {
         let _ = fs::remove_file(&fresh);
@@ -885,29 +827,21 @@ fn lock_owner(dir: &Path, owner: &str) -> Result<FileOwner, StoreError> {
 /// Whether `owner` holds its lock. A missing lock file means a dead owner (it exited,
 /// or a sweep removed its free lock); so does a lock we can share.
 fn owner_alive(dir: &Path, owner: &str) -> Result<bool, StoreError> {
-    use rustix::fs::{flock, FlockOperation};
     if !valid_owner(owner) {
         return Ok(false);
     }
     let path = owner_lock_path(dir, owner)?;
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
-    let file = match OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+    let file = match lock::open_existing(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err(&path)(e)),
     };
     check_dirs(dir, std::slice::from_ref(&owners_dir(dir)))?;
-    // A shared lock: two agents checking at once do not take each other for the owner.
-    match flock(&file, FlockOperation::NonBlockingLockShared) {
-        Ok(()) => Ok(false),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(true),
-        Err(e) => Err(io_err(&path)(e.into())),
-    }
+    lock::held_by_other(&file).map_err(io_err(&path))
 }
 
 /// Removes the lock files of dead owners (and locks a crash left half made).
 fn sweep_owners(dir: &Path) -> Result<(), StoreError> {
-    use rustix::fs::{flock, FlockOperation};
     let odir = owners_dir(dir);
     let listing = match fs::read_dir(&odir) {
         Ok(l) => l,
@@ -915,16 +849,15 @@ fn sweep_owners(dir: &Path) -> Result<(), StoreError> {
         Err(e) => return Err(io_err(&odir)(e)),
     };
     check_dirs(dir, std::slice::from_ref(&odir))?;
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
     for item in listing {
         let item = item.map_err(io_err(&odir))?;
         let path = item.path();
         let name = item.file_name();
         let name = name.to_str().unwrap_or("");
         if name.strip_suffix(".lock").is_some_and(valid_owner) {
-            let Ok(file) = OpenOptions::new().read(true).custom_flags(flags).open(&path) else { continue };
+            let Ok(file) = lock::open_existing(&path) else { continue };
             // Removed while we hold it: its owner is gone, and nobody else can hold it now.
-            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if lock::try_exclusive(&file).unwrap_or(false) {
                 let _ = fs::remove_file(&path);
             }
         } else if name.starts_with(".new-") && is_older_than(&item, STALE_TMP_AGE) {
@@ -968,10 +901,10 @@ mod tests {
     #[test]
     fn names_that_could_escape_are_refused() {
         for bad in ["", ".", "..", "../x", "a/b", ".hidden", "-x", "a\0b", "é"] {
-            assert!(!valid_name(bad), "{bad:?}");
+            assert!(!crate::name::Name::is_valid(bad), "{bad:?}");
         }
         for good in ["prod", "a", "A.b_c-d", "0"] {
-            assert!(valid_name(good), "{good:?}");
+            assert!(crate::name::Name::is_valid(good), "{good:?}");
         }
         let s = FileStore::new("/x".into());
         assert!(s.path_of(&SecretKey::new("..", "c"), "id").is_err());

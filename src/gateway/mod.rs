@@ -1,0 +1,2 @@
+//! The Looker API gateway: the agent serves the Looker API and forwards calls to the profile's Looker.
+pub mod tcp_peer;

@@ -6,7 +6,8 @@
 //! with backoff, a bad answer is reported.
 
 pub mod client;
-mod tls;
+// pub(crate): the gateway's upstream client (src/gateway/forward.rs) shares the TLS setup.
+pub(crate) mod tls;
 
 use crate::secret::Secret;
 use async_trait::async_trait;

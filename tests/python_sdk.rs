@@ -131,7 +131,7 @@ async fn python_sdk_logs_in_reads_me_and_logs_out() {
 
     assert_eq!(
         emu.counters(),
-        Counters { logins: 1, failed_logins: 1, logouts: 1, live_tokens: 0 },
+        Counters { logins: 1, failed_logins: 1, logouts: 1, live_tokens: 0, sudo_logins: 0 },
         "the SDK should have logged in once, logged out once, and failed once with the wrong secret"
     );
 }

@@ -63,7 +63,7 @@ async fn delete(emu: &Emulator, path: &str, auth: Option<&str>) -> reqwest::Resp
 }
 
 fn counters(logins: u64, failed_logins: u64, logouts: u64, live_tokens: u64) -> Counters {
-    Counters { logins, failed_logins, logouts, live_tokens }
+    Counters { logins, failed_logins, logouts, live_tokens, sudo_logins: 0 }
 }
 
 #[tokio::test]

@@ -30,12 +30,21 @@ MCP_REQ="looker-mcp-server==0.25.0"
 
 log() { printf 'clients: %s\n' "$*" >&2; }
 
-# lock FILE: holds an exclusive lock on FILE on fd 9 until the caller's
-# subshell ends (each installer runs in one).
+# lock DIR: creates DIR's parent and holds an exclusive lock on DIR.lock
+# (fd 9) until the caller's subshell ends (each installer runs in one).
+# The installers run as `if` conditions, where `set -e` does not apply:
+# every step checks its own status.
 lock() {
+    mkdir -p "$(dirname "$1")" || {
+        log "cannot create $(dirname "$1")"
+        return 1
+    }
     if command -v flock >/dev/null 2>&1; then
-        exec 9>"$1"
-        flock 9
+        { exec 9>"$1.lock"; } 2>/dev/null || {
+            log "cannot open the lock file $1.lock"
+            return 1
+        }
+        flock 9 || return 1
     fi
 }
 
@@ -57,8 +66,7 @@ python_for_venv() {
 # whose bin/EXECUTABLE must exist afterwards.
 venv_install() (
     local dir="$1" req="$2" exe="$3"
-    mkdir -p "$(dirname "$dir")"
-    lock "$dir.lock"
+    lock "$dir" || return 1
     if [ -x "$dir/bin/$exe" ] && [ "$(cat "$dir/.installed" 2>/dev/null)" = "$req" ]; then
         return 0
     fi
@@ -89,13 +97,12 @@ venv_install() (
         log "$req installed but $dir/bin/$exe is missing"
         return 1
     }
-    printf '%s\n' "$req" >"$dir/.installed"
+    printf '%s\n' "$req" >"$dir/.installed" || return 1
 )
 
 node_install() (
     local dir="$cache/node-clients" want="${NODE_PACKAGES[*]}"
-    mkdir -p "$dir"
-    lock "$dir.lock"
+    lock "$dir" || return 1
     if [ -d "$dir/node_modules/@looker/sdk-node" ] && [ "$(cat "$dir/.installed" 2>/dev/null)" = "$want" ]; then
         return 0
     fi
@@ -105,7 +112,10 @@ node_install() (
     }
     log "installing $want into $dir"
     rm -rf "$dir/node_modules" "$dir/package.json" "$dir/package-lock.json" "$dir/.installed"
-    printf '{"name":"looker-agent-test-clients","private":true}\n' >"$dir/package.json"
+    mkdir -p "$dir" && printf '{"name":"looker-agent-test-clients","private":true}\n' >"$dir/package.json" || {
+        log "cannot write $dir/package.json"
+        return 1
+    }
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "${NODE_PACKAGES[@]}" >&2) || {
         log "npm install ${NODE_PACKAGES[*]} failed (see above)"
         return 1
@@ -114,7 +124,7 @@ node_install() (
         log "@looker/sdk-node installed but node cannot load it"
         return 1
     }
-    printf '%s\n' "$want" >"$dir/.installed"
+    printf '%s\n' "$want" >"$dir/.installed" || return 1
 )
 
 wanted=("$@")

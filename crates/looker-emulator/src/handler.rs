@@ -281,7 +281,7 @@ where
         return Ok(error(StatusCode::UNAUTHORIZED));
     }
     let mut body = std::pin::pin!(req.into_body());
-    let mut check = PatternCheck::new();
+    let mut check = PatternCheck::new(ctx.pattern.clone());
     while let Some(frame) = body.as_mut().frame().await {
         match frame {
             Ok(frame) => {

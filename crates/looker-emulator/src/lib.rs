@@ -173,7 +173,8 @@ impl EmulatorUser {
 /// What the emulator has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Logins that issued a token (including under `bad_expires_in`).
+    /// API logins (`POST /login`) that issued a token (including under
+    /// `bad_expires_in`); sudo logins are counted in `sudo_logins`.
     pub logins: u64,
     /// Login requests that issued no token: wrong or missing credentials,
     /// bad bodies, and every login answered by a fault.

@@ -139,4 +139,19 @@ pub trait LookerApi: Send + Sync + 'static {
         let _ = (access_token, user_id);
         Err(LookerError::BadAnswer { reason: "this client cannot read roles".into() })
     }
+
+    /// `POST /api/4.0/login/{user_id}` (sudo) with an admin's token: a new token acting
+    /// as that user. Looker's refusals (403 not allowed, 404 no such user) are
+    /// [`LookerError::Rejected`] with Looker's status and message.
+    async fn login_user(&self, access_token: &Secret, user_id: &str) -> Result<LoginToken, LookerError> {
+        let _ = (access_token, user_id);
+        Err(LookerError::BadAnswer { reason: "this client cannot log in as another user".into() })
+    }
+
+    /// `PATCH /api/4.0/session {"workspace_id": workspace}`: moves this token (and
+    /// only it: at Looker the workspace belongs to the token) to `dev` or `production`.
+    async fn set_workspace(&self, access_token: &Secret, workspace: &str) -> Result<(), LookerError> {
+        let _ = (access_token, workspace);
+        Err(LookerError::BadAnswer { reason: "this client cannot change workspaces".into() })
+    }
 }

@@ -521,6 +521,68 @@ async fn an_upstream_that_hangs_up_before_answering_is_closed_early() {
 }
 
 #[tokio::test]
+async fn a_connection_that_is_never_accepted_times_out_with_504() {
+    // A listener that never accepts, its queue filled: the kernel drops further SYNs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            fillers.push(s);
+        }
+    }
+    let h = HeaderMap::new();
+    let out = Outbound {
+        method: Method::GET,
+        path_and_query: "/x",
+        headers: &h,
+        body: OutBody::empty(),
+        auth: None,
+    };
+    let p = profile(&format!("base_url = \"http://{addr}\"\ntimeout = \"1s\""));
+    let err = tokio::time::timeout(HANG_GUARD, Forwarder::new().send(&p, out)).await.unwrap().unwrap_err();
+    assert_eq!(
+        err,
+        ForwardError::ConnectTimeout { origin: format!("http://{addr}"), after: Duration::from_secs(1) }
+    );
+    assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
+    drop((listener, fillers));
+}
+
+#[tokio::test]
+async fn an_ipv6_base_url_works() {
+    let Ok(emu) = Emulator::start_on("[::1]:0".parse().unwrap(), EmulatorConfig::default()).await else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    assert!(emu.base_url().starts_with("http://[::1]:"), "{}", emu.base_url());
+    let p = profile(&format!("base_url = \"{}\"", emu.base_url()));
+    assert_eq!(get(&Forwarder::new(), &p, "/versions", None, None).await.0, StatusCode::OK);
+    emu.shutdown().await;
+}
+
+#[test]
+fn debug_output_names_no_header_value_query_or_body() {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", HeaderValue::from_static("token client-tok"));
+    let token = Secret::new("real-tok");
+    let out = Outbound {
+        method: Method::POST,
+        path_and_query: "/api/4.0/login?client_secret=q-secret",
+        headers: &h,
+        body: OutBody::full(Bytes::from_static(b"client_secret=body-secret")),
+        auth: Some(&token),
+    };
+    let text = format!("{out:?} {:?}", RequestBody::Whole(Bytes::from_static(b"client_secret=body-secret")));
+    for secret in ["client-tok", "real-tok", "q-secret", "body-secret"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert!(text.contains("authorization") && text.contains("25 bytes"), "{text}");
+}
+
+#[tokio::test]
 async fn plain_http_to_a_remote_host_is_refused_before_any_traffic() {
     let h = HeaderMap::new();
     let out = || Outbound {

@@ -58,8 +58,8 @@ const HOP_BY_HOP: [&str; 10] = [
 /// Headers meant for the agent itself (`Looker-Agent-Credential`, ...), never for Looker.
 const AGENT_HEADER_PREFIX: &str = "looker-agent-";
 
-/// One call to forward.
-#[derive(Debug)]
+/// One call to forward. `Debug` shows the method and header names only: a header
+/// value, the query or the body may hold a secret.
 pub struct Outbound<'a> {
     /// The client's method, sent as it is.
     pub method: Method,
@@ -74,6 +74,17 @@ pub struct Outbound<'a> {
     /// The real token, sent as `Authorization: token <t>`; `None` for Looker's
     /// unauthenticated endpoints (`/alive`, `/versions`) and the client's own login.
     pub auth: Option<&'a Secret>,
+}
+
+impl std::fmt::Debug for Outbound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &self.body)
+            .field("auth", &self.auth.map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a call did not reach Looker or got no answer; [`ForwardError::status`] is what

@@ -22,8 +22,8 @@ pub const REPLAY_LIMIT: usize = 1 << 20;
 /// A sensible time to wait for a small body to arrive whole before forwarding starts.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client's request body, read as far as a replay needs.
-#[derive(Debug)]
+/// A client's request body, read as far as a replay needs. `Debug` shows lengths
+/// only (a login form holds a secret).
 pub enum RequestBody {
     /// The whole body, at most [`REPLAY_LIMIT`] bytes: replayable, cheap to clone.
     Whole(Bytes),
@@ -35,6 +35,17 @@ pub enum RequestBody {
         /// The body's remainder, still on the client's connection.
         rest: Incoming,
     },
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Whole(b) => write!(f, "Whole({} bytes)", b.len()),
+            RequestBody::Streaming { prefix, .. } => {
+                write!(f, "Streaming({} bytes, then the rest)", prefix.len())
+            }
+        }
+    }
 }
 
 impl RequestBody {
@@ -109,10 +120,20 @@ impl From<RequestBody> for OutBody {
 /// The body of a request sent to Looker: nothing, a few bytes in memory, or a
 /// client's body streamed through. Reports its exact length when it knows it, so
 /// that the upstream request keeps a `Content-Length` rather than going chunked.
-#[derive(Debug)]
+/// `Debug` shows lengths only.
 pub struct OutBody(Inner);
 
-#[derive(Debug)]
+impl std::fmt::Debug for OutBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Inner::Full(b) => write!(f, "OutBody({} bytes)", b.as_ref().map_or(0, |b| b.len())),
+            Inner::Streaming { prefix, .. } => {
+                write!(f, "OutBody({} bytes, then a stream)", prefix.as_ref().map_or(0, |b| b.len()))
+            }
+        }
+    }
+}
+
 enum Inner {
     Full(Option<Bytes>),
     Streaming { prefix: Option<Bytes>, rest: Incoming },

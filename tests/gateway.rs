@@ -1,0 +1,521 @@
+//! The Looker API gateway end to end: a real looker-agent (file store, its own XDG
+//! tree), real lookerctl, the emulator as Looker, and real unmodified clients (the
+//! Python looker_sdk, @looker/sdk-node, spectacles) under `lookerctl exec` from an
+//! empty folder. What each test checks is what Looker (the emulator) saw.
+
+#[path = "clients/real_clients.rs"]
+mod real_clients;
+
+mod common;
+
+use common::{BgEmulator, TestEnv};
+use looker_emulator::{EmulatorUser, TokenKind, Workspace};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const ID: &str = "gwclient0123456789ab";
+const SECRET: &str = "gw-real-secret/with+odd&chars=";
+/// Another Looker user, for sudo.
+const OTHER_USER: &str = "7";
+
+struct Setup {
+    env: TestEnv,
+    emu: BgEmulator,
+    agent: common::AgentProc,
+    /// `http://127.0.0.1:PORT`
+    url: String,
+}
+
+/// An emulator with an admin API user, an agent with profile `prod` on it, and the
+/// gateway's URL from `lookerctl status --json`.
+fn setup() -> Setup {
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[]);
+    emu.emu().add_credential(ID, SECRET, EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"));
+    emu.emu().add_credential(
+        "other-client",
+        "other",
+        EmulatorUser::new(OTHER_USER, "Alan", "alan@example.com"),
+    );
+    let env = TestEnv::new("file");
+    env.add_profile("prod", &emu.url(), &[("api", ID, SECRET)]);
+    let agent = env.start_agent(&[]);
+    let status: Value = serde_json::from_str(&env.ctl_ok(&["status", "--json"], None)).unwrap();
+    let url = status["gateway"]["url"].as_str().expect("status names the gateway URL").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Setup { env, emu, agent, url }
+}
+
+/// curl, returning (status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// A gateway credential from `lookerctl gateway credential prod --json`.
+fn gateway_credential(s: &Setup) -> (String, String) {
+    let v: Value = serde_json::from_str(
+        &s.env.ctl_ok(&["gateway", "credential", "prod", "--json", "--ttl", "1h"], None),
+    )
+    .unwrap();
+    assert_eq!(v["base_url"], s.url.as_str());
+    assert!(v["expires_at"].is_string());
+    (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
+}
+
+/// Logs in to the gateway as the SDKs do; the session token.
+fn login(s: &Setup, id: &str, secret: &str) -> String {
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "--data-urlencode",
+        &format!("client_id={id}"),
+        "--data-urlencode",
+        &format!("client_secret={secret}"),
+        &format!("{}/api/4.0/login", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["access_token", "expires_in", "refresh_token", "token_type"], "Looker's exact shape");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+fn get(s: &Setup, token: &str, path: &str) -> (u16, String) {
+    curl(&["-H", &format!("Authorization: token {token}"), &format!("{}{path}", s.url)])
+}
+
+/// Every token the emulator holds for the agent's credential, and the values.
+fn live_real_tokens(s: &Setup) -> Vec<String> {
+    s.emu.emu().live_tokens().into_iter().map(|t| t.token).collect()
+}
+
+fn python(test: &str) -> Option<PathBuf> {
+    real_clients::locate("LOOKER_AGENT_PYTHON", "the Python looker_sdk (scripts/python-venv.sh)", test)
+}
+
+/// `lookerctl exec prod -- PROGRAM ARGS…` from an empty folder, with nothing of the
+/// caller's Looker or proxy settings inherited.
+fn exec(s: &Setup, program: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let folder = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(common::ctl_bin());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy().to_ascii_lowercase();
+        if k.starts_with("lookersdk")
+            || k.starts_with("looker_") && !k.starts_with("looker_agent")
+            || k.ends_with("_proxy")
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    for (k, v) in &s.env.vars {
+        cmd.env(k, v);
+    }
+    cmd.envs(extra.iter().copied())
+        .args(["exec", "prod", "--"])
+        .arg(program)
+        .args(args)
+        .current_dir(folder.path())
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "lookerctl exec {program:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}\n--- agent log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.agent.log_text()
+    );
+    out
+}
+
+fn last_json_line(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("printed {stdout:?}: {e}"))
+}
+
+/// The child's environment holds neither the real secret nor any real token.
+fn assert_nothing_real(s: &Setup, env_text: &str) {
+    assert!(!env_text.contains(SECRET), "the real client secret reached the child");
+    for t in live_real_tokens(s) {
+        assert!(!env_text.contains(&t), "a real token reached the child");
+    }
+}
+
+#[test]
+fn python_sdk_runs_unchanged_and_sudo_twice_is_one_sudo_login() {
+    let Some(py) = python("python_sdk_runs_unchanged_and_sudo_twice_is_one_sudo_login") else { return };
+    let s = setup();
+    let env_file = s.env.dir.path().join("child-env.json");
+    let script = real_clients::repo().join("tests/python/gateway_client.py");
+    let out = exec(&s, &py, &[script.to_str().unwrap(), env_file.to_str().unwrap(), OTHER_USER], &[]);
+    let report = last_json_line(&out);
+    assert_eq!(report["me_id"], "42");
+    assert_eq!(report["workspace"], "production");
+    assert_eq!(report["sudo_me_1"], OTHER_USER);
+    assert_eq!(report["sudo_me_2"], OTHER_USER);
+    assert_eq!(report["back_me_1"], "42", "logging out of sudo returns to the API user");
+    let c = s.emu.emu().counters();
+    assert_eq!(c.logins, 1, "one real login serves the SDK: {c:?}");
+    assert_eq!(c.sudo_logins, 1, "two login_user calls, one sudo login at Looker: {c:?}");
+    let env_text = std::fs::read_to_string(&env_file).unwrap();
+    let child_env: Value = serde_json::from_str(&env_text).unwrap();
+    assert_eq!(child_env["LOOKERSDK_BASE_URL"], s.url.as_str());
+    assert!(child_env["no_proxy"].as_str().unwrap().contains("127.0.0.1"));
+    assert_nothing_real(&s, &env_text);
+    // The SDK logged out of its session: the shared real token still serves others.
+    let (id, secret) = gateway_credential(&s);
+    let t = login(&s, &id, &secret);
+    assert_eq!(get(&s, &t, "/api/4.0/user").0, 200);
+    assert_eq!(s.emu.emu().counters().logins, 1);
+}
+
+#[test]
+fn node_sdk_moves_only_its_own_session_to_dev() {
+    let Some(node_modules) = real_clients::node_modules("node_sdk_moves_only_its_own_session_to_dev") else {
+        return;
+    };
+    let s = setup();
+    // A bystander session in production, before and after.
+    let (id, secret) = gateway_credential(&s);
+    let bystander = login(&s, &id, &secret);
+    let node = PathBuf::from("node");
+    let script = real_clients::node_script();
+    let nm = node_modules.to_str().unwrap().to_string();
+    let out = exec(&s, &node, &[script.to_str().unwrap()], &[("NODE_PATH", &nm)]);
+    let report = last_json_line(&out);
+    assert_eq!(report["me_id"], "42");
+    assert_eq!(report["workspace_before"], "production");
+    assert_eq!(report["workspace_after"], "dev");
+    assert_eq!(report["logged_out"], true);
+    let (code, body) = get(&s, &bystander, "/api/4.0/session");
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["workspace_id"], "production");
+    // The Node SDK's logout ended its session, and its dev token with it (in the
+    // background); the shared token lives on.
+    common::wait_for("the dev token's revocation", Duration::from_secs(10), || {
+        s.emu.emu().live_tokens().iter().all(|t| t.workspace == Workspace::Production)
+    });
+    assert_eq!(s.emu.emu().live_tokens().len(), 1);
+    assert_eq!(get(&s, &bystander, "/api/4.0/user").0, 200);
+}
+
+#[test]
+fn spectacles_connects_through_the_gateway() {
+    let Some(spectacles) = real_clients::spectacles("spectacles_connects_through_the_gateway") else {
+        return;
+    };
+    let s = setup();
+    let out = exec(&s, &spectacles, &["connect"], &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Connected to Looker"), "{text}");
+    // spectacles logs in to the gateway and reads /api/4.0/versions, which Looker
+    // answers without a token: Looker sees the call and no login at all.
+    let seen: Vec<String> = s.emu.emu().requests().iter().map(|r| r.call()).collect();
+    assert!(seen.iter().any(|c| c == "GET /api/4.0/versions"), "{seen:?}");
+    assert_eq!(s.emu.emu().counters().logins, 0, "{seen:?}");
+}
+
+#[test]
+fn an_exec_credential_dies_with_its_child_and_is_never_real() {
+    let s = setup();
+    let dump = s.env.dir.path().join("dump");
+    let sh = PathBuf::from("/bin/sh");
+    let script = format!(
+        "printf '%s\\n%s\\n%s\\n' \"$LOOKERSDK_CLIENT_ID\" \"$LOOKERSDK_CLIENT_SECRET\" \"$LOOKER_ACCESS_TOKEN\" > '{}'; \
+         env > '{}.env'",
+        dump.display(),
+        dump.display()
+    );
+    exec(&s, &sh, &["-c", &script], &[]);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let mut lines = text.lines();
+    let (id, secret, token) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
+    assert!(!id.is_empty() && !secret.is_empty() && !token.is_empty());
+    assert_nothing_real(&s, &std::fs::read_to_string(format!("{}.env", dump.display())).unwrap());
+    common::wait_for("the exec credential to end with its process", Duration::from_secs(10), || {
+        let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+        v["gateway"]["credentials"] == 0 && v["gateway"]["sessions"].as_array().is_some_and(|a| a.is_empty())
+    });
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-d",
+        &format!("client_id={id}&client_secret={secret}"),
+        &format!("{}/api/4.0/login", s.url),
+    ]);
+    assert_eq!(code, 404, "a dead exec credential logs in no more: {body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "Not found");
+    let (code, body) = get(&s, token, "/api/4.0/user");
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "Requires authentication.");
+}
+
+#[test]
+fn an_upstream_401_is_one_login_and_one_replay() {
+    let s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let a = login(&s, &id, &secret);
+    let b = login(&s, &id, &secret);
+    assert_eq!(get(&s, &a, "/api/4.0/user").0, 200);
+    assert_eq!(s.emu.emu().counters().logins, 1);
+    // Looker drops every token mid-run.
+    assert_eq!(s.emu.emu().revoke_all(), 1);
+    let (code, body) = get(&s, &a, "/api/4.0/user");
+    assert_eq!(code, 200, "the client never sees that 401: {body}");
+    assert_eq!(get(&s, &b, "/api/4.0/user").0, 200);
+    assert_eq!(s.emu.emu().counters().logins, 2, "exactly one new login");
+    // A body is replayed too: Looker drops the tokens again, the upload still arrives whole.
+    let body_file = s.env.dir.path().join("pattern");
+    std::fs::write(&body_file, (0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    assert_eq!(s.emu.emu().revoke_all(), 1);
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {a}"),
+        "--data-binary",
+        &format!("@{}", body_file.display()),
+        &format!("{}/api/4.0/emulator/upload", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["bytes"].as_u64(), v["pattern_ok"].as_bool()), (Some(100_000), Some(true)));
+    assert_eq!(s.emu.emu().counters().logins, 3, "one new login per drop");
+}
+
+#[test]
+fn sessions_switch_workspaces_alone() {
+    let s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let a = login(&s, &id, &secret);
+    let b = login(&s, &id, &secret);
+    let (code, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: token {a}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"workspace_id":"dev"}"#,
+        &format!("{}/api/4.0/session", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let ws = |t: &str| {
+        serde_json::from_str::<Value>(&get(&s, t, "/api/4.0/session").1).unwrap()["workspace_id"].clone()
+    };
+    assert_eq!(ws(&a), "dev");
+    assert_eq!(ws(&b), "production", "the other session stays in production");
+    let live = s.emu.emu().live_tokens();
+    assert_eq!(live.iter().filter(|t| t.workspace == Workspace::Dev).count(), 1);
+    assert_eq!(live.iter().filter(|t| t.workspace == Workspace::Production).count(), 1);
+    let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+    let sessions = v["gateway"]["sessions"].as_array().unwrap();
+    assert_eq!(sessions.iter().filter(|x| x["workspace"] == "dev").count(), 1);
+    let human = s.env.ctl_ok(&["status"], None);
+    assert!(human.contains(&s.url) && human.contains("dev"), "{human}");
+}
+
+#[test]
+fn the_socket_door_adds_the_real_token_itself() {
+    let s = setup();
+    let sock = s.env.socket.to_str().unwrap().to_string();
+    let (code, body) = curl(&["--unix-socket", &sock, "http://agent/looker/prod/api/4.0/user"]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], "42");
+    let (code, _) = curl(&[
+        "--unix-socket",
+        &sock,
+        "-H",
+        "Looker-Agent-Credential: nope",
+        "http://agent/looker/prod/api/4.0/user",
+    ]);
+    assert_eq!(code, 404, "an unknown credential set");
+    let (code, _) = curl(&["--unix-socket", &sock, "http://agent/looker/prod/alive"]);
+    assert_eq!(code, 200);
+    // A client's logout there never revokes the shared token.
+    let (code, _) =
+        curl(&["--unix-socket", &sock, "-X", "DELETE", "http://agent/looker/prod/api/4.0/logout"]);
+    assert_eq!(code, 204);
+    assert_eq!(live_real_tokens(&s).len(), 1);
+}
+
+#[test]
+fn foreign_hosts_and_users_are_refused() {
+    let s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let t = login(&s, &id, &secret);
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let (code, body) = curl(&[
+        "-H",
+        "Host: evil.example",
+        "-H",
+        &format!("Authorization: token {t}"),
+        &format!("{}/api/4.0/user", s.url),
+    ]);
+    assert_eq!(code, 403, "DNS rebinding: {body}");
+    assert_eq!(get(&s, &t, "/api/4.0/user").0, 200);
+    // Unauthenticated Looker endpoints pass through; the rest needs a session.
+    assert_eq!(curl(&[&format!("{}/versions", s.url)]).0, 200);
+    assert_eq!(curl(&[&format!("{}/api/4.0/user", s.url)]).0, 401);
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED the other-uid half: needs root for setpriv");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-s", "--noproxy", "*"])
+        .args(["-w", "\n%{http_code}", "-H", &format!("Authorization: token {t}")])
+        .arg(format!("http://127.0.0.1:{port}/api/4.0/user"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.trim_end().ends_with("403"), "another uid with a valid session token: {text}");
+}
+
+/// The agent's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn half_a_gigabyte_streams_through_with_flat_memory() {
+    let s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let t = login(&s, &id, &secret);
+    assert_eq!(get(&s, &t, "/api/4.0/user").0, 200);
+    let before = peak_rss_kib(s.agent.pid());
+    let bytes: u64 = 512 * 1024 * 1024;
+    let out = Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+        .args(["-H", &format!("Authorization: token {t}")])
+        .arg(format!("{}/api/4.0/emulator/download?bytes={bytes}", s.url))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text, format!("200 {bytes}"), "whole");
+    let growth = peak_rss_kib(s.agent.pid()).saturating_sub(before);
+    assert!(growth <= 32 * 1024, "the agent's peak RSS grew {growth} KiB for a 512 MiB answer");
+}
+
+#[test]
+fn sigterm_leaves_no_live_token_at_looker() {
+    let mut s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let a = login(&s, &id, &secret);
+    let b = login(&s, &id, &secret);
+    assert_eq!(get(&s, &a, "/api/4.0/user").0, 200);
+    let (code, _) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: token {b}"),
+        "-d",
+        r#"{"workspace_id":"dev"}"#,
+        &format!("{}/api/4.0/session", s.url),
+    ]);
+    assert_eq!(code, 200);
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: token {a}"),
+        &format!("{}/api/4.0/login/{OTHER_USER}", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let sudo = serde_json::from_str::<Value>(&body).unwrap()["access_token"].as_str().unwrap().to_string();
+    let (code, body) = get(&s, &sudo, "/api/4.0/user");
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
+        (200, Value::from(OTHER_USER))
+    );
+    let live = s.emu.emu().live_tokens();
+    assert_eq!(live.len(), 3, "shared, dev and sudo: {live:?}");
+    assert!(live.iter().any(|t| matches!(t.kind, TokenKind::Sudo { .. })));
+    let (status, _) = s.agent.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{}", s.agent.log_text());
+    assert!(
+        s.emu.emu().live_tokens().is_empty(),
+        "tokens left live at Looker: {:?}",
+        s.emu.emu().live_tokens()
+    );
+    let log = s.agent.log_text();
+    assert!(
+        !log.contains(SECRET) && !log.contains(&a) && !log.contains(&sudo),
+        "a secret or token in the log"
+    );
+}
+
+#[test]
+fn mcp_server_runs_its_tools_through_the_gateway() {
+    use std::io::{BufRead, Write};
+    let Some(server) = real_clients::mcp_server("mcp_server_runs_its_tools_through_the_gateway") else {
+        return;
+    };
+    let s = setup();
+    let folder = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(common::ctl_bin());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy().to_ascii_lowercase();
+        if k.starts_with("looker") && !k.starts_with("looker_agent") || k.ends_with("_proxy") {
+            cmd.env_remove(&key);
+        }
+    }
+    let mut child = cmd
+        .envs(&s.env.vars)
+        .args(["exec", "prod", "--"])
+        .arg(&server)
+        .current_dir(folder.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Owns stdin: dropping it closes the server's input, and the server exits.
+    let mut send = move |msg: Value| writeln!(stdin, "{msg}").and_then(|_| stdin.flush()).unwrap();
+    let answer = |id: u64| loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("an answer from looker-mcp-server");
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    send(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {},
+        "clientInfo": {"name": "looker-agent-tests", "version": "0"}}}));
+    answer(1);
+    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    for id in [2, 3] {
+        send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "list_models", "arguments": {}}}));
+        let v = answer(id);
+        assert_ne!(v["result"]["isError"], true, "list_models failed: {v}");
+        assert!(v["result"]["content"][0]["text"].as_str().unwrap_or("").contains("thelook"), "{v}");
+    }
+    drop(send);
+    let _ = child.wait();
+    // Every tool call logs in and out (of the gateway): Looker sees one login, and the
+    // shared token survives both logouts.
+    assert_eq!(s.emu.emu().counters().logins, 1);
+    assert_eq!(live_real_tokens(&s).len(), 1);
+}

@@ -23,7 +23,9 @@
 #
 # Environment: BENCH_GATEWAY_ROUNDS (default 5), BENCH_GATEWAY_SECONDS (per wrk run, default 5),
 # BENCH_GATEWAY_VARIANTS (default direct,nginx,gateway; without gateway the section is printed,
-# not written), BENCH_GATEWAY_DOWNLOAD_BYTES (default 268435456).
+# not written), BENCH_GATEWAY_DOWNLOAD_BYTES (default 268435456), BENCH_GATEWAY_NGINX_EXTRA
+# (directives added to nginx's location block, e.g. "proxy_buffering off;", for trying
+# other nginx settings; the report then names them).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -193,6 +195,7 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Authorization "token $real_token";
+            ${BENCH_GATEWAY_NGINX_EXTRA:-}
         }
     }
 }
@@ -271,9 +274,28 @@ header_of() {
     esac
 }
 
-# run_wrk VARIANT KIND ROUND CONNS THREADS SECONDS: one wrk run, one JSON line in $results.
+# Every process (and thread) serving a call: the emulator, nginx's master and workers, the agent.
+server_pids() {
+    local p
+    for p in "$emu_pid" "$ngx_pid" "$agent_pid"; do
+        [ -n "$p" ] || continue
+        echo "$p"
+        pgrep -P "$p" || true
+    done
+}
+# pin_servers CPULIST: moves all of them (every thread: taskset -a) to CPULIST.
+pin_servers() {
+    local p
+    for p in $(server_pids); do taskset -a -p -c "$1" "$p" >/dev/null; done
+}
+all_cpus="0-$(($(nproc) - 1))"
+
+# run_wrk VARIANT KIND ROUND CONNS THREADS SECONDS [CPU]: one wrk run, one JSON line in
+# $results; with CPU, wrk runs on that CPU only (the servers are pinned by the caller).
 run_wrk() {
-    local v="$1" kind="$2" round="$3" conns="$4" threads="$5" secs="$6" line
+    local v="$1" kind="$2" round="$3" conns="$4" threads="$5" secs="$6" cpu="${7:-}" line
+    local pin=()
+    [ -n "$cpu" ] && pin=(taskset -c "$cpu")
     local id="" sec="" tok=""
     case "$v" in
     direct) tok="$real_token" ;;
@@ -281,7 +303,7 @@ run_wrk() {
     esac
     # Prefix assignments: the credential is in wrk's environment, not on its command line.
     line="$(BENCH_TOKEN="$tok" BENCH_CLIENT_ID="$id" BENCH_CLIENT_SECRET="$sec" BENCH_TAG="$v" \
-        wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s -s "$lua" "$(base_of "$v")$api_path" |
+        "${pin[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s -s "$lua" "$(base_of "$v")$api_path" |
         sed -n 's/^BENCH_JSON //p')"
     [ -n "$line" ] || die "wrk printed no result for $v ($kind)"
     printf '%s' "$line" | python3 -c '
@@ -348,9 +370,17 @@ for v in "${variants[@]}"; do
 done
 : >"$results"
 
-log "$rounds rounds of ${variants[*]}: latency (wrk -c1, ${seconds}s), throughput (wrk -c64, ${seconds}s)$([ "$download" = 1 ] && echo ", a $download_bytes-byte download")"
+log "$rounds rounds of ${variants[*]}: latency (wrk -c1, ${seconds}s, free and on one CPU), throughput (wrk -c64, ${seconds}s)$([ "$download" = 1 ] && echo ", a $download_bytes-byte download")"
 for r in $(seq "$rounds"); do
     for v in "${variants[@]}"; do run_wrk "$v" latency "$r" 1 1 "$seconds"; done
+    # The same with client and servers on one CPU: on this kind of VM a call costs far more
+    # when client and server sit on different vCPUs (each wake-up of a halted vCPU goes
+    # through the hypervisor), and the scheduler picks one or the other for a while; on one
+    # CPU, what a proxy adds is its own work and its context switches (BENCHMARKS.md says more
+    # under "Where the floor is").
+    pin_servers 0
+    for v in "${variants[@]}"; do run_wrk "$v" latency_pinned "$r" 1 1 "$seconds" 0; done
+    pin_servers "$all_cpus"
     for v in "${variants[@]}"; do run_wrk "$v" throughput "$r" 64 2 "$seconds"; done
     if [ "$download" = 1 ]; then
         for v in "${variants[@]}"; do run_download "$v" "$r"; done
@@ -365,7 +395,7 @@ python3 "$repo/scripts/bench/gateway-report.py" --results "$results" --out "$sec
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --machine "$cpu, $(nproc) cores, $(uname -s) $(uname -r)" \
     --nginx "$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')" --wrk "$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
     --agent "$("$bin/looker-agent" --version 2>/dev/null || echo looker-agent)" \
-    --seconds "$seconds" --rounds "$rounds" --download-bytes "$download_bytes"
+    --seconds "$seconds" --rounds "$rounds" --download-bytes "$download_bytes" --nginx-extra "${BENCH_GATEWAY_NGINX_EXTRA:-}"
 if has_variant gateway && has_variant nginx && has_variant direct; then
     python3 "$repo/scripts/bench/gateway-report.py" --splice "$section" --into "$out"
     log "done in $((SECONDS - start)) s; wrote the gateway section of $out"

@@ -71,26 +71,36 @@ def section(args, by):
     w(f"- **Runs:** {args.rounds} rounds; each wrk run {args.seconds} s")
     w("")
 
-    lat = {v: per_round(by, v, "latency", lambda r: r["wrk"]["p50_us"]) for v in VARIANTS}
-    p99 = {v: per_round(by, v, "latency", lambda r: r["wrk"]["p99_us"]) for v in VARIANTS}
-    thr = {v: per_round(by, v, "throughput", lambda r: r["wrk"]["rps"]) for v in VARIANTS}
+    def series(kind, key):
+        return {v: per_round(by, v, kind, lambda r: r["wrk"][key]) for v in VARIANTS}
+
+    lat, p99 = series("latency", "p50_us"), series("latency", "p99_us")
+    plat, pp99 = series("latency_pinned", "p50_us"), series("latency_pinned", "p99_us")
+    thr = series("throughput", "rps")
     dl = {v: per_round(by, v, "download", lambda r: r["bytes_per_s"] / 1e6) for v in VARIANTS}
 
-    def added(v):
-        return median(lat[v][k] - lat["direct"][k] for k in lat[v] if k in lat["direct"])
+    def added(l, v):
+        return median(l[v][k] - l["direct"][k] for k in l[v] if k in l["direct"])
 
     w("| target | gateway | nginx | direct | gateway vs nginx | aim | result |")
     w("| --- | --- | --- | --- | --- | --- | --- |")
-    a_gw, a_ngx = added("gateway"), added("nginx")
-    if a_gw is not None and a_ngx is not None:
+
+    def latency_row(title, l, q):
+        a_gw, a_ngx = added(l, "gateway"), added(l, "nginx")
+        if a_gw is None or a_ngx is None:
+            return
         ratio = f"{a_gw / a_ngx:.2f}×" if a_ngx > 0 else "—"
+
+        def cell(v):
+            return f"p50 {median(l[v].values()):.0f} µs, p99 {median(q[v].values()):.0f} µs"
+
         w(
-            f"| added p50 latency over a direct call, one connection | +{a_gw:.0f} µs "
-            f"(p50 {median(lat['gateway'].values()):.0f} µs, p99 {median(p99['gateway'].values()):.0f} µs) "
-            f"| +{a_ngx:.0f} µs (p50 {median(lat['nginx'].values()):.0f} µs, p99 {median(p99['nginx'].values()):.0f} µs) "
-            f"| p50 {median(lat['direct'].values()):.0f} µs (p99 {median(p99['direct'].values()):.0f} µs) "
-            f"| {ratio} | gateway adds ≤ nginx | {verdict(a_gw <= a_ngx)} |"
+            f"| {title} | +{a_gw:.0f} µs ({cell('gateway')}) | +{a_ngx:.0f} µs ({cell('nginx')}) "
+            f"| {cell('direct')} | {ratio} | gateway adds ≤ nginx | {verdict(a_gw <= a_ngx)} |"
         )
+
+    latency_row("added p50 latency over a direct call, one connection", lat, p99)
+    latency_row("… the same, client, proxy and emulator pinned to one CPU", plat, pp99)
     t_gw, t_ngx, t_d = (median(thr[v].values()) for v in VARIANTS[::-1])
     if t_gw is not None and t_ngx is not None:
         w(
@@ -109,13 +119,14 @@ def section(args, by):
     w("")
     w("Per round (in the order they ran):")
     w("")
-    for v in VARIANTS:
-        if lat[v]:
-            w(f"- latency p50, {v}: {fmt_list(lat[v].values())} µs")
-    for v in ("nginx", "gateway"):
-        if lat[v] and lat["direct"]:
-            d = [lat[v][k] - lat["direct"][k] for k in lat[v] if k in lat["direct"]]
-            w(f"- added p50, {v}: {fmt_list(d)} µs")
+    for name, l in (("latency", lat), ("latency on one CPU", plat)):
+        for v in VARIANTS:
+            if l[v]:
+                w(f"- {name} p50, {v}: {fmt_list(l[v].values())} µs")
+        for v in ("nginx", "gateway"):
+            if l[v] and l["direct"]:
+                d = [l[v][k] - l["direct"][k] for k in l[v] if k in l["direct"]]
+                w(f"- {name}, added p50, {v}: {fmt_list(d)} µs")
     for v in VARIANTS:
         if thr[v]:
             w(f"- throughput, {v}: {fmt_list(thr[v].values())} req/s")
@@ -130,6 +141,11 @@ def section(args, by):
     w("  an authenticated call; no Lua per request). A run with any error or any status over 399")
     w("  is rejected, not reported. Latency: `wrk -t1 -c1`, the p50 of every call in the run;")
     w("  added latency is the median over rounds of that round's p50 minus the direct p50.")
+    w("  On one CPU: the same run with wrk, the emulator, nginx and the agent (every thread)")
+    w("  moved to CPU 0 (`taskset`), and back for the rest of the round. On this VM a call")
+    w("  costs tens of µs more when client and server sit on different vCPUs (a halted vCPU is")
+    w("  woken through the hypervisor), and the scheduler picks one or the other for a while, so")
+    w("  the free figures jump between rounds; on one CPU, what a proxy adds is its own work.")
     w("  Throughput: `wrk -t2 -c64` (64 keep-alive connections, 2 threads for 2 cores), requests")
     w("  per second. Download: `curl -o /dev/null` of `GET /api/4.0/emulator/download?bytes=N`,")
     w("  curl's `speed_download` in MB/s (10^6 bytes); before the rounds each variant's body is")
@@ -142,7 +158,11 @@ def section(args, by):
     w("  agent's runtime has 2 worker threads), `proxy_http_version 1.1`, `proxy_set_header")
     w("  Connection \"\"`, an upstream block with `keepalive 64`, `keepalive_requests 1000000` on")
     w("  both sides (nginx's default closes a connection after 1000 requests, which would make")
-    w("  wrk reconnect), `access_log off`; response buffering at its default.")
+    w("  wrk reconnect), `access_log off`; response buffering at its default (on: measured here")
+    w("  with `proxy_buffering off` too, nginx downloads at about half the speed; latency and")
+    w("  throughput did not change beyond noise).")
+    if args.nginx_extra.strip():
+        w(f"  This run adds to the location block: `{args.nginx_extra.strip()}`.")
     w("- **Gateway**: release `looker-agent` with a profile on the emulator, its credential in the")
     w("  memory store (from `$CREDENTIALS_DIRECTORY`), `[gateway] listen` on a loopback port,")
     w("  `RUST_LOG=warn`.")
@@ -183,6 +203,7 @@ def main():
     p.add_argument("--agent", default="looker-agent")
     p.add_argument("--nginx", default="nginx")
     p.add_argument("--wrk", default="")
+    p.add_argument("--nginx-extra", default="")
     p.add_argument("--seconds", default="")
     p.add_argument("--rounds", default="")
     p.add_argument("--download-bytes", type=int, default=268435456)

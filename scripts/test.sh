@@ -10,6 +10,10 @@
 # - starts a private session bus and an unlocked gnome-keyring on it (never the
 #   desktop's own), and exports DBUS_SESSION_BUS_ADDRESS;
 # - exports LOOKER_AGENT_PYTHON (a venv with the Looker SDK) via scripts/python-venv.sh;
+# - installs the other real Looker clients (cached under target/) via scripts/clients.sh
+#   and exports LOOKER_AGENT_NODE_MODULES (@looker/sdk-node), LOOKER_AGENT_SPECTACLES and
+#   LOOKER_AGENT_MCP (looker-mcp-server); under CI=true a failed install fails the run,
+#   otherwise the tests of a missing client skip and say why;
 # - points the XDG directories at a temporary tree, so a test that forgets to
 #   isolate itself still cannot touch your real config, data or sockets.
 # Everything it started is stopped on exit; the exit status is cargo's.
@@ -51,6 +55,26 @@ if [ -f "$repo/scripts/python-venv.sh" ]; then
     fi
     export LOOKER_AGENT_PYTHON
     log "LOOKER_AGENT_PYTHON=$LOOKER_AGENT_PYTHON"
+fi
+
+if [ -f "$repo/scripts/clients.sh" ]; then
+    clients_status=0
+    clients_out="$(bash "$repo/scripts/clients.sh")" || clients_status=$?
+    while IFS='=' read -r name path; do
+        case "$name" in
+        LOOKER_AGENT_NODE_MODULES | LOOKER_AGENT_SPECTACLES | LOOKER_AGENT_MCP)
+            export "$name=$path"
+            log "$name=$path"
+            ;;
+        esac
+    done <<<"$clients_out"
+    if [ "$clients_status" -ne 0 ]; then
+        if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+            log "scripts/clients.sh could not install every real Looker client (see above); CI must run them all"
+            exit 1
+        fi
+        log "scripts/clients.sh could not install every real Looker client (see above): the tests of the missing ones will skip"
+    fi
 fi
 
 sandbox="$(mktemp -d "${TMPDIR:-/tmp}/looker-agent-test.XXXXXX")"

@@ -214,6 +214,14 @@ impl AgentClient {
         .await
     }
 
+    /// `POST /v1/gateway/credentials`: a gateway credential (and session).
+    pub async fn gateway_credential(
+        &self,
+        req: crate::protocol::GatewayCredentialRequest,
+    ) -> Result<crate::protocol::GatewayCredentialAnswer, ClientError> {
+        self.call(&ApiRequest::GatewayCredential(req)).await
+    }
+
     /// `POST /v1/reload`: make a running agent re-read its config.
     pub async fn reload(&self) -> Result<serde_json::Value, ClientError> {
         self.call(&ApiRequest::Reload).await

@@ -40,6 +40,52 @@ pub struct Config {
     /// Profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// The Looker API gateway's TCP door.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]`: where the Looker API gateway listens on TCP.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// A loopback address and port (`127.0.0.1:8765`); absent: an ephemeral port on
+    /// 127.0.0.1. `"off"`: no TCP door (the socket's `/looker/…` paths still work).
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+/// What `[gateway] listen` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayListen {
+    /// No TCP door.
+    Off,
+    /// Listen here (port 0: any free one).
+    At(std::net::SocketAddr),
+}
+
+impl GatewayConfig {
+    /// The address to listen on; only loopback addresses are accepted, since the
+    /// gateway hands out Looker access to whoever reaches it (the uid check needs
+    /// both ends on this machine).
+    pub fn listen(&self) -> Result<GatewayListen, String> {
+        let raw = match self.listen.as_deref().map(str::trim) {
+            None | Some("") => return Ok(GatewayListen::At((std::net::Ipv4Addr::LOCALHOST, 0).into())),
+            Some("off") => return Ok(GatewayListen::Off),
+            Some(r) => r,
+        };
+        let addr: std::net::SocketAddr = raw.parse().map_err(|_| {
+            format!(
+                "[gateway] listen = {raw:?} is not an address and port like \"127.0.0.1:8765\" (or \"off\")"
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "[gateway] listen = {raw:?} is not a loopback address: the gateway only listens on 127.0.0.1 or [::1]"
+            ));
+        }
+        Ok(GatewayListen::At(addr))
+    }
 }
 
 /// One Looker instance.
@@ -221,6 +267,7 @@ impl Config {
                 }
             }
         }
+        self.gateway.listen()?;
         if let Some(d) = &self.default_profile {
             if !self.profiles.contains_key(d) {
                 return Err(format!(

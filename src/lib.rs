@@ -27,6 +27,7 @@ pub mod config_edit;
 pub mod daemon;
 pub mod duration;
 pub mod files;
+pub mod gateway;
 pub mod logging;
 pub mod looker;
 pub mod looker_ini;

@@ -60,6 +60,16 @@ pub enum BrokerError {
     /// The agent is shutting down.
     #[error("the agent is shutting down")]
     ShuttingDown,
+    /// Looker refused a request made for a client (a sudo to a user that does not
+    /// exist or may not be impersonated, a workspace it does not allow): its status
+    /// and words go back to the client as they are.
+    #[error("Looker refused: {message} (HTTP {status})")]
+    Refused {
+        /// Looker's HTTP status.
+        status: u16,
+        /// Looker's message.
+        message: String,
+    },
 }
 
 fn known_list(known: &[String]) -> String {
@@ -95,6 +105,8 @@ impl BrokerError {
             BrokerError::Unavailable { .. } | BrokerError::ShuttingDown => ErrorCode::UpstreamUnavailable,
             BrokerError::Store(_) => ErrorCode::SecretStore,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
+            BrokerError::Refused { status: 403, .. } => ErrorCode::Forbidden,
+            BrokerError::Refused { .. } => ErrorCode::BadRequest,
         }
     }
 

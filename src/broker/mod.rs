@@ -19,12 +19,14 @@ pub mod slot;
 mod tasks;
 pub mod token;
 pub mod upstream;
+mod variants;
 
 pub use clock::{Clock, SharedClock, Stamp, SystemClock, TestClock};
 pub use error::BrokerError;
 use revocation::take_tokens;
 pub use token::{IssuedToken, LiveToken};
 pub use upstream::{RealUpstream, UpstreamFactory};
+pub use variants::Variant;
 
 use crate::config::{Config, Profile};
 use crate::looker::{LookerApi, LookerError};
@@ -95,7 +97,7 @@ impl Default for BrokerSettings {
 }
 
 struct ProfileSlots {
-    settings: Profile,
+    settings: Arc<Profile>,
     base_url: Arc<str>,
     creds: Vec<Arc<CredSlot>>,
 }
@@ -113,6 +115,8 @@ struct Inner {
     shared: Arc<Shared>,
     started: Stamp,
     closed: AtomicBool,
+    /// The gateway's sudo and dev-workspace tokens.
+    variants: variants::Variants,
 }
 
 /// The token broker. Cheap to clone; all clones share one cache.
@@ -174,6 +178,7 @@ impl Broker {
             }),
             started,
             closed: AtomicBool::new(false),
+            variants: variants::Variants::default(),
         };
         let broker = Broker { inner: Arc::new(inner) };
         let _ = broker.reload(config);
@@ -256,7 +261,7 @@ impl Broker {
                     }
                 })
                 .collect();
-            profiles.insert(pname.clone(), ProfileSlots { settings: p.clone(), base_url, creds });
+            profiles.insert(pname.clone(), ProfileSlots { settings: Arc::new(p.clone()), base_url, creds });
         }
         let new = Arc::new(Snapshot { config, profiles });
         *self.inner.snapshot.write().unwrap_or_else(|p| p.into_inner()) = new;
@@ -299,6 +304,31 @@ impl Broker {
         match snap.profiles.get_key_value(name) {
             Some((k, p)) => Ok((k.as_str(), p)),
             None => Err(BrokerError::UnknownProfile { profile: name.to_string(), known: known() }),
+        }
+    }
+
+    /// The profile `profile` names (None or "" = the default): its name and settings,
+    /// without copying them (the gateway looks it up per call).
+    pub fn profile(&self, profile: Option<&str>) -> Result<(Arc<str>, Arc<Profile>), BrokerError> {
+        let snap = self.snapshot();
+        let (name, p) = self.resolve(&snap, profile)?;
+        let name: Arc<str> = p.creds.first().map(|c| c.profile.clone()).unwrap_or_else(|| name.into());
+        Ok((name, p.settings.clone()))
+    }
+
+    /// [`Broker::token`] with the profile's `allowed_executables` applied to `exe`
+    /// when `exe` is given; without one (a gateway session, whose credential was
+    /// checked when it was minted) the list is not consulted.
+    pub async fn token_checked(
+        &self,
+        profile: Option<&str>,
+        credential: Option<&str>,
+        min_ttl: Duration,
+        exe: Option<Option<&std::path::Path>>,
+    ) -> Result<IssuedToken, BrokerError> {
+        match exe {
+            Some(exe) => self.token_for(profile, credential, min_ttl, exe).await,
+            None => self.token(profile, credential, min_ttl).await,
         }
     }
 
@@ -424,6 +454,7 @@ impl Broker {
                     credentials: p.creds.iter().map(|s| s.status(now)).collect(),
                 })
                 .collect(),
+            gateway: None,
         }
     }
 }

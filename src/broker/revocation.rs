@@ -99,7 +99,8 @@ impl Broker {
             // before left its token in its slot, taken now.
             ended.mark_unchanged();
             let now = self.now();
-            let work = take_tokens(&slots);
+            let mut work = take_tokens(&slots);
+            work.extend(self.inner.variants.take_all());
             let n = work.iter().filter(|(_, t)| t.may_be_live(now)).count() as u32;
             match tokio::time::timeout_at(until, logout_all(self.inner.store.clone(), now, work)).await {
                 Ok(s) => {
@@ -111,7 +112,7 @@ impl Broker {
                     return total;
                 }
             }
-            if !slots.iter().any(|s| s.has_inflight()) || tokio::time::Instant::now() >= until {
+            if !self.has_logins_in_flight() || tokio::time::Instant::now() >= until {
                 return total;
             }
             // Woken the moment a login ends (its token is then in its slot), not on a timer.
@@ -146,7 +147,8 @@ impl Broker {
 
     /// True while some login runs (at shutdown: its token is still to come).
     pub fn has_logins_in_flight(&self) -> bool {
-        self.slots().iter().any(|s| s.has_inflight())
+        // The counter covers every login: shared tokens' and the gateway's variants'.
+        *self.inner.shared.logins.borrow() > 0
     }
 
     /// The longest a login of any profile may take (its request timeout plus slack).

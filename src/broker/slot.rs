@@ -8,7 +8,7 @@ use super::error::BrokerError;
 use super::tasks::{Counted, Tasks};
 use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
-use crate::looker::{LookerApi, LookerError};
+use crate::looker::{LoginToken, LookerApi, LookerError};
 use crate::protocol::{CredentialState, CredentialStatus};
 use crate::store::{JournalEntry, SecretKey, SharedStore};
 use rand::distr::{Alphanumeric, SampleString};
@@ -282,10 +282,15 @@ impl CredSlot {
         let sent = self.shared.clock.now();
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
+        Ok(self.adopt(answer, sent).await)
+    }
+
+    /// A token these credentials produced (a login, a sudo), journaled before anyone
+    /// can use it: if the agent dies, the next start revokes it.
+    pub(crate) async fn adopt(&self, answer: LoginToken, sent: Stamp) -> Arc<LiveToken> {
         let received = self.shared.clock.now();
         let mut token =
             LiveToken::new(answer.access_token, sent, received, Duration::from_secs(answer.expires_in));
-        // Journal it before anyone can use it: if the agent dies, the next start revokes it.
         let entry = JournalEntry {
             id: Alphanumeric.sample_string(&mut rand::rng(), 20),
             profile: self.profile.to_string(),
@@ -300,7 +305,32 @@ impl CredSlot {
             Err(e) => tracing::warn!(profile = %self.profile, credential = %self.name, error = %e,
                 "token not journaled: if the agent crashes it stays live at Looker until it expires"),
         }
-        Ok(Arc::new(token))
+        Arc::new(token)
+    }
+
+    /// A login of its own, never handed out as the set's shared token: for a token
+    /// one client must not share (one moved to the dev workspace). Counted as a login
+    /// in flight, so shutdown waits for it and revokes what it brings.
+    pub(crate) async fn login_unshared(&self) -> Result<Arc<LiveToken>, BrokerError> {
+        if *self.shared.closing.borrow() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        let _counted = Counted::new(&self.shared.logins);
+        match self.login_once().await {
+            Ok(t) => Ok(t),
+            Err(LoginFailure::Looker(LookerError::Rejected { status, message })) => {
+                Err(self.rejected_error(status, &message))
+            }
+            Err(LoginFailure::Looker(e)) => {
+                Err(BrokerError::Unavailable { profile: self.profile.to_string(), reason: e.to_string() })
+            }
+            Err(LoginFailure::Store(message)) => Err(BrokerError::Store(message)),
+        }
+    }
+
+    /// The shared state of the broker this slot belongs to.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn finish(&self, result: Result<Arc<LiveToken>, LoginFailure>, tx: watch::Sender<Outcome>) {

@@ -148,6 +148,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Revoke the agent's tokens at Looker (all, a profile's, or one credential's).
     Revoke(RevokeArgs),
+    /// The Looker API gateway: mint credentials for programs that log in themselves.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Manage profiles (one per Looker instance).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -202,9 +205,13 @@ pub struct ExecArgs {
     /// Use this credential set only.
     #[arg(long, value_name = "NAME")]
     pub credential: Option<String>,
-    /// The token must have at least this long left when COMMAND starts (default 10m).
+    /// With --direct: the token must have at least this long left when COMMAND starts (default 10m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub min_ttl: Option<std::time::Duration>,
+    /// Give COMMAND the instance's own URL and a real token (the first release's
+    /// behaviour) instead of pointing it at the agent's gateway.
+    #[arg(long)]
+    pub direct: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND", value_hint = ValueHint::CommandWithArguments)]
     pub command: Vec<std::ffi::OsString>,
@@ -213,6 +220,37 @@ pub struct ExecArgs {
 /// `lookerctl status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
+
+/// `lookerctl gateway …`.
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Mint a gateway credential for a long-running program (a notebook, a BI tool),
+    /// printed as a looker.ini section (`--json`: an object).
+    #[command(after_help = GATEWAY_CREDENTIAL_EXAMPLES)]
+    Credential(GatewayCredentialArgs),
+}
+
+/// `lookerctl gateway credential`.
+#[derive(Debug, Args)]
+pub struct GatewayCredentialArgs {
+    /// Profile (default: --profile, LOOKER_AGENT_PROFILE, or the agent's default).
+    pub profile: Option<String>,
+    /// Its sessions use this credential set only.
+    #[arg(long, value_name = "NAME")]
+    pub credential: Option<String>,
+    /// How long it works (default 8h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<std::time::Duration>,
+}
+
+const GATEWAY_CREDENTIAL_EXAMPLES: &str = "\
+Examples:
+  lookerctl gateway credential prod > looker.ini     # the SDKs read ./looker.ini
+  lookerctl gateway credential prod --ttl 30d --json
+
+The program logs in to the gateway (base_url in the output) as it would to Looker,
+never holding the real client secret or a real token. The credential stops working
+after --ttl, or when the agent stops.";
 
 /// `lookerctl revoke`.
 #[derive(Debug, Args)]

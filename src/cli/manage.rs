@@ -123,6 +123,31 @@ pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
         }
     }
     output::line(&table(&["PROFILE", "CREDENTIAL", "STATE", "EXPIRES IN", "LOGINS", "LAST ERROR"], &rows))?;
+    if let Some(g) = &report.gateway {
+        let url = g.url.as_deref().unwrap_or("not listening on TCP (see the agent's log)");
+        output::line(&format!(
+            "gateway: {url}; {} credential(s), {} session(s)",
+            g.credentials,
+            g.sessions.len()
+        ))?;
+        if !g.sessions.is_empty() {
+            let rows: Vec<Vec<String>> = g
+                .sessions
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.id.to_string(),
+                        s.profile.clone(),
+                        s.workspace.clone(),
+                        s.sudo_user_id.clone().unwrap_or_else(|| "-".into()),
+                        s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        s.created.clone(),
+                    ]
+                })
+                .collect();
+            output::line(&table(&["SESSION", "PROFILE", "WORKSPACE", "SUDO", "PID", "SINCE"], &rows))?;
+        }
+    }
     Ok(exit::OK)
 }
 

@@ -70,6 +70,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             Command::Exec(e) => token::exec(&cli, e).await,
             Command::Status(s) => manage::status(&cli, s).await,
             Command::Revoke(r) => manage::revoke(&cli, r).await,
+            Command::Gateway(args::GatewayCommand::Credential(g)) => token::gateway_credential(&cli, g).await,
             Command::Profile(p) => manage::profile(&cli, p).await,
             Command::Credential(c) => manage::credential(&cli, c).await,
             Command::Import(i) => import::import(&cli, i).await,

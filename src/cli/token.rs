@@ -1,10 +1,11 @@
-//! `lookerctl token` and `lookerctl exec`: ask the agent for a token.
+//! `lookerctl token`, `lookerctl exec` and `lookerctl gateway credential`: ask the
+//! agent for a token, or for a gateway credential that stands in for one.
 
-use super::args::{Cli, ExecArgs, TokenArgs, TokenFormat};
+use super::args::{Cli, ExecArgs, GatewayCredentialArgs, TokenArgs, TokenFormat};
 use super::exit::{self, CliError};
 use crate::client::AgentClient;
 use crate::paths;
-use crate::protocol::TokenObject;
+use crate::protocol::{GatewayCredentialAnswer, GatewayCredentialRequest, TokenObject};
 use std::io::Write;
 use std::time::Duration;
 
@@ -81,27 +82,46 @@ async fn fetch(
 }
 
 /// `lookerctl exec`: replaces lookerctl with COMMAND (execve), its environment
-/// holding the token. Being the same process, COMMAND receives every signal sent
-/// to lookerctl, and its exit status (or death by a signal) is what the caller
-/// sees: no forwarding loop to race with, no double Ctrl-C. Returns only when
-/// COMMAND cannot be started (127 not found, 126 otherwise, as shells do).
+/// pointed at the agent's Looker API gateway: a gateway credential that the agent
+/// ends when this process (then COMMAND: execve keeps the pid) exits, and a session
+/// token of it. Neither the client secret nor a real token is in COMMAND's reach.
+/// `--direct` instead hands COMMAND the instance's URL and a real token.
+///
+/// Being the same process, COMMAND receives every signal sent to lookerctl, and its
+/// exit status (or death by a signal) is what the caller sees: no forwarding loop to
+/// race with, no double Ctrl-C. Returns only when COMMAND cannot be started (127 not
+/// found, 126 otherwise, as shells do).
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<u8, CliError> {
     use std::os::unix::process::CommandExt;
     let (program, rest) =
         args.command.split_first().ok_or_else(|| CliError::usage("no command given after --"))?;
-    let t = fetch(
-        cli,
-        profile(cli, &args.profile),
-        args.credential.as_deref(),
-        Some(args.min_ttl.unwrap_or(EXEC_MIN_TTL)),
-    )
-    .await?;
     let mut cmd = std::process::Command::new(program);
-    cmd.args(rest)
-        .env("LOOKERSDK_BASE_URL", &t.base_url)
-        .env("LOOKER_ACCESS_TOKEN", &t.access_token)
-        .env("LOOKER_TOKEN_EXPIRES_AT", &t.expires_at);
-    drop(t);
+    cmd.args(rest);
+    if args.direct {
+        let t = fetch(
+            cli,
+            profile(cli, &args.profile),
+            args.credential.as_deref(),
+            Some(args.min_ttl.unwrap_or(EXEC_MIN_TTL)),
+        )
+        .await?;
+        cmd.env("LOOKERSDK_BASE_URL", &t.base_url)
+            .env("LOOKER_ACCESS_TOKEN", &t.access_token)
+            .env("LOOKER_TOKEN_EXPIRES_AT", &t.expires_at);
+    } else {
+        let g = agent(cli)
+            .gateway_credential(GatewayCredentialRequest {
+                profile: profile(cli, &args.profile).map(str::to_string),
+                credential: args.credential.clone(),
+                ttl: None,
+                bind_to_caller: true,
+                session: true,
+            })
+            .await?;
+        for (name, value) in gateway_env(&g) {
+            cmd.env(name, value);
+        }
+    }
     let e = cmd.exec();
     let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
     Err(CliError::new(
@@ -111,4 +131,85 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<u8, CliError> {
             program.to_string_lossy()
         ),
     ))
+}
+
+/// Names no proxy may take: every Python client (requests, httpx) would otherwise
+/// send the gateway's loopback calls to an `HTTP_PROXY`.
+const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
+
+/// The environment `exec` gives COMMAND for the gateway:
+/// - the official SDKs: `LOOKERSDK_BASE_URL`, `LOOKERSDK_CLIENT_ID`, `LOOKERSDK_CLIENT_SECRET`;
+/// - curl and scripts: `LOOKER_ACCESS_TOKEN` (a session token);
+/// - spectacles and looker-mcp-server: `LOOKER_BASE_URL`, `LOOKER_CLIENT_ID`,
+///   `LOOKER_CLIENT_SECRET`. spectacles appends `:{LOOKER_PORT or 19999}` to the base URL
+///   itself while looker-mcp-server takes it as it is (and LOOKER_PORT is its own listen
+///   port), so LOOKER_BASE_URL is `http://127.0.0.1:PORT/looker/PROFILE`: the gateway
+///   serves that prefix and ignores a `:PORT` glued to it, so both work and LOOKER_PORT
+///   is left alone;
+/// - `no_proxy`/`NO_PROXY` extended with the loopback names.
+pub fn gateway_env(g: &GatewayCredentialAnswer) -> Vec<(&'static str, String)> {
+    let profile_url = format!("{}/looker/{}", g.base_url, g.profile);
+    let mut env = vec![
+        ("LOOKERSDK_BASE_URL", g.base_url.clone()),
+        ("LOOKERSDK_CLIENT_ID", g.client_id.clone()),
+        ("LOOKERSDK_CLIENT_SECRET", g.client_secret.clone()),
+        ("LOOKER_BASE_URL", profile_url),
+        ("LOOKER_CLIENT_ID", g.client_id.clone()),
+        ("LOOKER_CLIENT_SECRET", g.client_secret.clone()),
+    ];
+    if let Some(t) = &g.access_token {
+        env.push(("LOOKER_ACCESS_TOKEN", t.clone()));
+    }
+    for var in ["no_proxy", "NO_PROXY"] {
+        let mut list: Vec<String> = std::env::var(var)
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for name in LOOPBACK_NAMES {
+            if !list.iter().any(|n| n == name) {
+                list.push(name.to_string());
+            }
+        }
+        env.push((var, list.join(",")));
+    }
+    env
+}
+
+/// `lookerctl gateway credential`: a looker.ini section (or `--json`) for a program
+/// that logs in to the gateway by itself.
+pub async fn gateway_credential(cli: &Cli, args: &GatewayCredentialArgs) -> Result<u8, CliError> {
+    let g = agent(cli)
+        .gateway_credential(GatewayCredentialRequest {
+            profile: profile(cli, &args.profile).map(str::to_string),
+            credential: args.credential.clone(),
+            ttl: args.ttl.map(|t| t.as_secs().max(1)),
+            bind_to_caller: false,
+            session: false,
+        })
+        .await?;
+    let out = zeroize::Zeroizing::new(if cli.json {
+        let v = serde_json::json!({
+            "base_url": g.base_url,
+            "client_id": g.client_id,
+            "client_secret": g.client_secret,
+            "expires_at": g.expires_at,
+        });
+        format!("{v}\n")
+    } else {
+        format!(
+            "[Looker]\nbase_url={}\nclient_id={}\nclient_secret={}\n# expires {}\n",
+            g.base_url,
+            g.client_id,
+            g.client_secret,
+            g.expires_at.as_deref().unwrap_or("when the agent stops")
+        )
+    });
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    Ok(exit::OK)
 }

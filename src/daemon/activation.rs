@@ -18,6 +18,9 @@ pub struct PassedSocket {
     pub listener: UnixListener,
     /// The socket's path in the file system, when it has one.
     pub path: Option<PathBuf>,
+    /// A listening loopback TCP socket passed beside it: the gateway's TCP door
+    /// (`ListenStream=127.0.0.1:PORT` in the socket unit).
+    pub gateway: Option<std::net::TcpListener>,
 }
 
 /// Takes the agent socket passed by systemd, if this process was socket-activated.
@@ -42,6 +45,7 @@ pub fn take_listener() -> Result<Option<PassedSocket>, DaemonError> {
         return Ok(None);
     }
     let mut chosen: Option<PassedSocket> = None;
+    let mut gateway: Option<std::net::TcpListener> = None;
     let mut problems = Vec::new();
     for fd in fds {
         // SAFETY: under the sd_listen_fds(3) protocol, the descriptors from 3 to
@@ -49,18 +53,23 @@ pub fn take_listener() -> Result<Option<PassedSocket>, DaemonError> {
         // nothing else in it owns them; the variables are now cleared, so each one is
         // adopted exactly once, here.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        if gateway.is_none() && check_gateway(&owned).is_ok() {
+            gateway = Some(std::net::TcpListener::from(owned));
+            continue;
+        }
         match check(&owned) {
             Ok(()) if chosen.is_none() => {
                 let listener = UnixListener::from(owned);
                 let path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
-                chosen = Some(PassedSocket { listener, path });
+                chosen = Some(PassedSocket { listener, path, gateway: None });
             }
             Ok(()) => problems.push(format!("descriptor {fd}: a second agent socket, closed")),
             Err(why) => problems.push(format!("descriptor {fd}: {why}")),
         }
     }
     match chosen {
-        Some(s) => {
+        Some(mut s) => {
+            s.gateway = gateway;
             for p in &problems {
                 tracing::warn!("systemd passed more than the agent socket: {p}");
             }
@@ -86,6 +95,27 @@ fn check(fd: &OwnedFd) -> Result<(), String> {
     }
     if !sockopt::socket_acceptconn(fd).map_err(|e| e.to_string())? {
         return Err("not listening (Accept=no sockets only)".into());
+    }
+    Ok(())
+}
+
+/// Why a passed descriptor cannot serve as the gateway's TCP door, if it cannot: it
+/// must be a listening TCP socket on a loopback address.
+fn check_gateway(fd: &OwnedFd) -> Result<(), String> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let domain = sockopt::socket_domain(fd).map_err(|e| format!("not a socket ({e})"))?;
+    if domain != AddressFamily::INET && domain != AddressFamily::INET6 {
+        return Err("not a TCP socket".into());
+    }
+    if sockopt::socket_type(fd).map_err(|e| e.to_string())? != SocketType::STREAM
+        || !sockopt::socket_acceptconn(fd).map_err(|e| e.to_string())?
+    {
+        return Err("not a listening stream socket".into());
+    }
+    let dup = fd.try_clone().map_err(|e| e.to_string())?;
+    let addr = std::net::TcpListener::from(dup).local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{addr} is not a loopback address"));
     }
     Ok(())
 }
@@ -117,6 +147,10 @@ mod tests {
         assert!(check(&OwnedFd::from(f)).unwrap_err().contains("not a socket"));
 
         let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(check(&OwnedFd::from(t)).unwrap_err().contains("AF_UNIX"));
+        let fd = OwnedFd::from(t);
+        assert!(check_gateway(&fd).is_ok());
+        assert!(check(&fd).unwrap_err().contains("AF_UNIX"));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(check_gateway(&OwnedFd::from(a)).is_err());
     }
 }

@@ -151,6 +151,7 @@ impl Agent {
             pid: known.pid.map(i64::from),
             exe: known.exe.as_deref(),
             bus_name: Some(&name),
+            pidfd: None,
         };
         let admitted = self.service.admit(caller)?;
         Ok(self.service.call(admitted, req).await?)

@@ -1,10 +1,13 @@
 //! The socket door (docs/reference.md "Socket API"): decodes an HTTP request into
 //! a [`Request`], calls the [`Service`], encodes its answer. Nothing else: the
 //! caller check, allow-list, audit and error table live behind the service.
+//! Paths under `/looker/` are the Looker API gateway's socket door: admitted the
+//! same way, then served by [`crate::gateway::Gateway::serve`].
 
 use super::limits::Limits;
 use super::listener::Peer;
 use super::service::{Caller, Door, Reply, Service};
+use crate::gateway;
 use crate::protocol::error::ErrorBody;
 use crate::protocol::request::RouteMiss;
 use crate::protocol::{
@@ -12,7 +15,7 @@ use crate::protocol::{
     DEFAULT_MIN_TTL_SECS,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request as HttpRequest, Response, StatusCode};
@@ -125,28 +128,58 @@ async fn read_json<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// Answers one request. Never fails: every problem becomes an error answer.
-pub async fn handle(ctx: Arc<Ctx>, peer: Peer, req: HttpRequest<Incoming>) -> Result<Resp, Infallible> {
+pub async fn handle(
+    ctx: Arc<Ctx>,
+    peer: Peer,
+    req: HttpRequest<Incoming>,
+) -> Result<Response<gateway::Body>, Infallible> {
     let caller = Caller {
         door: Door::Socket,
         uid: peer.uid,
         pid: peer.pid.map(i64::from),
         exe: peer.exe(),
         bus_name: None,
+        pidfd: peer.pidfd(),
     };
     let admitted = match ctx.service.admit(caller) {
         Ok(a) => a,
-        Err(e) => return Ok(api_error(&e)),
+        Err(e) => return Ok(api_error(&e).map(Either::Left)),
     };
+    if req.uri().path().starts_with(gateway::route::PREFIX) {
+        let door = gateway::Door::Socket { exe: peer.exe() };
+        return Ok(ctx.service.gateway().serve(ctx.service.broker(), door, req).await);
+    }
+    Ok(handle_api(&ctx, admitted, req).await.map(Either::Left))
+}
+
+/// Answers one request of the gateway's TCP door: the caller is admitted by the
+/// same service (its uid, from the kernel's socket table), then the gateway serves it.
+pub async fn handle_gateway(
+    ctx: Arc<Ctx>,
+    peer: Peer,
+    req: HttpRequest<Incoming>,
+) -> Result<Response<gateway::Body>, Infallible> {
+    let caller =
+        Caller { door: Door::Gateway, uid: peer.uid, pid: None, exe: None, bus_name: None, pidfd: None };
+    if ctx.service.admit(caller).is_err() {
+        let msg = "looker-agent: this gateway serves only its own user's programs";
+        return Ok(gateway::answer::error(StatusCode::FORBIDDEN, msg).map(Either::Left));
+    }
+    Ok(ctx.service.gateway().serve(ctx.service.broker(), gateway::Door::Tcp, req).await)
+}
+
+/// A request of the agent's own API (`/v1/…`).
+async fn handle_api(ctx: &Ctx, admitted: super::service::Admitted<'_>, req: HttpRequest<Incoming>) -> Resp {
     // Split the request so the path can be borrowed while the body is read.
     let (parts, body) = req.into_parts();
     let request = match decode(&ctx.limits, &parts, body).await {
         Ok(r) => r,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return resp,
     };
-    Ok(match ctx.service.call(admitted, request).await {
+    match ctx.service.call(admitted, request).await {
         Ok(reply) => encode(reply),
         Err(e) => api_error(&e),
-    })
+    }
 }
 
 /// The [`Request`] an HTTP request stands for, or the answer that says why none.
@@ -197,6 +230,7 @@ async fn decode<'a>(
             };
             Request::Invalidate { profile, access_token: Cow::Owned(body.access_token) }
         }
+        Route::GatewayCredential => Request::GatewayCredential(read_json(body, limits).await.map_err(bad)?),
         Route::Revoke => {
             let body: RevokeRequest = read_json(body, limits).await.map_err(bad)?;
             Request::Revoke {
@@ -221,6 +255,7 @@ fn encode(reply: Reply) -> Resp {
         Reply::Revoked(n) => ok(&RevokeResponse { revoked: n }),
         Reply::Reloaded(summary) => ok(&serde_json::json!({ "reloaded": true, "summary": summary })),
         Reply::Profiles(p) => ok(&p),
+        Reply::GatewayCredential(a) => ok(&*a),
     }
 }
 

@@ -85,7 +85,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 /// that connects, hands the connection to a child and then execs an allowed program
 /// is still judged by what it was when it connected (as far as the agent saw it at
 /// accept; see README "allowed_executables" for what this can and cannot promise).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The peer's uid, if the kernel told.
     pub uid: Option<u32>,
@@ -93,7 +93,18 @@ pub struct Peer {
     pub pid: Option<i32>,
     /// `/proc/PID/exe` of the connecting process, read at accept.
     exe: Option<Arc<Path>>,
+    /// A pidfd of the connecting process (SO_PEERPIDFD; else pidfd_open on its pid).
+    pidfd: Option<Arc<OwnedFd>>,
 }
+
+/// Peers are the same when the kernel told the same about them (the pidfd is a handle, not a fact).
+impl PartialEq for Peer {
+    fn eq(&self, other: &Peer) -> bool {
+        self.uid == other.uid && self.pid == other.pid && self.exe == other.exe
+    }
+}
+
+impl Eq for Peer {}
 
 impl Peer {
     /// Reads the peer credentials of a freshly accepted stream, and the executable
@@ -102,16 +113,24 @@ impl Peer {
         match stream.peer_cred() {
             Ok(c) => {
                 let pid = c.pid().filter(|p| *p > 0);
-                let exe = pid.and_then(|p| exe_of_connector(stream, p)).map(Arc::from);
-                Peer { uid: Some(c.uid()), pid, exe }
+                let (exe, pidfd) = match pid {
+                    Some(p) => exe_of_connector(stream, p),
+                    None => (None, None),
+                };
+                Peer { uid: Some(c.uid()), pid, exe: exe.map(Arc::from), pidfd: pidfd.map(Arc::new) }
             }
-            Err(_) => Peer { uid: None, pid: None, exe: None },
+            Err(_) => Peer { uid: None, pid: None, exe: None, pidfd: None },
         }
     }
 
     /// A peer with exactly these credentials (tests, fuzzing).
     pub fn new(uid: Option<u32>, pid: Option<i32>, exe: Option<PathBuf>) -> Peer {
-        Peer { uid, pid, exe: exe.map(Arc::from) }
+        Peer { uid, pid, exe: exe.map(Arc::from), pidfd: None }
+    }
+
+    /// A pidfd of the process that connected, if the kernel gave one.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_deref().map(|f| f.as_fd())
     }
 
     /// True when the peer runs as `uid`. Unknown credentials are refused.
@@ -179,11 +198,18 @@ fn has_exited(pidfd: BorrowedFd<'_>) -> bool {
 /// process itself, even if its pid was reused since); else from pidfd_open(2) on the
 /// SO_PEERCRED pid, which guards the read but not a reuse before it; else (kernels
 /// before 5.3) the link is read unguarded.
-fn exe_of_connector(stream: &tokio::net::UnixStream, pid: i32) -> Option<PathBuf> {
+///
+/// Also returns the pidfd, kept for the connection's life (a gateway credential bound
+/// to the caller dies when it polls readable).
+fn exe_of_connector(stream: &tokio::net::UnixStream, pid: i32) -> (Option<PathBuf>, Option<OwnedFd>) {
     match peer_pidfd(stream) {
-        PeerPidfd::Fd(fd) => exe_of_process(pid, Some(fd.as_fd())),
-        PeerPidfd::Gone => None,
-        PeerPidfd::Unsupported => exe_of_process(pid, None),
+        PeerPidfd::Fd(fd) => (exe_of_process(pid, Some(fd.as_fd())), Some(fd)),
+        PeerPidfd::Gone => (None, None),
+        PeerPidfd::Unsupported => {
+            let fd = rustix::process::Pid::from_raw(pid)
+                .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+            (exe_of_process(pid, fd.as_ref().map(|f| f.as_fd())), fd)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! main ──► Daemon::bind(options) ──► Daemon::run(broker, shutdown)
 //!                                      ├─ server::serve      (socket API, one task per connection)
+//!                                      ├─ server::serve      (the gateway's loopback TCP door, same loop)
 //!                                      ├─ bus::BusService    (D-Bus API on the session bus, unless --no-dbus)
 //!                                      ├─ SIGHUP → reload     (config re-read, removed sets revoked)
 //!                                      └─ shutdown: stop accepting → drain ∥ release the bus name
@@ -83,6 +84,10 @@ pub struct DaemonOptions {
     pub dbus: bool,
     /// Which bus that is (default the session bus; tests use a private one).
     pub bus_address: bus::BusAddress,
+    /// Where the gateway's TCP door listens (config `[gateway] listen`).
+    pub gateway: crate::config::GatewayListen,
+    /// An already-listening gateway socket (systemd socket activation); wins over `gateway`.
+    pub gateway_listener: Option<std::net::TcpListener>,
 }
 
 impl DaemonOptions {
@@ -96,6 +101,8 @@ impl DaemonOptions {
             limits: Limits::default(),
             dbus: true,
             bus_address: bus::BusAddress::Session,
+            gateway: crate::config::GatewayListen::At((std::net::Ipv4Addr::LOCALHOST, 0).into()),
+            gateway_listener: None,
         }
     }
 }
@@ -103,6 +110,7 @@ impl DaemonOptions {
 /// A daemon with its socket bound, ready to [`run`](Daemon::run).
 pub struct Daemon {
     listener: UnixListener,
+    gateway: Option<tokio::net::TcpListener>,
     socket: PathBuf,
     remove_socket: bool,
     opts: DaemonOptions,
@@ -132,7 +140,13 @@ impl Daemon {
             }
             None => (listener::bind(&opts.socket)?, true),
         };
-        Ok(Daemon { listener, socket: opts.socket.clone(), remove_socket, opts, hup_signal })
+        let gateway = bind_gateway(&mut opts)?;
+        Ok(Daemon { listener, gateway, socket: opts.socket.clone(), remove_socket, opts, hup_signal })
+    }
+
+    /// The gateway's TCP address, when it listens.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The socket path clients connect to.
@@ -147,7 +161,7 @@ impl Daemon {
         broker: Broker,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, DaemonError> {
-        let Daemon { listener, socket, remove_socket, opts, hup_signal } = self;
+        let Daemon { listener, gateway, socket, remove_socket, opts, hup_signal } = self;
         let uid = rustix::process::getuid().as_raw();
         let reload: Option<ReloadFn> = opts
             .config_path
@@ -162,7 +176,24 @@ impl Daemon {
         // Tokens left live by killed agents (never by running ones on the same store).
         let orphans = broker.orphaned_tokens().await;
         broker.spawn_revoke_orphans(orphans);
+        let gateway_server = gateway.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                service.gateway().set_url(format!("http://{addr}"));
+                tracing::info!(url = %format!("http://{addr}"), "Looker API gateway listening");
+            }
+            tokio::spawn(server::serve(l, ctx.clone(), stop_rx.clone()))
+        });
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
+        let sweeper = {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::gateway::SWEEP_EVERY);
+                loop {
+                    tick.tick().await;
+                    service.gateway().sweep(service.broker());
+                }
+            })
+        };
         // Refreshes ahead of expiry and revokes superseded tokens; ends when the broker closes.
         broker.spawn_maintenance();
         let hup = match (reload.clone(), hup_signal) {
@@ -190,6 +221,7 @@ impl Daemon {
         let stopping = sd_notify::NotifyState::Status("stopping: revoking tokens");
         notify::notify(&[sd_notify::NotifyState::Stopping, stopping]);
         status.abort();
+        sweeper.abort();
         broker.close();
         let _ = stop_tx.send(true);
         for h in [hup, watcher].into_iter().flatten() {
@@ -200,7 +232,15 @@ impl Daemon {
         // against a server that never ends) while the bus lets go of its name
         // (`BusService::stop`). Neither eats into the revocation's deadline.
         let drained = async {
-            if tokio::time::timeout(opts.limits.drain_timeout + Duration::from_secs(1), server).await.is_err()
+            let servers = async {
+                let _ = server.await;
+                if let Some(g) = gateway_server {
+                    let _ = g.await;
+                }
+            };
+            if tokio::time::timeout(opts.limits.drain_timeout + Duration::from_secs(1), servers)
+                .await
+                .is_err()
             {
                 tracing::warn!("the socket server did not stop in time; revoking anyway");
             }
@@ -211,6 +251,9 @@ impl Daemon {
             }
         };
         tokio::join!(drained, bus_stopped);
+        // Gateway sessions end; the tokens only they used (dev workspaces) are revoked
+        // with the rest below.
+        service.gateway().clear(&broker);
         // Revocation has the whole deadline, counted from here.
         let revoke_until = tokio::time::Instant::now() + opts.revoke_deadline;
         let mut revoked = broker.revoke_all(opts.revoke_deadline).await;
@@ -258,4 +301,26 @@ impl Daemon {
         drop(journal_lock);
         Ok(RunSummary { revoked })
     }
+}
+
+/// Binds the gateway's TCP door as `opts` say (a passed socket first); a port that
+/// cannot be bound is a warning, not a failed start: the socket API and the socket's
+/// gateway paths still serve.
+fn bind_gateway(opts: &mut DaemonOptions) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    let std_listener = match (opts.gateway_listener.take(), opts.gateway) {
+        (Some(l), _) => l,
+        (None, crate::config::GatewayListen::Off) => return Ok(None),
+        (None, crate::config::GatewayListen::At(addr)) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(addr = %addr, error = %e,
+                    "the Looker API gateway cannot listen on TCP; fix [gateway] listen (another port, or \"off\")");
+                return Ok(None);
+            }
+        },
+    };
+    std_listener.set_nonblocking(true).map_err(|e| DaemonError::Other(format!("gateway socket: {e}")))?;
+    tokio::net::TcpListener::from_std(std_listener)
+        .map(Some)
+        .map_err(|e| DaemonError::Other(format!("gateway socket: {e}")))
 }

@@ -1,5 +1,6 @@
 //! The accept loop: caps connections, applies time and size limits, and hands
-//! each connection to hyper with the peer's credentials attached.
+//! each connection to hyper with the peer's credentials attached. The same loop
+//! serves the agent socket and the gateway's loopback TCP listener ([`Accept`]).
 
 use super::handler::{self, Ctx};
 pub use super::limits::Limits;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -79,9 +80,71 @@ fn out_of_resources(e: &io::Error) -> bool {
     )
 }
 
+/// A listener the accept loop serves: it accepts a stream and says who is on the
+/// other end, and which handler answers its requests.
+pub trait Accept: Send + 'static {
+    /// The connection type.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and its peer.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+    /// Answers one request of a connection.
+    fn handle(
+        ctx: Arc<Ctx>,
+        peer: Peer,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = Result<hyper::Response<crate::gateway::Body>, std::convert::Infallible>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (s, _) = UnixListener::accept(self).await?;
+        let peer = Peer::of(&s);
+        Ok((s, peer))
+    }
+
+    fn handle(
+        ctx: Arc<Ctx>,
+        peer: Peer,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = Result<hyper::Response<crate::gateway::Body>, std::convert::Infallible>> + Send
+    {
+        handler::handle(ctx, peer, req)
+    }
+}
+
+/// The gateway's loopback TCP door: the peer's uid comes from the kernel's socket
+/// table (both ends are on this machine), its program is not known.
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (s, remote) = TcpListener::accept(self).await?;
+        let _ = s.set_nodelay(true);
+        let uid = match s.local_addr() {
+            Ok(local) => crate::gateway::tcp_peer::peer_uid(local, remote).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot tell the uid of a gateway client; refusing it");
+                None
+            }),
+            Err(_) => None,
+        };
+        Ok((s, Peer::new(uid, None, None)))
+    }
+
+    fn handle(
+        ctx: Arc<Ctx>,
+        peer: Peer,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = Result<hyper::Response<crate::gateway::Body>, std::convert::Infallible>> + Send
+    {
+        handler::handle_gateway(ctx, peer, req)
+    }
+}
+
 /// Serves `listener` until `shutdown` turns true, then lets open connections
 /// finish their current request (bounded by `drain_timeout`).
-pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve<L: Accept>(listener: L, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
     let pools = Pools::for_process(&ctx.limits);
     if pools.own < ctx.limits.max_connections {
         tracing::info!(
@@ -107,12 +170,12 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
             biased;
             _ = stopped(&mut shutdown) => break,
             r = listener.accept() => match r {
-                Ok((s, _)) => {
+                Ok(accepted) => {
                     if accept_failures > 0 {
                         tracing::info!(failed_attempts = accept_failures, "accepting connections again");
                         accept_failures = 0;
                     }
-                    s
+                    accepted
                 }
                 Err(e) => {
                     if accept_failures == 0 {
@@ -136,7 +199,7 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
             },
         };
         while conns.try_join_next().is_some() {}
-        let peer = Peer::of(&stream);
+        let (stream, peer) = stream;
         // Another user's connections (each only gets its 403) come from a pool of their
         // own, so they cannot take the slots of the agent's own user.
         let own = peer.is_uid(ctx.service.uid());
@@ -159,7 +222,7 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
             continue;
         };
         full_warned &= !own;
-        let conn = serve_connection(stream, peer, ctx.clone(), builder.clone(), shutdown.clone());
+        let conn = serve_connection::<L>(stream, peer, ctx.clone(), builder.clone(), shutdown.clone());
         conns.spawn(async move {
             let _permit = permit;
             conn.await;
@@ -174,7 +237,12 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Ctx>, mut shutdown: watch::R
 
 /// Answers the one request of a connection over the cap with a 503 and closes it,
 /// so the client learns why (and can retry) instead of seeing its connection dropped.
-async fn answer_busy(stream: UnixStream, cap: usize, write_timeout: Duration, builder: Arc<http1::Builder>) {
+async fn answer_busy<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    cap: usize,
+    write_timeout: Duration,
+    builder: Arc<http1::Builder>,
+) {
     let stream = WriteDeadline::new(stream, write_timeout);
     let svc = service_fn(move |_req| async move {
         let mut resp = handler::error(
@@ -206,8 +274,8 @@ fn http1_builder(limits: &Limits) -> http1::Builder {
 
 /// Serves one accepted connection until the client is done, or until `shutdown`
 /// turns true and its current request is answered.
-async fn serve_connection(
-    stream: UnixStream,
+async fn serve_connection<L: Accept>(
+    stream: L::Stream,
     peer: Peer,
     ctx: Arc<Ctx>,
     builder: Arc<http1::Builder>,
@@ -222,7 +290,7 @@ async fn serve_connection(
         let n = served.fetch_add(1, Ordering::Relaxed) + 1;
         let peer = peer.clone();
         async move {
-            let mut resp = handler::handle(ctx, peer, req).await?;
+            let mut resp = L::handle(ctx, peer, req).await?;
             // Another user gets one answer (its 403) per connection.
             if n >= max || foreign {
                 resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

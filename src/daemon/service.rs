@@ -9,12 +9,20 @@
 //! [`Request`], and encodes the [`Reply`] or [`ApiError`] back. Everything else
 //! happens here, once, for every door: the caller's uid is checked, the profile's
 //! `allowed_executables` applied, the audit line written, broker errors turned
-//! into API errors. The Looker API gateway will be the third door on this path.
+//! into API errors. The Looker API gateway is the third door: its TCP listener and
+//! the socket's `/looker/…` paths admit their callers here too, then hand the
+//! admitted call to [`Service::gateway`] (which reaches the same broker).
 
 use crate::broker::{Broker, IssuedToken, Stamp};
-use crate::protocol::{echo, ApiError, ErrorCode, Health, Request, StatusReport};
+use crate::gateway::Gateway;
+use crate::protocol::{
+    echo, ApiError, ErrorCode, GatewayCredentialAnswer, GatewayCredentialRequest, GatewayStatus, Health,
+    Request, SessionStatus, StatusReport,
+};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Reloads the config from disk; returns a one-line summary or why it failed.
 pub type ReloadFn = Arc<dyn Fn(&Broker) -> Result<String, String> + Send + Sync>;
@@ -26,6 +34,8 @@ pub enum Door {
     Socket,
     /// The session bus.
     DBus,
+    /// The gateway's loopback TCP listener.
+    Gateway,
 }
 
 impl Door {
@@ -34,6 +44,7 @@ impl Door {
         match self {
             Door::Socket => "socket",
             Door::DBus => "dbus",
+            Door::Gateway => "gateway-tcp",
         }
     }
 
@@ -42,6 +53,7 @@ impl Door {
         match self {
             Door::Socket => "client",
             Door::DBus => "D-Bus caller",
+            Door::Gateway => "gateway client",
         }
     }
 }
@@ -62,6 +74,9 @@ pub struct Caller<'a> {
     pub exe: Option<&'a Path>,
     /// The caller's unique bus name (D-Bus only).
     pub bus_name: Option<&'a str>,
+    /// A pidfd of the calling process (the socket's SO_PEERPIDFD), if the door has one:
+    /// a gateway credential bound to the caller dies when it polls readable.
+    pub pidfd: Option<BorrowedFd<'a>>,
 }
 
 /// A caller that passed [`Service::admit`]: only these reach [`Service::call`].
@@ -85,6 +100,8 @@ pub enum Reply {
     Reloaded(String),
     /// `ListProfiles`.
     Profiles(Vec<String>),
+    /// `GatewayCredential`.
+    GatewayCredential(Box<GatewayCredentialAnswer>),
 }
 
 /// The service every door calls.
@@ -92,12 +109,18 @@ pub struct Service {
     broker: Broker,
     uid: u32,
     reload: Option<ReloadFn>,
+    gateway: Gateway,
 }
 
 impl Service {
     /// Serves `broker` to callers of `uid`; `reload` re-reads the config (none in dev mode).
     pub fn new(broker: Broker, uid: u32, reload: Option<ReloadFn>) -> Service {
-        Service { broker, uid, reload }
+        Service { broker, uid, reload, gateway: Gateway::new() }
+    }
+
+    /// The Looker API gateway behind the gateway doors.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     /// The broker behind the service.
@@ -162,7 +185,14 @@ impl Service {
                 self.broker.invalidate(profile.as_deref(), &access_token).map_err(|e| e.to_api())?;
                 Ok(Reply::Done)
             }
-            Request::Status => Ok(Reply::Status(Box::new(self.broker.status()))),
+            Request::Status => {
+                let mut report = self.broker.status();
+                report.gateway = Some(self.gateway_status());
+                Ok(Reply::Status(Box::new(report)))
+            }
+            Request::GatewayCredential(r) => {
+                self.mint(caller, r).map(|a| Reply::GatewayCredential(Box::new(a)))
+            }
             Request::ListProfiles => Ok(Reply::Profiles(self.broker.profiles())),
             Request::Revoke { profile, credential } => {
                 let (p, c) = (profile.map(|p| p.into_owned()), credential.map(|c| c.into_owned()));
@@ -186,6 +216,87 @@ impl Service {
                 None => Err(ApiError::bad_request("this agent has no config file to reload (dev mode)")),
                 Some(f) => f(&self.broker).map(Reply::Reloaded).map_err(ApiError::bad_request),
             },
+        }
+    }
+
+    /// Mints a gateway credential for the caller; the profile's allow-list judges the
+    /// minting program (its sessions are not judged again).
+    fn mint(
+        &self,
+        caller: Caller<'_>,
+        r: GatewayCredentialRequest,
+    ) -> Result<GatewayCredentialAnswer, ApiError> {
+        let (profile, settings) = self.broker.profile(r.profile.as_deref()).map_err(|e| e.to_api())?;
+        if let Some(c) = r.credential.as_deref().filter(|c| !c.is_empty()) {
+            if settings.credential(c).is_none() {
+                return Err(crate::broker::BrokerError::UnknownCredential {
+                    profile: profile.to_string(),
+                    credential: c.to_string(),
+                }
+                .to_api());
+            }
+        }
+        if !settings.allows_executable(caller.exe) {
+            tracing::warn!(transport = caller.door.as_str(), pid = ?caller.pid, exe = ?caller.exe,
+                profile = %profile, "gateway credential refused: caller not in the profile's allowed_executables");
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this program may not use profile {profile:?}: it is not in the profile's allowed_executables"),
+            ));
+        }
+        let bound = if r.bind_to_caller {
+            let (Some(pid), Some(fd)) = (caller.pid, caller.pidfd) else {
+                return Err(ApiError::bad_request(
+                    "bind_to_caller needs the caller's process (a pidfd from the agent socket; Linux 6.5 or later)",
+                ));
+            };
+            let fd = fd
+                .try_clone_to_owned()
+                .map_err(|e| ApiError::new(ErrorCode::Internal, format!("pidfd: {e}")))?;
+            Some((i32::try_from(pid).unwrap_or(-1), fd))
+        } else {
+            None
+        };
+        let ttl = match (r.ttl, r.bind_to_caller) {
+            (Some(0), _) => return Err(ApiError::bad_request("ttl must be at least one second")),
+            (Some(t), _) => Some(Duration::from_secs(t)),
+            (None, true) => None,
+            (None, false) => Some(crate::gateway::sessions::DEFAULT_CREDENTIAL_TTL),
+        };
+        let credential = r.credential.as_deref().filter(|c| !c.is_empty());
+        let minted = self
+            .gateway
+            .mint(&self.broker, &profile, credential, ttl, bound, r.session)
+            .map_err(|m| ApiError::new(ErrorCode::UpstreamUnavailable, m))?;
+        Ok(GatewayCredentialAnswer {
+            base_url: minted.base_url,
+            client_id: minted.credential.client_id.clone(),
+            client_secret: minted.client_secret.expose().to_string(),
+            expires_at: minted.credential.expires_at.map(crate::broker::slot::rfc3339),
+            access_token: minted.session_token.map(|t| t.expose().to_string()),
+            profile: profile.to_string(),
+            credential: credential.map(str::to_string),
+        })
+    }
+
+    /// The gateway part of `/v1/status`.
+    fn gateway_status(&self) -> GatewayStatus {
+        let (creds, sessions) = self.gateway.sessions().snapshot();
+        GatewayStatus {
+            url: self.gateway.url().map(str::to_string),
+            credentials: creds.len() as u32,
+            sessions: sessions
+                .iter()
+                .map(|s| SessionStatus {
+                    id: s.id,
+                    profile: s.profile.to_string(),
+                    credential: s.credential.as_deref().map(str::to_string),
+                    workspace: if s.variant.dev_owner.is_some() { "dev" } else { "production" }.into(),
+                    sudo_user_id: s.variant.user_id.as_deref().map(str::to_string),
+                    pid: s.minted_by.bound_pid,
+                    created: crate::broker::slot::rfc3339(s.created),
+                })
+                .collect(),
         }
     }
 }

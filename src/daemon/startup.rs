@@ -101,7 +101,9 @@ async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), Daemon
         tracing::info!(socket = ?p.path, "using the socket passed by systemd (socket activation)");
         opts.socket = p.path.unwrap_or(opts.socket);
         opts.listener = Some(p.listener);
+        opts.gateway_listener = p.gateway;
     }
+    opts.gateway = config.gateway.listen().map_err(DaemonError::Other)?;
     opts.config_path = Some(paths.config.clone());
     opts.revoke_deadline = args.revoke_deadline;
     opts.dbus = !args.no_dbus;

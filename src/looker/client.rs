@@ -329,6 +329,43 @@ impl LookerApi for LookerClient {
         let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
         self.get_json(&format!("users/{id}/roles"), access_token).await
     }
+
+    async fn login_user(&self, access_token: &Secret, user_id: &str) -> Result<LoginToken, LookerError> {
+        let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+        let req = self
+            .http
+            .post(self.api(&format!("login/{id}")))
+            .header(AUTHORIZATION, auth_header(access_token)?);
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
+            200 => parse_login_answer(&answer.body),
+            401 => Err(LookerError::TokenExpired),
+            // Not allowed to sudo, or no such user: Looker's own words go back to the client.
+            400 | 403 | 404 | 422 => Err(LookerError::Rejected {
+                status: answer.status.as_u16(),
+                message: looker_message(&answer.body),
+            }),
+            _ => Err(answer.error(false)),
+        }
+    }
+
+    async fn set_workspace(&self, access_token: &Secret, workspace: &str) -> Result<(), LookerError> {
+        let req = self
+            .http
+            .patch(self.api("session"))
+            .header(AUTHORIZATION, auth_header(access_token)?)
+            .json(&serde_json::json!({ "workspace_id": workspace }));
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
+            200 | 204 => Ok(()),
+            401 => Err(LookerError::TokenExpired),
+            400 | 403 | 404 | 422 => Err(LookerError::Rejected {
+                status: answer.status.as_u16(),
+                message: looker_message(&answer.body),
+            }),
+            _ => Err(answer.error(false)),
+        }
+    }
 }
 
 #[cfg(test)]

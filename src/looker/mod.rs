@@ -6,7 +6,8 @@
 //! with backoff, a bad answer is reported.
 
 pub mod client;
-mod tls;
+// pub(crate): the gateway's upstream client (src/gateway/forward.rs) shares the TLS setup.
+pub(crate) mod tls;
 
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -137,5 +138,20 @@ pub trait LookerApi: Send + Sync + 'static {
     async fn user_roles(&self, access_token: &Secret, user_id: &str) -> Result<Vec<Role>, LookerError> {
         let _ = (access_token, user_id);
         Err(LookerError::BadAnswer { reason: "this client cannot read roles".into() })
+    }
+
+    /// `POST /api/4.0/login/{user_id}` (sudo) with an admin's token: a new token acting
+    /// as that user. Looker's refusals (403 not allowed, 404 no such user) are
+    /// [`LookerError::Rejected`] with Looker's status and message.
+    async fn login_user(&self, access_token: &Secret, user_id: &str) -> Result<LoginToken, LookerError> {
+        let _ = (access_token, user_id);
+        Err(LookerError::BadAnswer { reason: "this client cannot log in as another user".into() })
+    }
+
+    /// `PATCH /api/4.0/session {"workspace_id": workspace}`: moves this token (and
+    /// only it: at Looker the workspace belongs to the token) to `dev` or `production`.
+    async fn set_workspace(&self, access_token: &Secret, workspace: &str) -> Result<(), LookerError> {
+        let _ = (access_token, workspace);
+        Err(LookerError::BadAnswer { reason: "this client cannot change workspaces".into() })
     }
 }

@@ -151,6 +151,100 @@ pub struct StatusReport {
     pub uptime_secs: u64,
     /// One entry per profile, in name order.
     pub profiles: Vec<ProfileStatus>,
+    /// The Looker API gateway: where it listens and its live sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
+}
+
+/// The gateway in [`StatusReport`]; never a secret or a token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// `http://127.0.0.1:PORT`, when the TCP door listens.
+    pub url: Option<String>,
+    /// Live gateway credentials.
+    pub credentials: u32,
+    /// Live sessions, oldest first.
+    pub sessions: Vec<SessionStatus>,
+}
+
+/// One gateway session in [`GatewayStatus`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// Local id (log lines name it).
+    pub id: u64,
+    /// Profile.
+    pub profile: String,
+    /// Credential set, once pinned (sudo, dev); otherwise the profile's first healthy one.
+    pub credential: Option<String>,
+    /// `production` or `dev`.
+    pub workspace: String,
+    /// The Looker user it acts as (sudo), if any.
+    pub sudo_user_id: Option<String>,
+    /// The process its credential dies with, if any.
+    pub pid: Option<i32>,
+    /// When it started, RFC 3339 UTC.
+    pub created: String,
+}
+
+/// `POST /v1/gateway/credentials`: mint a gateway credential.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayCredentialRequest {
+    /// Profile (absent: the default).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Credential set (absent: the profile's first healthy one).
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Seconds it lives (absent: 8 hours, unless bound to the caller).
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    /// Dies when the calling process exits (`lookerctl exec`, which execs in place).
+    #[serde(default)]
+    pub bind_to_caller: bool,
+    /// Also open a session of it, answered as `access_token`.
+    #[serde(default)]
+    pub session: bool,
+}
+
+/// The answer to [`GatewayCredentialRequest`]. `Debug` hides the secret and token.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GatewayCredentialAnswer {
+    /// The gateway's URL: the `base_url` a Looker client uses.
+    pub base_url: String,
+    /// Gateway client_id.
+    pub client_id: String,
+    /// Gateway client_secret.
+    pub client_secret: String,
+    /// When it stops working, RFC 3339 UTC (absent: when the caller exits).
+    pub expires_at: Option<String>,
+    /// A session token, if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// The profile it is bound to.
+    pub profile: String,
+    /// The credential set it is bound to, if one was named.
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for GatewayCredentialAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayCredentialAnswer")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for GatewayCredentialAnswer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.client_secret);
+        if let Some(t) = &mut self.access_token {
+            zeroize::Zeroize::zeroize(t);
+        }
+    }
 }
 
 /// One profile in [`StatusReport`].

@@ -5,7 +5,7 @@
 //! the D-Bus object builds one from its method arguments; `lookerctl` builds one
 //! and sends it with [`Request::to_http`]. Routes are spelled here and nowhere else.
 
-use super::{echo, RevokeRequest, DEFAULT_PROFILE_SEGMENT};
+use super::{echo, GatewayCredentialRequest, RevokeRequest, DEFAULT_PROFILE_SEGMENT};
 use hyper::Method;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub enum Request<'a> {
     Reload,
     /// The configured profile names.
     ListProfiles,
+    /// Mint a gateway credential (`lookerctl exec`, `lookerctl gateway credential`).
+    GatewayCredential(GatewayCredentialRequest),
 }
 
 /// The token a request carries stays out of logs.
@@ -71,6 +73,7 @@ impl std::fmt::Debug for Request<'_> {
             }
             Request::Reload => f.write_str("Reload"),
             Request::ListProfiles => f.write_str("ListProfiles"),
+            Request::GatewayCredential(r) => f.debug_tuple("GatewayCredential").field(r).finish(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub enum Route<'a> {
     Revoke,
     /// `POST /v1/reload`
     Reload,
+    /// `POST /v1/gateway/credentials` with a [`GatewayCredentialRequest`]
+    GatewayCredential,
 }
 
 /// Why a method and path are no route.
@@ -128,6 +133,7 @@ impl<'a> Route<'a> {
             ["v1", "status"] => (Route::Status, Method::GET),
             ["v1", "revoke"] => (Route::Revoke, Method::POST),
             ["v1", "reload"] => (Route::Reload, Method::POST),
+            ["v1", "gateway", "credentials"] => (Route::GatewayCredential, Method::POST),
             ["v1", "profiles", p, "token"] => (Route::Token { profile: profile(p)? }, Method::GET),
             ["v1", "profiles", p, "invalidate"] => (Route::Invalidate { profile: profile(p)? }, Method::POST),
             _ => return Err(RouteMiss::NotFound),
@@ -168,6 +174,9 @@ impl Request<'_> {
                     credential: credential.as_ref().map(|c| c.to_string()),
                 };
                 (Method::POST, "/v1/revoke".into(), Some(serde_json::to_vec(&body).ok()?))
+            }
+            Request::GatewayCredential(r) => {
+                (Method::POST, "/v1/gateway/credentials".into(), Some(serde_json::to_vec(r).ok()?))
             }
             Request::ListProfiles => return None,
         })
@@ -243,6 +252,7 @@ mod tests {
             Request::Token { profile: None, credential: None, min_ttl: Duration::from_secs(60) },
             Request::Invalidate { profile: Some("prod".into()), access_token: "t".into() },
             Request::Revoke { profile: None, credential: None },
+            Request::GatewayCredential(GatewayCredentialRequest::default()),
         ];
         for r in reqs {
             let (method, path_q, _) = r.to_http().unwrap();

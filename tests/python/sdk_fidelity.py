@@ -9,7 +9,13 @@ Run by tests/python_sdk.rs with the emulator's address in the environment:
     EXPECT_USER_ID, EXPECT_DISPLAY_NAME, EXPECT_EMAIL, EXPECT_ADMIN (0/1)
                               what sdk.me() must return
 
-One good session (login, me, user_roles, logout) and one login with a wrong
+    EXPECT_SUDO_ID, EXPECT_SUDO_NAME
+                              a (non-admin) user the admin may sudo as
+    DOWNLOAD_BYTES            how many bytes to read from the large-body route
+
+One good session (login, me, user_roles; session, update_session to dev and
+a refused bad workspace; versions; a large download; login_user sudo, me as
+that user, logout back to the API user; logout) and one login with a wrong
 secret, which must raise the SDK's error. Exits 0 on success; otherwise
 prints what went wrong on stderr and exits 1.
 """
@@ -42,6 +48,7 @@ def main() -> None:
     try:
         import looker_sdk
         from looker_sdk import error as sdk_error
+        from looker_sdk.sdk.api40 import models as models40
     except ImportError as exc:
         fail(f"cannot import looker_sdk ({exc}); run scripts/python-venv.sh")
 
@@ -95,6 +102,50 @@ def main() -> None:
         check("Not found" in str(exc), f"user(999999) error lacks 'Not found': {exc}")
     else:
         fail("user('999999') did not raise SDKError")
+
+    # The session: production at first, dev after update_session; a
+    # workspace Looker does not have is the SDK's error (422).
+    session = sdk.session()
+    check(session.workspace_id == "production", f"session().workspace_id is {session.workspace_id!r}")
+    check(session.sudo_user_id is None, f"session().sudo_user_id is {session.sudo_user_id!r}")
+    updated = sdk.update_session(models40.WriteApiSession(workspace_id="dev"))
+    check(updated.workspace_id == "dev", f"update_session answered {updated.workspace_id!r}")
+    check(sdk.session().workspace_id == "dev", "session() is not dev after update_session")
+    try:
+        sdk.update_session(models40.WriteApiSession(workspace_id="staging"))
+    except sdk_error.SDKError as exc:
+        check("Validation Failed" in str(exc), f"bad workspace error lacks 'Validation Failed': {exc}")
+    else:
+        fail("update_session(workspace_id='staging') did not raise SDKError")
+
+    # The API's versions, addressed like the SDK's base URL.
+    versions = sdk.versions()
+    check(versions.looker_release_version == "25.18.0", f"versions() release {versions.looker_release_version!r}")
+    check(versions.current_version.version == "4.0", f"current_version {versions.current_version!r}")
+    check(
+        versions.api_server_url == os.environ["LOOKERSDK_BASE_URL"],
+        f"versions().api_server_url is {versions.api_server_url!r}",
+    )
+
+    # A large body through the SDK's own request path.
+    n = int(env("DOWNLOAD_BYTES"))
+    data = sdk.get("/emulator/download", structure=bytes, query_params={"bytes": n})
+    check(isinstance(data, bytes), f"download returned {type(data).__name__}")
+    check(len(data) == n, f"download returned {len(data)} bytes, want {n}")
+    check(data == bytes(i % 251 for i in range(n)), "download bytes are not the pattern")
+
+    # Sudo: login_user, calls as that user, logout() back to the API user.
+    sudo_id = env("EXPECT_SUDO_ID")
+    sdk.auth.login_user(sudo_id)
+    other = sdk.me()
+    check(other.id == sudo_id, f"me() under sudo is {other.id!r}, want {sudo_id!r}")
+    check(other.display_name == env("EXPECT_SUDO_NAME"), f"me() under sudo is {other.display_name!r}")
+    sudo_session = sdk.session()
+    check(sudo_session.sudo_user_id == want_id, f"sudo session().sudo_user_id is {sudo_session.sudo_user_id!r}")
+    check(sudo_session.workspace_id == "production", "the sudo token did not start in production")
+    sdk.auth.logout()
+    check(sdk.me().id == want_id, "logout() of the sudo token did not return to the API user")
+    check(sdk.session().workspace_id == "dev", "the API user's token lost its dev workspace")
 
     sdk.auth.logout()
     check(not sdk.auth.is_authenticated, "still authenticated after logout()")

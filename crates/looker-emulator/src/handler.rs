@@ -6,15 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
 
+use super::body::{EmuBody, PatternCheck};
 use super::model;
-use super::state::{LoginOutcome, State};
+use super::request_log::RequestLog;
+use super::state::{LoginOutcome, State, SudoOutcome};
+use super::{RequestRecord, Workspace};
 
-/// The largest login body the emulator reads; Looker's are a few dozen bytes.
+/// The largest login or session body the emulator reads; Looker's are a
+/// few dozen bytes.
 const MAX_LOGIN_BODY: usize = 64 * 1024;
 
 /// The path prefix of the API version the emulator speaks.
@@ -25,6 +30,10 @@ const LOGIN: &str = "/api/4.0/login";
 const LOGOUT: &str = "/api/4.0/logout";
 /// Logout, as the Python SDK's `auth.logout()` calls it.
 const LOGOUT_UNVERSIONED: &str = "/api/logout";
+/// The session: its workspace, and who is behind a sudo token.
+const SESSION: &str = "/api/4.0/session";
+/// The large-body upload (not Looker's).
+const UPLOAD: &str = "/api/4.0/emulator/upload";
 
 /// What the connection task needs to answer a request.
 pub(crate) struct Ctx {
@@ -32,6 +41,12 @@ pub(crate) struct Ctx {
     pub(crate) state: State,
     /// `http://127.0.0.1:PORT`, for the `url` fields of answers.
     pub(crate) base_url: String,
+    /// `http` or `https`, for URLs built from the client's `Host`.
+    pub(crate) scheme: &'static str,
+    /// The large-body pattern, sliced (not copied) by every download.
+    pub(crate) pattern: Bytes,
+    /// The requests answered.
+    pub(crate) log: RequestLog,
 }
 
 /// The service's error: hyper closes the connection without answering.
@@ -47,9 +62,9 @@ impl fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 /// The response type of every route.
-pub(crate) type Answer = Result<Response<Full<Bytes>>, Dropped>;
+pub(crate) type Answer = Result<Response<EmuBody>, Dropped>;
 
-/// Answers one request.
+/// Answers one request, and records it.
 pub(crate) async fn handle<B>(ctx: Arc<Ctx>, req: Request<B>) -> Answer
 where
     B: Body<Data = Bytes>,
@@ -58,10 +73,32 @@ where
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     tracing::debug!(%method, %path, "emulator request");
-    match (&method, path.as_str()) {
-        (&Method::POST, LOGIN) => login(&ctx, req).await,
-        (&Method::DELETE, LOGOUT | LOGOUT_UNVERSIONED) => logout(&ctx, &req).await,
-        _ => api(&ctx, &req, &method, &path).await,
+    let answer = route(&ctx, req, &method, &path).await;
+    ctx.log.push(RequestRecord {
+        method: method.as_str().to_owned(),
+        path,
+        status: answer.as_ref().ok().map(|r| r.status().as_u16()),
+    });
+    answer
+}
+
+/// Picks the route: login, sudo, logout, the session, the large bodies,
+/// then the read-only API.
+async fn route<B>(ctx: &Ctx, req: Request<B>, method: &Method, path: &str) -> Answer
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match (method, path) {
+        (&Method::POST, LOGIN) => login(ctx, req).await,
+        (&Method::DELETE, LOGOUT | LOGOUT_UNVERSIONED) => logout(ctx, &req).await,
+        (&Method::PATCH, SESSION) => update_session(ctx, req).await,
+        (&Method::POST, UPLOAD) => upload(ctx, req).await,
+        (&Method::POST, _) => match path.strip_prefix(LOGIN).and_then(|p| p.strip_prefix('/')) {
+            Some(user_id) if !user_id.is_empty() && !user_id.contains('/') => sudo(ctx, &req, user_id).await,
+            _ => api(ctx, &req, method, path).await,
+        },
+        _ => api(ctx, &req, method, path).await,
     }
 }
 
@@ -164,6 +201,105 @@ async fn logout<B>(ctx: &Ctx, req: &Request<B>) -> Answer {
     }
 }
 
+/// `POST /api/4.0/login/{user_id}`: sudo, with an admin's token. An API
+/// call as far as the faults go (`api_delay`, `drop_connections`).
+async fn sudo<B>(ctx: &Ctx, req: &Request<B>, user_id: &str) -> Answer {
+    let faults = ctx.state.faults();
+    pause(faults.api_delay).await;
+    if faults.drop_connections {
+        return Err(Dropped);
+    }
+    let Some(token) = bearer(req) else {
+        return Ok(error(StatusCode::UNAUTHORIZED));
+    };
+    match ctx.state.sudo(&token, user_id) {
+        SudoOutcome::Unauthenticated => Ok(error(StatusCode::UNAUTHORIZED)),
+        SudoOutcome::Forbidden => Ok(error(StatusCode::FORBIDDEN)),
+        SudoOutcome::UnknownUser => Ok(error(StatusCode::NOT_FOUND)),
+        SudoOutcome::Issued { token, lifetime } => {
+            let expires_in = faults.bad_expires_in.unwrap_or_else(|| lifetime_secs(lifetime));
+            Ok(json(StatusCode::OK, model::access_token(Some(&token), expires_in)))
+        }
+    }
+}
+
+/// `PATCH /api/4.0/session`: moves the caller's token to another workspace.
+async fn update_session<B>(ctx: &Ctx, req: Request<B>) -> Answer
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let faults = ctx.state.faults();
+    pause(faults.api_delay).await;
+    if faults.drop_connections {
+        return Err(Dropped);
+    }
+    let Some(token) = bearer(&req).filter(|t| ctx.state.is_live(t)) else {
+        return Ok(error(StatusCode::UNAUTHORIZED));
+    };
+    let Ok(body) = Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes()) else {
+        return Ok(error(StatusCode::BAD_REQUEST));
+    };
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(error(StatusCode::BAD_REQUEST));
+    };
+    match fields.get("workspace_id") {
+        // Looker's PATCH leaves out what is not given.
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            let Some(workspace) = value.as_str().and_then(Workspace::from_name) else {
+                return Ok(json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    model::validation_error("workspace_id", "must be one of: production, dev"),
+                ));
+            };
+            if !ctx.state.set_workspace(&token, workspace) {
+                return Ok(error(StatusCode::UNAUTHORIZED));
+            }
+        }
+    }
+    ctx.state.count_api_call();
+    match ctx.state.token_info(&token) {
+        Some(info) => Ok(json(StatusCode::OK, model::session(&info).to_string())),
+        None => Ok(error(StatusCode::UNAUTHORIZED)),
+    }
+}
+
+/// `POST /api/4.0/emulator/upload`: counts the body and checks it against
+/// the pattern as it streams in, keeping none of it.
+async fn upload<B>(ctx: &Ctx, req: Request<B>) -> Answer
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let faults = ctx.state.faults();
+    pause(faults.api_delay).await;
+    if faults.drop_connections {
+        return Err(Dropped);
+    }
+    if bearer(&req).and_then(|t| ctx.state.authenticate(&t)).is_none() {
+        return Ok(error(StatusCode::UNAUTHORIZED));
+    }
+    let mut body = std::pin::pin!(req.into_body());
+    let mut check = PatternCheck::new(ctx.pattern.clone());
+    while let Some(frame) = body.as_mut().frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    check.feed(data);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "emulator: upload body failed");
+                return Ok(error(StatusCode::BAD_REQUEST));
+            }
+        }
+    }
+    ctx.state.count_api_call();
+    let answer = serde_json::json!({ "bytes": check.bytes, "pattern_ok": check.ok });
+    Ok(json(StatusCode::OK, answer.to_string()))
+}
+
 /// Everything that is neither login nor logout.
 async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Answer {
     let faults = ctx.state.faults();
@@ -179,7 +315,10 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
     }
     match path {
         "/alive" => return Ok(empty(StatusCode::OK)),
-        "/versions" => return Ok(json(StatusCode::OK, model::versions(&ctx.base_url).to_string())),
+        "/versions" | "/api/4.0/versions" => {
+            let versions = model::versions(&api_server_url(ctx, req));
+            return Ok(json(StatusCode::OK, model::select_fields(versions, fields).to_string()));
+        }
         _ => {}
     }
     let Some(rest) = path.strip_prefix(API) else {
@@ -190,21 +329,47 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
         Me,
         User(&'a str),
         Roles(&'a str),
+        Session,
+        Models,
+        Model(&'a str),
+        Download,
     }
-    let route = match (rest, rest.strip_prefix("/users/")) {
-        ("/user", _) => Route::Me,
-        (_, Some(tail)) => match tail.split_once('/') {
+    let route = match (rest, rest.strip_prefix("/users/"), rest.strip_prefix("/lookml_models/")) {
+        ("/user", _, _) => Route::Me,
+        ("/session", _, _) => Route::Session,
+        ("/lookml_models", _, _) => Route::Models,
+        ("/emulator/download", _, _) => Route::Download,
+        (_, _, Some(name)) if !name.is_empty() && !name.contains('/') => Route::Model(name),
+        (_, Some(tail), _) => match tail.split_once('/') {
             None if !tail.is_empty() => Route::User(tail),
             Some((id, "roles")) if !id.is_empty() => Route::Roles(id),
             _ => return Ok(error(StatusCode::NOT_FOUND)),
         },
         _ => return Ok(error(StatusCode::NOT_FOUND)),
     };
-    let Some(me) = bearer(req).and_then(|t| ctx.state.authenticate(&t)) else {
+    let Some(token) = bearer(req) else {
+        return Ok(error(StatusCode::UNAUTHORIZED));
+    };
+    let Some(me) = ctx.state.authenticate(&token) else {
         return Ok(error(StatusCode::UNAUTHORIZED));
     };
     ctx.state.count_api_call();
     let body = match route {
+        Route::Session => match ctx.state.token_info(&token) {
+            Some(info) => model::session(&info),
+            None => return Ok(error(StatusCode::UNAUTHORIZED)),
+        },
+        Route::Models => model::lookml_models(),
+        Route::Model(name) => match model::lookml_model(name) {
+            Some(m) => m,
+            None => return Ok(error(StatusCode::NOT_FOUND)),
+        },
+        Route::Download => {
+            let Some(len) = query_param(req, "bytes").and_then(|b| b.parse::<u64>().ok()) else {
+                return Ok(error(StatusCode::BAD_REQUEST));
+            };
+            return Ok(download(ctx, len));
+        }
         Route::Me => model::user(&ctx.base_url, &me, &ctx.state.client_ids_of(&me.id)),
         Route::User(id) | Route::Roles(id) => {
             let user = if id == me.id { Some(me) } else { ctx.state.find_user(id) };
@@ -219,6 +384,29 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
         }
     };
     Ok(json(StatusCode::OK, model::select_fields(body, fields).to_string()))
+}
+
+/// `GET /api/4.0/emulator/download?bytes=N`: N bytes of the pattern,
+/// generated as the client reads them.
+fn download(ctx: &Ctx, len: u64) -> Response<EmuBody> {
+    let mut resp = Response::new(EmuBody::pattern(ctx.pattern.clone(), len));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// `scheme://host[:port]` as the client addressed the emulator (its
+/// `Host`), or the emulator's own address when the `Host` is missing or
+/// holds anything but host-name characters.
+fn api_server_url<B>(ctx: &Ctx, req: &Request<B>) -> String {
+    let host =
+        req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| {
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        });
+    match host {
+        Some(host) => format!("{}://{host}", ctx.scheme),
+        None => ctx.base_url.clone(),
+    }
 }
 
 /// The token of an `Authorization: token …` or `Authorization: Bearer …` header.
@@ -259,32 +447,33 @@ fn message_for(status: StatusCode) -> &'static str {
         401 => "Requires authentication.",
         403 => "Forbidden",
         404 => "Not found",
+        422 => "Validation Failed",
         429 => "Too Many Requests",
         _ => status.canonical_reason().unwrap_or("Error"),
     }
 }
 
 /// A Looker error body with this status.
-fn error(status: StatusCode) -> Response<Full<Bytes>> {
+fn error(status: StatusCode) -> Response<EmuBody> {
     json(status, model::error(message_for(status)))
 }
 
 /// A JSON response.
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, body: String) -> Response<EmuBody> {
     with_type(status, Bytes::from(body), "application/json")
 }
 
 /// A response with a body of the given content type.
-fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
+fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<EmuBody> {
+    let mut resp = Response::new(EmuBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
 /// A response without a body.
-fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+fn empty(status: StatusCode) -> Response<EmuBody> {
+    let mut resp = Response::new(EmuBody::full(Bytes::new()));
     *resp.status_mut() = status;
     resp
 }

@@ -10,11 +10,25 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `POST /api/4.0/login`, form body (or query) `client_id`, `client_secret` | `200 {"access_token","token_type":"Bearer","expires_in","refresh_token":null}`; wrong or missing credentials `404`; unparsable form `400` |
-//! | `DELETE /api/4.0/logout`, `DELETE /api/logout` (the Python SDK's) | `204`; unknown, revoked or expired token `404`; no token `401` |
+//! | `POST /api/4.0/login/{user_id}` (sudo, `?associative=` ignored) with an admin's token | the login answer, a new token acting as that user (counted in `sudo_logins`, not `logins`); caller not an admin `403`; unknown user `404` |
+//! | `DELETE /api/4.0/logout`, `DELETE /api/logout` (the Python SDK's) | `204`, revoking only that token (a sudo token's logout leaves the admin's); unknown, revoked or expired token `404`; no token `401` |
 //! | `GET /api/4.0/user` | the user the token acts as (`?fields=a,b` honoured) |
 //! | `GET /api/4.0/users/{id}`, `GET /api/4.0/users/{id}/roles` | a configured user and its roles (`Admin`, id `"2"`, for admins) |
-//! | `GET /alive`, `GET /versions` | `200`, no token needed |
+//! | `GET /api/4.0/session` | `{"can":{…},"workspace_id":"production"\|"dev","sudo_user_id":null\|"<admin's id>"}` (Looker's ApiSession: `sudo_user_id` is the actual user behind a sudo token) |
+//! | `PATCH /api/4.0/session`, JSON `{"workspace_id":"dev"\|"production"}` | moves THAT TOKEN only (at Looker the workspace belongs to the token; new tokens start in production); answers the session; another value `422` Validation Failed; a body that is not a JSON object `400` |
+//! | `GET /api/4.0/lookml_models`, `GET /api/4.0/lookml_models/{name}` | one model, `thelook`, with explores `order_items` and `users` (what looker-mcp-server's `list_models`/`get_model` read); another name `404` |
+//! | `GET /api/4.0/emulator/download?bytes=N` | `200 application/octet-stream`, `Content-Length: N`, byte `i` = `(i % 251) as u8`, generated as it is sent; bad or missing `bytes` `400` |
+//! | `POST /api/4.0/emulator/upload` | reads the body as it streams in (never whole), `200 {"bytes":N,"pattern_ok":true\|false}` against the same pattern |
+//! | `GET /alive` | `200`, no token needed |
+//! | `GET /versions`, `GET /api/4.0/versions` | Looker's ApiVersion (`looker_release_version`, `current_version{version,full_version,status,swagger_url}`, `supported_versions`, `api_server_url`, `web_server_url`), the URLs built from the `Host` the client used; no token needed |
 //! | anything else | `404 {"message":"Not found","documentation_url":…}` |
+//!
+//! The two `emulator/` routes are not Looker's: they carry large bodies
+//! for the gateway's streaming tests and benchmarks.
+//!
+//! Every answered request is recorded ([`Emulator::requests`]: method,
+//! path without the query, status; the last few thousand), so tests can
+//! say exactly what a real client called.
 //!
 //! API calls take `Authorization: token <t>` or `Authorization: Bearer <t>`;
 //! a missing, unknown, revoked or expired token gets
@@ -31,8 +45,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
+mod body;
 mod handler;
 mod model;
+mod request_log;
 mod state;
 
 use std::io;
@@ -53,6 +69,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use handler::Ctx;
+use request_log::RequestLog;
 use state::State;
 
 /// Pending connections the kernel may queue (capped by `somaxconn`);
@@ -156,15 +173,108 @@ impl EmulatorUser {
 /// What the emulator has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Logins that issued a token (including under `bad_expires_in`).
+    /// API logins (`POST /login`) that issued a token (including under
+    /// `bad_expires_in`); sudo logins are counted in `sudo_logins`.
     pub logins: u64,
     /// Login requests that issued no token: wrong or missing credentials,
     /// bad bodies, and every login answered by a fault.
     pub failed_logins: u64,
     /// Tokens revoked by a logout (answered `204`).
     pub logouts: u64,
-    /// Tokens issued, not revoked and not expired, right now.
+    /// Tokens issued, not revoked and not expired, right now (sudo tokens
+    /// included).
     pub live_tokens: u64,
+    /// Sudo logins (`POST /login/{user_id}`) that issued a token; not
+    /// counted in `logins`.
+    pub sudo_logins: u64,
+}
+
+/// The dev/production workspace of a token (`GET /session`'s `workspace_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Workspace {
+    /// `"production"`, where every token starts.
+    Production,
+    /// `"dev"`.
+    Dev,
+}
+
+impl Workspace {
+    /// Looker's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workspace::Production => "production",
+            Workspace::Dev => "dev",
+        }
+    }
+
+    /// The workspace Looker calls `name`, if any.
+    pub fn from_name(name: &str) -> Option<Workspace> {
+        match name {
+            "production" => Some(Workspace::Production),
+            "dev" => Some(Workspace::Dev),
+            _ => None,
+        }
+    }
+}
+
+/// How a token was obtained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `POST /login` with this API credential.
+    ApiLogin {
+        /// The credential's client_id.
+        client_id: String,
+    },
+    /// `POST /login/{user_id}` with the token of this admin.
+    Sudo {
+        /// The id of the admin whose token asked.
+        admin_user_id: String,
+    },
+}
+
+/// One live token, as [`Emulator::live_tokens`] reports it. `Debug` leaves
+/// the token out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LiveTokenInfo {
+    /// The access token itself, to match against what a client holds.
+    pub token: String,
+    /// How it was obtained.
+    pub kind: TokenKind,
+    /// The user it acts as (the sudo target for a sudo token).
+    pub user_id: String,
+    /// Its workspace.
+    pub workspace: Workspace,
+    /// Time left before it expires (on the emulator's clock).
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Debug for LiveTokenInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTokenInfo")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("workspace", &self.workspace)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request the emulator answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query string (which may carry credentials).
+    pub path: String,
+    /// The status sent, or `None` when a fault dropped the connection.
+    pub status: Option<u16>,
+}
+
+impl RequestRecord {
+    /// `"METHOD /path"`, handy for comparing with a list of expected calls.
+    pub fn call(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
 }
 
 /// Ways to make the emulator misbehave. Replace them all at once with
@@ -243,6 +353,9 @@ impl Emulator {
         let ctx = Arc::new(Ctx {
             state: State::new(config.token_lifetime, config.faults),
             base_url: format!("{scheme}://{addr}"),
+            scheme,
+            pattern: body::pattern(),
+            log: RequestLog::default(),
         });
         let (stop, stopped) = watch::channel(());
         let task = tokio::spawn(serve(listener, Arc::clone(&ctx), stopped, tls));
@@ -314,6 +427,27 @@ impl Emulator {
     /// how many were live. Does not count as logouts.
     pub fn revoke_all(&self) -> usize {
         self.ctx.state.revoke_all()
+    }
+
+    /// Every live token with how it was obtained, the user it acts as and
+    /// its workspace, in no meaningful order.
+    pub fn live_tokens(&self) -> Vec<LiveTokenInfo> {
+        self.ctx.state.live_tokens()
+    }
+
+    /// What the emulator knows about `token`, when it is live.
+    pub fn token_info(&self, token: &str) -> Option<LiveTokenInfo> {
+        self.ctx.state.token_info(token)
+    }
+
+    /// The requests answered so far (at most the last 4096), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.ctx.log.snapshot()
+    }
+
+    /// Forgets the recorded requests (the counters stay).
+    pub fn clear_requests(&self) {
+        self.ctx.log.clear();
     }
 
     /// Stops accepting connections, lets in-flight requests finish (for at

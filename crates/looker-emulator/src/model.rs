@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::EmulatorUser;
+use super::{EmulatorUser, LiveTokenInfo, TokenKind};
 
 /// Where Looker's error bodies point. Deliberately not a
 /// `…/docs/r/err/…` address: the Python SDK follows those with a request
@@ -175,23 +175,93 @@ pub(crate) fn roles(base_url: &str, user: &EmulatorUser) -> Value {
     }])
 }
 
-/// `GET /versions`, which SDKs may use to discover the API.
-pub(crate) fn versions(base_url: &str) -> Value {
-    let version = |v: &str, status: &str| {
-        json!({
-            "version": v,
-            "full_version": format!("{v}.0"),
-            "status": status,
-            "swagger_url": format!("{base_url}/api/{v}/swagger.json"),
-        })
-    };
+/// `GET /versions` and `GET /api/4.0/versions`: Looker's ApiVersion.
+/// `api_server_url` is where the client reached the API (scheme and the
+/// `Host` it sent), as Looker derives it.
+pub(crate) fn versions(api_server_url: &str) -> Value {
+    let version = json!({
+        "version": "4.0",
+        "full_version": format!("4.0.{}", LOOKER_RELEASE.rsplit_once('.').map_or(LOOKER_RELEASE, |(v, _)| v)),
+        "status": "current",
+        "swagger_url": format!("{api_server_url}/api/4.0/swagger.json"),
+    });
     json!({
         "looker_release_version": LOOKER_RELEASE,
-        "current_version": version("4.0", "current"),
-        "supported_versions": [version("4.0", "current")],
-        "api_server_url": base_url,
-        "web_server_url": base_url,
+        "current_version": version,
+        "supported_versions": [version],
+        "api_server_url": api_server_url,
+        "web_server_url": api_server_url,
     })
+}
+
+/// `GET /api/4.0/session`: Looker's ApiSession. `sudo_user_id` is the
+/// actual user behind a sudo token (the admin who asked), null otherwise.
+pub(crate) fn session(token: &LiveTokenInfo) -> Value {
+    let sudo_user_id = match &token.kind {
+        TokenKind::Sudo { admin_user_id } => Value::from(admin_user_id.as_str()),
+        TokenKind::ApiLogin { .. } => Value::Null,
+    };
+    json!({
+        "can": { "view": true, "update": true },
+        "workspace_id": token.workspace.as_str(),
+        "sudo_user_id": sudo_user_id,
+    })
+}
+
+/// Looker's 422 body for a field that failed validation.
+pub(crate) fn validation_error(field: &str, message: &str) -> String {
+    json!({
+        "message": "Validation Failed",
+        "errors": [{
+            "field": field,
+            "code": "invalid",
+            "message": message,
+            "documentation_url": DOCUMENTATION_URL,
+        }],
+        "documentation_url": DOCUMENTATION_URL,
+    })
+    .to_string()
+}
+
+/// The one LookML model the emulator has.
+const MODEL: &str = "thelook";
+
+/// `(name, label, description)` of the model's explores.
+const EXPLORES: [(&str, &str, &str); 2] =
+    [("order_items", "Order Items", "One row per item ordered"), ("users", "Users", "One row per user")];
+
+/// `GET /api/4.0/lookml_models/{name}`; `None` for another name.
+pub(crate) fn lookml_model(name: &str) -> Option<Value> {
+    if name != MODEL {
+        return None;
+    }
+    let explores: Vec<Value> = EXPLORES
+        .iter()
+        .map(|(name, label, description)| {
+            json!({
+                "description": description,
+                "label": label,
+                "hidden": false,
+                "group_label": "The Look",
+                "name": name,
+            })
+        })
+        .collect();
+    Some(json!({
+        "can": { "index": true, "show": true, "create": false, "update": false, "destroy": false },
+        "allowed_db_connection_names": ["thelook"],
+        "explores": explores,
+        "has_content": true,
+        "label": "The Look",
+        "name": MODEL,
+        "project_name": "thelook",
+        "unlimited_db_connections": false,
+    }))
+}
+
+/// `GET /api/4.0/lookml_models`.
+pub(crate) fn lookml_models() -> Value {
+    Value::Array(lookml_model(MODEL).into_iter().collect())
 }
 
 /// Keeps only the named top-level fields (Looker's `?fields=a,b`).

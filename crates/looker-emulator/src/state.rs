@@ -11,7 +11,7 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{Counters, EmulatorUser, Faults};
+use super::{Counters, EmulatorUser, Faults, LiveTokenInfo, TokenKind, Workspace};
 
 /// Length of the access tokens Looker hands out.
 const TOKEN_LEN: usize = 40;
@@ -28,8 +28,13 @@ struct Credential {
 
 /// What the emulator remembers about an access token it issued.
 struct IssuedToken {
+    /// The user the token acts as (the sudo target for a sudo token).
     user: Arc<EmulatorUser>,
     expires_at: Instant,
+    /// How it was obtained.
+    kind: TokenKind,
+    /// At Looker the dev/production workspace is a property of the token.
+    workspace: Workspace,
 }
 
 /// Everything behind the mutex.
@@ -55,12 +60,30 @@ pub(crate) enum LoginOutcome {
     Rejected,
 }
 
+/// The outcome of a sudo login, `POST /login/{user_id}`.
+pub(crate) enum SudoOutcome {
+    /// A new token acting as the user was issued.
+    Issued {
+        /// The new access token.
+        token: String,
+        /// Its lifetime, as reported in `expires_in`.
+        lifetime: Duration,
+    },
+    /// The caller's token is missing, unknown, revoked or expired.
+    Unauthenticated,
+    /// The caller is not an admin.
+    Forbidden,
+    /// No such user.
+    UnknownUser,
+}
+
 /// The shared state of one emulator.
 pub(crate) struct State {
     tables: Mutex<Tables>,
     logins: AtomicU64,
     failed_logins: AtomicU64,
     logouts: AtomicU64,
+    sudo_logins: AtomicU64,
     api_calls: AtomicU64,
 }
 
@@ -78,6 +101,7 @@ impl State {
             logins: AtomicU64::new(0),
             failed_logins: AtomicU64::new(0),
             logouts: AtomicU64::new(0),
+            sudo_logins: AtomicU64::new(0),
             api_calls: AtomicU64::new(0),
         }
     }
@@ -129,20 +153,63 @@ impl State {
             Some(cred) if !client_secret.is_empty() && cred.secret == client_secret => Arc::clone(&cred.user),
             _ => return LoginOutcome::Rejected,
         };
-        let now = tables.now();
-        if tables.tokens.len() >= tables.sweep_at {
-            tables.tokens.retain(|_, t| t.expires_at > now);
-            tables.sweep_at = FIRST_SWEEP.max(tables.tokens.len().saturating_mul(2));
-        }
-        let lifetime = tables.token_lifetime;
-        let token = loop {
-            let candidate = random_token();
-            if !tables.tokens.contains_key(&candidate) {
-                break candidate;
-            }
-        };
-        tables.tokens.insert(token.clone(), IssuedToken { user, expires_at: now + lifetime });
+        let (token, lifetime) = tables.issue(user, TokenKind::ApiLogin { client_id: client_id.to_owned() });
         LoginOutcome::Issued { token, lifetime }
+    }
+
+    /// A sudo login: `admin_token` (an admin's live token) gets a new token
+    /// acting as `user_id`. Counted in `sudo_logins` when issued.
+    pub(crate) fn sudo(&self, admin_token: &str, user_id: &str) -> SudoOutcome {
+        let mut tables = self.lock();
+        let now = tables.now();
+        let Some(admin) =
+            tables.tokens.get(admin_token).filter(|t| t.expires_at > now).map(|t| Arc::clone(&t.user))
+        else {
+            return SudoOutcome::Unauthenticated;
+        };
+        if !admin.is_admin {
+            return SudoOutcome::Forbidden;
+        }
+        let Some(user) = tables.find_user(user_id) else {
+            return SudoOutcome::UnknownUser;
+        };
+        let (token, lifetime) = tables.issue(user, TokenKind::Sudo { admin_user_id: admin.id.clone() });
+        self.sudo_logins.fetch_add(1, Ordering::Relaxed);
+        SudoOutcome::Issued { token, lifetime }
+    }
+
+    /// What the emulator knows about a live token.
+    pub(crate) fn token_info(&self, token: &str) -> Option<LiveTokenInfo> {
+        let tables = self.lock();
+        let now = tables.now();
+        tables.tokens.get(token).filter(|t| t.expires_at > now).map(|t| t.info(token, now))
+    }
+
+    /// Moves a live token to `workspace`; false when the token is not live.
+    pub(crate) fn set_workspace(&self, token: &str, workspace: Workspace) -> bool {
+        let mut tables = self.lock();
+        let now = tables.now();
+        match tables.tokens.get_mut(token).filter(|t| t.expires_at > now) {
+            Some(t) => {
+                t.workspace = workspace;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every live token, sorted by token (any fixed order will do).
+    pub(crate) fn live_tokens(&self) -> Vec<LiveTokenInfo> {
+        let tables = self.lock();
+        let now = tables.now();
+        let mut live: Vec<LiveTokenInfo> = tables
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.expires_at > now)
+            .map(|(token, t)| t.info(token, now))
+            .collect();
+        live.sort_by(|a, b| a.token.cmp(&b.token));
+        live
     }
 
     /// The user a live token acts as.
@@ -180,7 +247,7 @@ impl State {
 
     /// A configured user with this id, whichever credential it belongs to.
     pub(crate) fn find_user(&self, id: &str) -> Option<Arc<EmulatorUser>> {
-        self.lock().credentials.values().find(|c| c.user.id == id).map(|c| Arc::clone(&c.user))
+        self.lock().find_user(id)
     }
 
     /// The client_ids bound to a user id, sorted (for `credentials_api3`).
@@ -222,6 +289,7 @@ impl State {
             logins: self.logins.load(Ordering::Relaxed),
             failed_logins: self.failed_logins.load(Ordering::Relaxed),
             logouts: self.logouts.load(Ordering::Relaxed),
+            sudo_logins: self.sudo_logins.load(Ordering::Relaxed),
             live_tokens: u64::try_from(live_tokens).unwrap_or(u64::MAX),
         }
     }
@@ -232,6 +300,45 @@ impl Tables {
     /// and `advance` work) plus whatever `advance_clock` added.
     fn now(&self) -> Instant {
         Instant::now() + self.clock_offset
+    }
+
+    /// A configured user with this id, whichever credential it belongs to.
+    fn find_user(&self, id: &str) -> Option<Arc<EmulatorUser>> {
+        self.credentials.values().find(|c| c.user.id == id).map(|c| Arc::clone(&c.user))
+    }
+
+    /// Issues a fresh token in the production workspace, sweeping expired
+    /// ones out first when the map has grown.
+    fn issue(&mut self, user: Arc<EmulatorUser>, kind: TokenKind) -> (String, Duration) {
+        let now = self.now();
+        if self.tokens.len() >= self.sweep_at {
+            self.tokens.retain(|_, t| t.expires_at > now);
+            self.sweep_at = FIRST_SWEEP.max(self.tokens.len().saturating_mul(2));
+        }
+        let lifetime = self.token_lifetime;
+        let token = loop {
+            let candidate = random_token();
+            if !self.tokens.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken { user, expires_at: now + lifetime, kind, workspace: Workspace::Production },
+        );
+        (token, lifetime)
+    }
+}
+
+impl IssuedToken {
+    fn info(&self, token: &str, now: Instant) -> LiveTokenInfo {
+        LiveTokenInfo {
+            token: token.to_owned(),
+            kind: self.kind.clone(),
+            user_id: self.user.id.clone(),
+            workspace: self.workspace,
+            expires_in: self.expires_at.saturating_duration_since(now),
+        }
     }
 }
 

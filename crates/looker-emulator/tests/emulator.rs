@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser, Faults};
+use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser, Faults, TokenKind, Workspace};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -63,7 +63,7 @@ async fn delete(emu: &Emulator, path: &str, auth: Option<&str>) -> reqwest::Resp
 }
 
 fn counters(logins: u64, failed_logins: u64, logouts: u64, live_tokens: u64) -> Counters {
-    Counters { logins, failed_logins, logouts, live_tokens }
+    Counters { logins, failed_logins, logouts, live_tokens, sudo_logins: 0 }
 }
 
 #[tokio::test]
@@ -590,4 +590,317 @@ fn the_handle_is_send_and_sync() {
     let config = EmulatorConfig::default();
     assert_eq!(config.token_lifetime, Duration::from_secs(3600));
     assert_eq!(config.faults, Faults::default());
+}
+
+async fn admin_token(emu: &Emulator) -> String {
+    let resp = login_as(emu, "admin-id", "admin-secret").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    body["access_token"].as_str().expect("access_token").to_owned()
+}
+
+async fn patch_session(emu: &Emulator, auth: Option<&str>, body: &str) -> reqwest::Response {
+    let mut req = client()
+        .patch(format!("{}/api/4.0/session", emu.base_url()))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned());
+    if let Some(auth) = auth {
+        req = req.header("Authorization", auth);
+    }
+    req.send().await.expect("request")
+}
+
+async fn sudo(emu: &Emulator, auth: Option<&str>, user_id: &str) -> reqwest::Response {
+    let mut req = client().post(format!("{}/api/4.0/login/{user_id}", emu.base_url()));
+    if let Some(auth) = auth {
+        req = req.header("Authorization", auth);
+    }
+    req.send().await.expect("request")
+}
+
+async fn json_of(resp: reqwest::Response) -> Value {
+    resp.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn the_workspace_belongs_to_the_token() {
+    let emu = emulator().await;
+    let (a, b) = (token(&emu).await, token(&emu).await);
+    let (auth_a, auth_b) = (format!("token {a}"), format!("Bearer {b}"));
+    let session = json_of(get(&emu, "/api/4.0/session", Some(&auth_a)).await).await;
+    assert_eq!(session["workspace_id"], "production");
+    assert_eq!(session["sudo_user_id"], Value::Null);
+    assert!(session["can"].is_object(), "{session}");
+
+    let resp = patch_session(&emu, Some(&auth_a), r#"{"workspace_id":"dev"}"#).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json_of(resp).await["workspace_id"], "dev");
+    // Same credential, same user, another token: still production.
+    assert_eq!(json_of(get(&emu, "/api/4.0/session", Some(&auth_a)).await).await["workspace_id"], "dev");
+    assert_eq!(
+        json_of(get(&emu, "/api/4.0/session", Some(&auth_b)).await).await["workspace_id"],
+        "production"
+    );
+    assert_eq!(emu.token_info(&a).expect("live").workspace, Workspace::Dev);
+    assert_eq!(emu.token_info(&b).expect("live").workspace, Workspace::Production);
+
+    // A body without workspace_id changes nothing; back to production works.
+    let resp = patch_session(&emu, Some(&auth_a), "{}").await;
+    assert_eq!(json_of(resp).await["workspace_id"], "dev");
+    let resp = patch_session(&emu, Some(&auth_a), r#"{"workspace_id":"production"}"#).await;
+    assert_eq!(json_of(resp).await["workspace_id"], "production");
+    // A new token starts in production even after others moved.
+    patch_session(&emu, Some(&auth_b), r#"{"workspace_id":"dev"}"#).await;
+    let c = token(&emu).await;
+    assert_eq!(emu.token_info(&c).expect("live").workspace, Workspace::Production);
+}
+
+#[tokio::test]
+async fn bad_session_updates_are_refused_like_looker() {
+    let emu = emulator().await;
+    let t = token(&emu).await;
+    let auth = format!("token {t}");
+    for bad in [r#"{"workspace_id":"staging"}"#, r#"{"workspace_id":1}"#, r#"{"workspace_id":"DEV"}"#] {
+        let resp = patch_session(&emu, Some(&auth), bad).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        let body = json_of(resp).await;
+        assert_eq!(body["message"], "Validation Failed", "{bad}");
+        assert_eq!(body["errors"][0]["field"], "workspace_id", "{bad}");
+    }
+    for bad in ["", "not json", "[]", r#""dev""#] {
+        let resp = patch_session(&emu, Some(&auth), bad).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    assert_eq!(emu.token_info(&t).expect("live").workspace, Workspace::Production);
+    let resp = patch_session(&emu, None, r#"{"workspace_id":"dev"}"#).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = patch_session(&emu, Some("token nope"), r#"{"workspace_id":"dev"}"#).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&emu, "/api/4.0/session", None).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sudo_gives_a_token_of_its_own_acting_as_the_user() {
+    let emu = emulator().await;
+    let admin = admin_token(&emu).await;
+    let admin_auth = format!("Bearer {admin}");
+    let resp = sudo(&emu, Some(&admin_auth), "7").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("body");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    let sudo_token = body["access_token"].as_str().expect("access_token").to_owned();
+    assert_eq!(sudo_token.len(), 40);
+    assert_ne!(sudo_token, admin);
+    // Exactly the login shape, in Looker's order: spectacles-style strict
+    // constructors take it.
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"access_token":"{sudo_token}","token_type":"Bearer","expires_in":3600,"refresh_token":null}}"#
+        )
+    );
+
+    let sudo_auth = format!("token {sudo_token}");
+    let me = json_of(get(&emu, "/api/4.0/user", Some(&sudo_auth)).await).await;
+    assert_eq!(me["id"], "7");
+    let session = json_of(get(&emu, "/api/4.0/session", Some(&sudo_auth)).await).await;
+    assert_eq!(session["sudo_user_id"], "1", "the actual user behind the sudo token");
+    assert_eq!(session["workspace_id"], "production");
+    let admin_session = json_of(get(&emu, "/api/4.0/session", Some(&admin_auth)).await).await;
+    assert_eq!(admin_session["sudo_user_id"], Value::Null);
+    assert_eq!(json_of(get(&emu, "/api/4.0/user", Some(&admin_auth)).await).await["id"], "1");
+
+    assert_eq!(emu.counters(), Counters { logins: 1, sudo_logins: 1, live_tokens: 2, ..Counters::default() });
+    let info = emu.token_info(&sudo_token).expect("live");
+    assert_eq!(info.kind, TokenKind::Sudo { admin_user_id: "1".into() });
+    assert_eq!(info.user_id, "7");
+    assert_eq!(
+        emu.token_info(&admin).expect("live").kind,
+        TokenKind::ApiLogin { client_id: "admin-id".into() }
+    );
+    // Debug output never carries the token.
+    assert!(!format!("{info:?}").contains(&sudo_token));
+
+    // The sudo token's logout leaves the admin's token alone.
+    let resp = delete(&emu, "/api/logout", Some(&sudo_auth)).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(!emu.is_live(&sudo_token));
+    assert!(emu.is_live(&admin));
+    assert_eq!(json_of(get(&emu, "/api/4.0/user", Some(&admin_auth)).await).await["id"], "1");
+    let live = emu.live_tokens();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].token, admin);
+}
+
+#[tokio::test]
+async fn sudo_needs_an_admin_and_a_known_user() {
+    let emu = emulator().await;
+    let user = token(&emu).await;
+    let resp = sudo(&emu, Some(&format!("token {user}")), "1").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json_of(resp).await["message"], "Forbidden");
+    let admin = admin_token(&emu).await;
+    let resp = sudo(&emu, Some(&format!("token {admin}")), "999").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sudo(&emu, None, "7").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sudo(&emu, Some("token nope"), "7").await.status(), StatusCode::UNAUTHORIZED);
+    // `login/{id}/more` is no route at all.
+    let resp = client()
+        .post(format!("{}/api/4.0/login/7/x", emu.base_url()))
+        .header("Authorization", format!("token {admin}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(emu.counters(), Counters { logins: 2, live_tokens: 2, ..Counters::default() });
+    // A revoked admin token cannot sudo either.
+    emu.revoke_all();
+    assert_eq!(sudo(&emu, Some(&format!("token {admin}")), "7").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn versions_need_no_token_and_follow_the_host() {
+    let emu = emulator().await;
+    for path in ["/versions", "/api/4.0/versions"] {
+        let resp = get(&emu, path, None).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let v = json_of(resp).await;
+        assert_eq!(v["looker_release_version"], "25.18.0", "{path}");
+        assert_eq!(
+            v["current_version"],
+            json!({
+                "version": "4.0",
+                "full_version": "4.0.25.18",
+                "status": "current",
+                "swagger_url": format!("{}/api/4.0/swagger.json", emu.base_url()),
+            }),
+            "{path}"
+        );
+        assert_eq!(v["supported_versions"], json!([v["current_version"]]), "{path}");
+        assert_eq!(v["api_server_url"], emu.base_url(), "{path}");
+        assert_eq!(v["web_server_url"], emu.base_url(), "{path}");
+    }
+    // The URLs name the host the client used (a gateway in front, a name).
+    let port = emu.addr().port();
+    let resp = client()
+        .get(format!("{}/api/4.0/versions", emu.base_url()))
+        .header("Host", format!("localhost:{port}"))
+        .send()
+        .await
+        .expect("send");
+    let v = json_of(resp).await;
+    assert_eq!(v["api_server_url"], format!("http://localhost:{port}"));
+    assert_eq!(v["current_version"]["swagger_url"], format!("http://localhost:{port}/api/4.0/swagger.json"));
+    // A Host that is not a host name falls back to the emulator's address.
+    let resp = client()
+        .get(format!("{}/versions", emu.base_url()))
+        .header("Host", "a\"b")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(resp).await["api_server_url"], emu.base_url());
+    // An invalid token does not matter either.
+    assert_eq!(get(&emu, "/api/4.0/versions", Some("token nope")).await.status(), StatusCode::OK);
+}
+
+/// Byte `i` of the large-body pattern.
+fn pattern_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+#[tokio::test]
+async fn download_streams_exactly_n_bytes_of_the_pattern() {
+    let emu = emulator().await;
+    let auth = format!("token {}", token(&emu).await);
+    for n in [0usize, 1, 250, 251, 65_511, 65_512, 5 * 1024 * 1024 + 3] {
+        let resp = get(&emu, &format!("/api/4.0/emulator/download?bytes={n}"), Some(&auth)).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{n}");
+        assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+        assert_eq!(resp.headers()["content-length"], n.to_string().as_str());
+        let body = resp.bytes().await.expect("body");
+        assert_eq!(body.len(), n);
+        if let Some(i) = body.iter().enumerate().position(|(i, &b)| b != pattern_byte(i)) {
+            panic!("byte {i} of {n} is {}, want {}", body[i], pattern_byte(i));
+        }
+    }
+    for bad in ["", "?bytes=", "?bytes=-1", "?bytes=ten", "?other=1"] {
+        let resp = get(&emu, &format!("/api/4.0/emulator/download{bad}"), Some(&auth)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let resp = get(&emu, "/api/4.0/emulator/download?bytes=10", None).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn upload_counts_and_checks_the_pattern() {
+    let emu = emulator().await;
+    let auth = format!("token {}", token(&emu).await);
+    let upload = |body: Vec<u8>, auth: Option<String>| {
+        let mut req = client().post(format!("{}/api/4.0/emulator/upload", emu.base_url())).body(body);
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        req.send()
+    };
+    for n in [0usize, 1, 251, 300_000] {
+        let body: Vec<u8> = (0..n).map(pattern_byte).collect();
+        let resp = upload(body, Some(auth.clone())).await.expect("send");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(json_of(resp).await, json!({"bytes": n, "pattern_ok": true}), "{n}");
+    }
+    let mut body: Vec<u8> = (0..300_000).map(pattern_byte).collect();
+    body[299_999] ^= 0x55;
+    let resp = upload(body, Some(auth.clone())).await.expect("send");
+    assert_eq!(json_of(resp).await, json!({"bytes": 300_000, "pattern_ok": false}));
+    let resp = upload(vec![0; 10], None).await.expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn lookml_models_answer_one_model() {
+    let emu = emulator().await;
+    let auth = format!("token {}", token(&emu).await);
+    let models = json_of(get(&emu, "/api/4.0/lookml_models", Some(&auth)).await).await;
+    let models = models.as_array().expect("array");
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["name"], "thelook");
+    let explores: Vec<&str> = models[0]["explores"]
+        .as_array()
+        .expect("explores")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(explores, ["order_items", "users"]);
+    let one = json_of(get(&emu, "/api/4.0/lookml_models/thelook", Some(&auth)).await).await;
+    assert_eq!(&one, &models[0]);
+    assert_eq!(get(&emu, "/api/4.0/lookml_models/nope", Some(&auth)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&emu, "/api/4.0/lookml_models", None).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn requests_are_recorded_without_their_query() {
+    let emu = emulator().await;
+    let resp = client()
+        .post(format!("{}/api/4.0/login?client_id={ID}&client_secret={SECRET}", emu.base_url()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    get(&emu, "/api/4.0/user?fields=id", None).await;
+    get(&emu, "/nowhere", None).await;
+    let calls: Vec<(String, Option<u16>)> =
+        emu.requests().into_iter().map(|r| (r.call(), r.status)).collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST /api/4.0/login".to_owned(), Some(200)),
+            ("GET /api/4.0/user".to_owned(), Some(401)),
+            ("GET /nowhere".to_owned(), Some(404)),
+        ]
+    );
+    emu.set_faults(Faults { drop_connections: true, ..Faults::default() });
+    let _ = client().get(format!("{}/alive", emu.base_url())).send().await;
+    assert_eq!(emu.requests().last().map(|r| r.status), Some(None), "a dropped request has no status");
+    emu.clear_requests();
+    assert!(emu.requests().is_empty());
 }

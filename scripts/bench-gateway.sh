@@ -324,8 +324,9 @@ run_download() {
     got="$(curl -sS --noproxy '*' "${args[@]}" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
         "$(base_of "$v")/api/4.0/emulator/download?bytes=$download_bytes")" || die "$v: the download failed"
     read -r code size speed <<<"$got"
-    [ "$code" = 200 ] && [ "$size" = "$download_bytes" ] ||
+    if [ "$code" != 200 ] || [ "$size" != "$download_bytes" ]; then
         die "$v: download answered $code with $size of $download_bytes bytes"
+    fi
     printf '{"variant":"%s","kind":"download","round":%s,"status":%s,"bytes":%s,"bytes_per_s":%s}\n' \
         "$v" "$round" "$code" "$size" "$speed" >>"$results"
 }
@@ -366,7 +367,9 @@ fi
 log "warm-up and checks: ${variants[*]}"
 for v in "${variants[@]}"; do
     run_wrk "$v" warmup 0 64 2 1
-    [ "$download" = 1 ] && { check_download "$v" || die "$v: the downloaded body is not the emulator's"; }
+    if [ "$download" = 1 ]; then
+        check_download "$v" || die "$v: the downloaded body is not the emulator's"
+    fi
 done
 : >"$results"
 

@@ -289,6 +289,29 @@ pin_servers() {
     for p in $(server_pids); do taskset -a -p -c "$1" "$p" >/dev/null; done
 }
 all_cpus="0-$(($(nproc) - 1))"
+clk_tck="$(getconf CLK_TCK)"
+
+# The processes of one variant's proxy (none for direct).
+proxy_pids() {
+    case "$1" in
+    nginx)
+        echo "$ngx_pid"
+        pgrep -P "$ngx_pid" || true
+        ;;
+    gateway) echo "$agent_pid" ;;
+    esac
+}
+# CPU time (user + system, every thread, in clock ticks) used so far by the processes named.
+cpu_ticks() {
+    local p t=0 f
+    for p in "$@"; do
+        # Past the command name (which may hold spaces), fields 14 and 15 (utime, stime)
+        # are the 12th and 13th.
+        read -r -a f < <(sed 's/.*) //' "/proc/$p/stat")
+        t=$((t + f[11] + f[12]))
+    done
+    echo "$t"
+}
 
 # run_wrk VARIANT KIND ROUND CONNS THREADS SECONDS [CPU]: one wrk run, one JSON line in
 # $results; with CPU, wrk runs on that CPU only (the servers are pinned by the caller).
@@ -301,6 +324,11 @@ run_wrk() {
     direct) tok="$real_token" ;;
     gateway) id="$gw_id" sec="$gw_secret" ;;
     esac
+    local proxy emu0 proxy0 cpu_json=""
+    proxy="$(proxy_pids "$v" | tr '\n' ' ')"
+    emu0="$(cpu_ticks "$emu_pid")"
+    # shellcheck disable=SC2086 # a list of pids
+    proxy0="$(cpu_ticks $proxy)"
     # Prefix assignments: the credential is in wrk's environment, not on its command line.
     line="$(BENCH_TOKEN="$tok" BENCH_CLIENT_ID="$id" BENCH_CLIENT_SECRET="$sec" BENCH_TAG="$v" \
         "${pin[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s -s "$lua" "$(base_of "$v")$api_path" |
@@ -313,7 +341,11 @@ bad = {k: n for k, n in r["errors"].items() if n}
 if bad or r["requests"] == 0:
     sys.exit("%s: %d requests, errors %s: not a valid run" % (r["tag"], r["requests"], bad))
 ' || die "$v ($kind): the run had errors; nothing is reported from it"
-    printf '{"variant":"%s","kind":"%s","round":%s,"wrk":%s}\n' "$v" "$kind" "$round" "$line" >>"$results"
+    # shellcheck disable=SC2086 # a list of pids
+    cpu_json="$(printf '"emulator_cpu_s":%s,"proxy_cpu_s":%s' \
+        "$(awk -v a="$emu0" -v b="$(cpu_ticks "$emu_pid")" -v hz="$clk_tck" 'BEGIN { print (b - a) / hz }')" \
+        "$(awk -v a="$proxy0" -v b="$(cpu_ticks $proxy)" -v hz="$clk_tck" 'BEGIN { print (b - a) / hz }')")"
+    printf '{"variant":"%s","kind":"%s","round":%s,"wrk":%s,%s}\n' "$v" "$kind" "$round" "$line" "$cpu_json" >>"$results"
 }
 
 # run_download VARIANT ROUND: one timed download to /dev/null.

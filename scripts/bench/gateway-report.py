@@ -107,6 +107,25 @@ def section(args, by):
             f"| throughput, 64 keep-alive connections | {t_gw:.0f} req/s | {t_ngx:.0f} req/s "
             f"| {t_d:.0f} req/s | {t_gw / t_ngx:.2f}× | ≥ 1× nginx | {verdict(t_gw >= t_ngx)} |"
         )
+    def per_call(key):
+        return {
+            v: per_round(by, v, "throughput", lambda r: r.get(key, 0) / r["wrk"]["requests"] * 1e6)
+            for v in VARIANTS
+        }
+
+    pcpu, ecpu = per_call("proxy_cpu_s"), per_call("emulator_cpu_s")
+    c_gw, c_ngx = median(pcpu["gateway"].values()), median(pcpu["nginx"].values())
+    if c_gw is not None and c_ngx is not None and c_ngx > 0:
+        e = {v: median(ecpu[v].values()) for v in VARIANTS}
+        w(
+            f"| … CPU time per call in the proxy's own processes (user + system) | {c_gw:.1f} µs "
+            f"| {c_ngx:.1f} µs | — | {c_gw / c_ngx:.2f}× | reported | — |"
+        )
+        if None not in e.values():
+            w(
+                f"| … CPU time per call in the emulator (the same upstream work) | {e['gateway']:.1f} µs "
+                f"| {e['nginx']:.1f} µs | {e['direct']:.1f} µs | | reported | — |"
+            )
     d_gw, d_ngx, d_d = (median(dl[v].values()) for v in VARIANTS[::-1])
     mib = args.download_bytes / (1 << 20)
     if d_gw is not None and d_ngx is not None:
@@ -130,6 +149,9 @@ def section(args, by):
     for v in VARIANTS:
         if thr[v]:
             w(f"- throughput, {v}: {fmt_list(thr[v].values())} req/s")
+    for v in ("nginx", "gateway"):
+        if pcpu[v]:
+            w(f"- proxy CPU per call at 64 connections, {v}: {fmt_list(pcpu[v].values(), 1)} µs")
     for v in VARIANTS:
         if dl[v]:
             w(f"- download, {v}: {fmt_list(dl[v].values())} MB/s")
@@ -147,7 +169,11 @@ def section(args, by):
     w("  woken through the hypervisor), and the scheduler picks one or the other for a while, so")
     w("  the free figures jump between rounds; on one CPU, what a proxy adds is its own work.")
     w("  Throughput: `wrk -t2 -c64` (64 keep-alive connections, 2 threads for 2 cores), requests")
-    w("  per second. Download: `curl -o /dev/null` of `GET /api/4.0/emulator/download?bytes=N`,")
+    w("  per second; around each run the script reads the CPU time (user + system, from")
+    w("  `/proc/PID/stat`, clock ticks) of the proxy's processes (nginx's master and workers; the")
+    w("  agent) and of the emulator: CPU per call is that over the run's requests, the figure")
+    w("  that decides throughput when all of them share 2 cores.")
+    w("  Download: `curl -o /dev/null` of `GET /api/4.0/emulator/download?bytes=N`,")
     w("  curl's `speed_download` in MB/s (10^6 bytes); before the rounds each variant's body is")
     w("  checked once, whole and byte for byte (byte i is i % 251).")
     w("- **Upstream**: one emulator (`loadgen emulator`, one runtime thread) on the same machine,")

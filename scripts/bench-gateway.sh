@@ -21,7 +21,7 @@
 # system config, on a private prefix, `daemon off`; when this script runs as root, nginx is
 # started as nobody (setpriv), so it is never a root process. Nothing it starts outlives it.
 #
-# Environment: BENCH_GATEWAY_ROUNDS (default 5), BENCH_GATEWAY_SECONDS (per wrk run, default 5),
+# Environment: BENCH_GATEWAY_ROUNDS (default 7), BENCH_GATEWAY_SECONDS (per wrk run, default 5),
 # BENCH_GATEWAY_VARIANTS (default direct,nginx,gateway; without gateway the section is printed,
 # not written), BENCH_GATEWAY_DOWNLOAD_BYTES (default 268435456), BENCH_GATEWAY_NGINX_EXTRA
 # (directives added to nginx's location block, e.g. "proxy_buffering off;", for trying
@@ -31,7 +31,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 out="${1:-$repo/BENCHMARKS.md}"
-rounds="${BENCH_GATEWAY_ROUNDS:-5}"
+rounds="${BENCH_GATEWAY_ROUNDS:-7}"
 seconds="${BENCH_GATEWAY_SECONDS:-5}"
 variants_csv="${BENCH_GATEWAY_VARIANTS:-direct,nginx,gateway}"
 download_bytes="${BENCH_GATEWAY_DOWNLOAD_BYTES:-268435456}"

@@ -160,5 +160,8 @@ if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then
     crit_args=(--criterion "$target/criterion")
 fi
 
+# The gateway section is scripts/bench-gateway.sh's (its own run, dated): kept across the rewrite.
+gateway_section="$(sed -n '/^<!-- bench-gateway:begin/,/^<!-- bench-gateway:end -->/p' "$out" 2>/dev/null || true)"
 "$loadgen" report --results "$results" "${crit_args[@]}" --out "$out"
+[ -z "$gateway_section" ] || printf '\n%s\n' "$gateway_section" >>"$out"
 log "done in $((SECONDS - start)) s; wrote $out"

@@ -35,6 +35,7 @@ pub mod name;
 pub mod paths;
 pub mod protocol;
 pub mod secret;
+pub mod secret_source;
 pub mod store;
 
 /// The version reported by `/v1/health`, the D-Bus `Version` property and `--version`.

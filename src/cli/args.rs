@@ -51,9 +51,20 @@ const CREDENTIAL_ADD_EXAMPLES: &str = "\
 The client_secret is read from standard input when it is piped, else from a prompt
 that does not echo; it is never taken from the command line.
 
+With --source, nothing is stored: the command after `--` prints the secret on its
+standard output whenever the agent needs to log in (not at every token request). It
+runs without a shell, with no input and a 30 s timeout; one trailing newline is
+removed; nothing it prints is logged or written to disk. The program is a name found
+on the agent's PATH or an absolute path. See docs/secret-sources.md for pass, Vault
+and 1Password.
+
 Examples:
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
-  lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)";
+  lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)
+  lookerctl credential add prod reporting --client-id AbC123 --source -- pass show looker/prod
+  lookerctl credential add prod ci --client-id AbC123 --source -- \\
+    vault kv get -field=client_secret kv/looker/prod
+  lookerctl credential add prod me --client-id AbC123 --source -- op read op://Looker/prod/credential";
 
 const VERIFY_EXAMPLES: &str = "\
 Logs in to Looker directly with the stored secret (no running agent needed), reads
@@ -311,7 +322,7 @@ pub struct ProfileAddArgs {
 /// `lookerctl credential …`.
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
-    /// Add a credential set (the secret is read from stdin or a prompt, never argv).
+    /// Add a credential set (the secret from stdin, a prompt or a command; never argv).
     #[command(after_help = CREDENTIAL_ADD_EXAMPLES)]
     Add {
         /// Profile name.
@@ -323,6 +334,13 @@ pub enum CredentialCommand {
         /// The API key's client_id.
         #[arg(long, value_name = "ID")]
         client_id: String,
+        /// Take the secret from the command after `--` (run without a shell whenever a
+        /// login needs it) instead of storing it; nothing is read from stdin.
+        #[arg(long, requires = "command")]
+        source: bool,
+        /// With --source: the command and its arguments, e.g. `-- pass show looker/prod`.
+        #[arg(last = true, value_name = "CMD", requires = "source")]
+        command: Vec<String>,
     },
     /// List credential sets.
     List {

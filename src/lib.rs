@@ -32,6 +32,7 @@ pub mod logging;
 pub mod looker;
 pub mod looker_ini;
 pub mod name;
+pub mod netrc;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

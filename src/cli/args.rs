@@ -98,10 +98,18 @@ The client_secret goes into the secret store, never into the config. The file ke
 its copy in plain text unless --remove-secret: then the file is rewritten in place
 (atomically, same mode) without the client_secret line, everything else unchanged.
 
+With --netrc [PATH] (default ~/.netrc), the settings come from a netrc file instead,
+as Google's looker-cli (gzr) reads it: `machine HOST login CLIENT_ID password SECRET`
+(tokens separated by any whitespace; `default` entries and macdef skipped). The
+profile's base_url is https://HOST, its name HOST's first label unless --profile;
+--machine picks the entry when the file has several. --remove-secret takes the
+`password SECRET` pair out of the file the same way, everything else unchanged.
+
 Examples:
   lookerctl import                                     (./looker.ini or LOOKERSDK_*)
   lookerctl import ~/looker.ini --section Staging --profile staging
   lookerctl import ~/looker.ini --remove-secret
+  lookerctl import --netrc --machine example.looker.com --remove-secret
   LOOKERSDK_BASE_URL=https://example.looker.com LOOKERSDK_CLIENT_ID=AbC123 \\
     lookerctl import --profile prod < secret.txt";
 
@@ -168,7 +176,7 @@ pub enum Command {
     /// Manage credential sets (client_id in the config, secret in the secret store).
     #[command(subcommand)]
     Credential(CredentialCommand),
-    /// Import a profile and credential from a looker.ini or LOOKERSDK_* variables.
+    /// Import a profile and credential from a looker.ini, LOOKERSDK_* variables or ~/.netrc.
     #[command(after_help = IMPORT_HELP)]
     Import(ImportArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -371,8 +379,15 @@ pub struct ImportArgs {
     #[arg(value_name = "LOOKER_INI", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
     /// The [section] to import (default: the first; names are case-sensitive).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "netrc")]
     pub section: Option<String>,
+    /// Read a netrc file instead (default ~/.netrc): `machine HOST login CLIENT_ID
+    /// password SECRET`, as looker-cli (gzr) reads it.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, conflicts_with = "file", value_hint = ValueHint::FilePath)]
+    pub netrc: Option<Option<PathBuf>>,
+    /// With --netrc: the machine to import (default: the file's only one).
+    #[arg(long, value_name = "HOST", requires = "netrc")]
+    pub machine: Option<String>,
     /// Name of the credential set to create or replace.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub credential: String,

@@ -9,7 +9,8 @@ const EXAMPLES: &str = "\
 Examples:
   lookerctl profile add prod --base-url https://example.looker.com
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
-  lookerctl import ~/looker.ini --remove-secret     (or: from LOOKERSDK_* variables)
+  lookerctl credential add prod vault --client-id AbC123 --source -- pass show looker/prod
+  lookerctl import ~/looker.ini --remove-secret     (or: from LOOKERSDK_* variables, ~/.netrc)
   lookerctl credential verify prod
   curl -H \"$(lookerctl token prod --format header)\" https://example.looker.com/api/4.0/user
   lookerctl exec prod -- python report.py

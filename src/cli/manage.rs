@@ -226,9 +226,18 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
                 if p.allow_insecure_http {
                     output::line("allow_insecure_http: true")?;
                 }
-                let rows: Vec<Vec<String>> =
-                    p.credentials.iter().map(|c| vec![c.name.clone(), c.client_id.clone()]).collect();
-                output::line(&table(&["CREDENTIAL", "CLIENT ID"], &rows))?;
+                let rows: Vec<Vec<String>> = p
+                    .credentials
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.client_id.clone(),
+                            super::source::secret_column(c.source.as_deref()),
+                        ]
+                    })
+                    .collect();
+                output::line(&table(&["CREDENTIAL", "CLIENT ID", "SECRET"], &rows))?;
             }
             Ok(exit::OK)
         }
@@ -280,7 +289,7 @@ fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> ser
         "ca_file": p.ca_file,
         "timeout_secs": p.timeout().as_secs(),
         "allow_insecure_http": p.allow_insecure_http,
-        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id})).collect::<Vec<_>>(),
+        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id, "source": c.source})).collect::<Vec<_>>(),
     })
 }
 

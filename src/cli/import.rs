@@ -347,7 +347,9 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
             o.secret_word()
         ));
     }
-    if removed_from_file && found.file.as_ref().and_then(|o| o.secret_section.as_deref()) == Some("DEFAULT") {
+    let ini_default =
+        found.file.as_ref().filter(|o| o.kind == FileKind::Ini).and_then(|o| o.secret_section.as_deref());
+    if removed_from_file && ini_default == Some("DEFAULT") {
         output::note("the client_secret was in [DEFAULT]: other sections of the file no longer inherit it");
     }
     if source == Source::Env && std::env::var_os(format!("{ENV_PREFIX}CLIENT_SECRET")).is_some() {

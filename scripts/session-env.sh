@@ -17,8 +17,9 @@
 # A real `systemd --user` (tests/common/user_manager.rs): systemd (the manager, journald),
 # dbus-user-session (the session bus as a user unit), util-linux (unshare, nsenter,
 # setpriv), passwd (useradd), procps (kill, the unit's ExecReload=).
+# pass (with gnupg): the real external secret source of tests/secret_sources.rs.
 SESSION_ENV_PACKAGES=(gnome-keyring libsecret-tools dbus-daemon dbus-bin systemd libglib2.0-bin curl
-    dbus-user-session util-linux passwd procps)
+    dbus-user-session util-linux passwd procps pass gnupg)
 session_env_dir=""
 session_env_bus_pid=""
 session_env_keyring_pid=""
@@ -29,7 +30,7 @@ session_env_log() { printf 'session-env: %s\n' "$*" >&2; }
 session_env_install_missing() {
     local missing=() cmd
     for cmd in dbus-daemon dbus-send gnome-keyring-daemon secret-tool busctl gdbus systemd-analyze \
-        systemd-socket-activate curl setpriv unshare nsenter journalctl; do
+        systemd-socket-activate curl setpriv unshare nsenter journalctl pass gpg gpgconf; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
     # useradd lives in sbin, which a non-root PATH may lack; kill is also a shell builtin.

@@ -3,7 +3,7 @@
 #
 # Gives the tests what they need from the machine, then runs
 # `cargo test --workspace --all-targets` (the agent and crates/looker-emulator):
-# - installs gnome-keyring, secret-tool and the D-Bus tools when missing (apt-get,
+# - installs gnome-keyring, secret-tool, the D-Bus tools and pass when missing (apt-get,
 #   with sudo when not root), and what a real `systemd --user` needs (systemd,
 #   dbus-user-session, util-linux, passwd, procps): as root, tests/systemd.rs runs the
 #   units under one for a throw-away user (required under CI=true, skipped otherwise);

@@ -121,7 +121,8 @@ pub struct Profile {
     pub credentials: Vec<Credential>,
 }
 
-/// One client_id/client_secret pair (the secret lives in the secret store).
+/// One client_id/client_secret pair (the secret lives in the secret store, or is
+/// printed by the command `source` names).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
@@ -129,6 +130,22 @@ pub struct Credential {
     pub name: String,
     /// Looker API client_id.
     pub client_id: String,
+    /// A command (program first, run without a shell) whose standard output is the
+    /// client secret; then nothing is in the secret store ([`crate::secret_source`]).
+    #[serde(default)]
+    pub source: Option<Vec<String>>,
+}
+
+impl Credential {
+    /// A credential whose secret is in the secret store.
+    pub fn new(name: impl Into<String>, client_id: impl Into<String>) -> Credential {
+        Credential { name: name.into(), client_id: client_id.into(), source: None }
+    }
+
+    /// The external source of its secret, if it has one (checked on load).
+    pub fn secret_source(&self) -> Option<crate::secret_source::SecretSource> {
+        self.source.clone().and_then(|argv| crate::secret_source::SecretSource::new(argv).ok())
+    }
 }
 
 fn yes() -> bool {
@@ -264,6 +281,10 @@ impl Config {
                 }
                 if c.client_id.trim().is_empty() {
                     return Err(format!("profile {pname:?}: credential {:?} has an empty client_id", c.name));
+                }
+                if let Some(argv) = &c.source {
+                    crate::secret_source::SecretSource::check(argv)
+                        .map_err(|e| format!("profile {pname:?}: credential {:?}: {e}", c.name))?;
                 }
             }
         }

@@ -319,6 +319,49 @@ impl ConfigEditor {
         }
     }
 
+    /// Sets (or with `None` removes) the `source` command of an existing credential set;
+    /// returns whether anything changed.
+    pub fn set_credential_source(
+        &mut self,
+        profile: &str,
+        name: &str,
+        source: Option<&[String]>,
+    ) -> Result<bool, EditError> {
+        if let Some(argv) = source {
+            crate::secret_source::SecretSource::check(argv).map_err(EditError::Invalid)?;
+        }
+        let unknown =
+            || EditError::UnknownCredential { profile: profile.to_string(), credential: name.to_string() };
+        let table = self.profile_table_mut(profile)?;
+        let named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        let entry: &mut dyn TableLike = match table.get_mut("credentials") {
+            Some(Item::ArrayOfTables(aot)) => {
+                aot.iter_mut().find(|t| named(*t)).map(|t| t as &mut dyn TableLike).ok_or_else(unknown)?
+            }
+            Some(Item::Value(Value::Array(arr))) => arr
+                .iter_mut()
+                .filter_map(Value::as_inline_table_mut)
+                .find(|t| named(*t))
+                .map(|t| t as &mut dyn TableLike)
+                .ok_or_else(unknown)?,
+            _ => return Err(unknown()),
+        };
+        let current: Option<Vec<String>> = entry
+            .get("source")
+            .and_then(Item::as_array)
+            .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect());
+        if current.as_deref() == source {
+            return Ok(false);
+        }
+        match source {
+            Some(argv) => set_value(entry, "source", Value::Array(argv.iter().map(String::as_str).collect())),
+            None => {
+                entry.remove("source");
+            }
+        }
+        Ok(true)
+    }
+
     /// Removes a credential set from a profile and returns it (the caller deletes its secret).
     pub fn remove_credential(&mut self, profile: &str, name: &str) -> Result<Credential, EditError> {
         let unknown =

@@ -32,9 +32,11 @@ pub mod logging;
 pub mod looker;
 pub mod looker_ini;
 pub mod name;
+pub mod netrc;
 pub mod paths;
 pub mod protocol;
 pub mod secret;
+pub mod secret_source;
 pub mod store;
 
 /// The version reported by `/v1/health`, the D-Bus `Version` property and `--version`.

@@ -131,10 +131,7 @@ impl UpstreamFactory for FakeUpstream {
 fn profile(creds: &[(&str, &str)]) -> Profile {
     Profile {
         timeout: Some(Duration::from_secs(10)),
-        credentials: creds
-            .iter()
-            .map(|(n, id)| Credential { name: n.to_string(), client_id: id.to_string() })
-            .collect(),
+        credentials: creds.iter().map(|(n, id)| Credential::new(*n, *id)).collect(),
         ..Profile::new("https://looker.example.com")
     }
 }

@@ -237,7 +237,11 @@ impl Broker {
                 .iter()
                 .map(|c| {
                     let reuse = old_p.and_then(|o| {
-                        o.creds.iter().find(|s| *s.name == *c.name && s.client_id == c.client_id)
+                        o.creds.iter().find(|s| {
+                            *s.name == *c.name
+                                && s.client_id == c.client_id
+                                && s.source() == c.secret_source().as_ref()
+                        })
                     });
                     match reuse {
                         Some(s) => {
@@ -246,18 +250,21 @@ impl Broker {
                             kept.push(s.clone());
                             s.clone()
                         }
-                        None => Arc::new(CredSlot::new(
-                            pname,
-                            &c.name,
-                            &c.client_id,
-                            &p.base_url,
-                            wait,
-                            p.always_fresh,
-                            p.refresh_window(),
-                            api.clone(),
-                            self.inner.store.clone(),
-                            self.inner.shared.clone(),
-                        )),
+                        None => Arc::new(
+                            CredSlot::new(
+                                pname,
+                                &c.name,
+                                &c.client_id,
+                                &p.base_url,
+                                wait,
+                                p.always_fresh,
+                                p.refresh_window(),
+                                api.clone(),
+                                self.inner.store.clone(),
+                                self.inner.shared.clone(),
+                            )
+                            .with_source(c.secret_source()),
+                        ),
                     }
                 })
                 .collect();

@@ -10,6 +10,7 @@ use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
 use crate::looker::{LoginToken, LookerApi, LookerError};
 use crate::protocol::{CredentialState, CredentialStatus};
+use crate::secret_source::SecretSource;
 use crate::store::{JournalEntry, SecretKey, SharedStore};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
@@ -38,6 +39,8 @@ pub struct CredSlot {
     pub refresh_window: Duration,
     api: Result<Arc<dyn LookerApi>, LookerError>,
     store: SharedStore,
+    /// Where the secret comes from when not from the store (run at each login).
+    source: Option<SecretSource>,
     shared: Arc<Shared>,
     state: Mutex<SlotState>,
 }
@@ -114,9 +117,21 @@ impl CredSlot {
             refresh_window,
             api,
             store,
+            source: None,
             shared,
             state: Mutex::new(SlotState::default()),
         }
+    }
+
+    /// The slot with its secret printed by `source` instead of read from the store.
+    pub fn with_source(mut self, source: Option<SecretSource>) -> CredSlot {
+        self.source = source;
+        self
+    }
+
+    /// The external source of the secret, if any.
+    pub fn source(&self) -> Option<&SecretSource> {
+        self.source.as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotState> {
@@ -277,8 +292,12 @@ impl CredSlot {
     async fn login_once(&self) -> Result<Arc<LiveToken>, LoginFailure> {
         let api = self.api.clone().map_err(LoginFailure::Looker)?;
         let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
-        let secret =
-            self.store.get(&key, &self.client_id).await.map_err(|e| LoginFailure::Store(e.to_string()))?;
+        let secret = match &self.source {
+            Some(source) => source.fetch().await.map_err(|e| LoginFailure::Store(e.to_string()))?,
+            None => {
+                self.store.get(&key, &self.client_id).await.map_err(|e| LoginFailure::Store(e.to_string()))?
+            }
+        };
         let sent = self.shared.clock.now();
         let answer = api.login(&self.client_id, &secret).await.map_err(LoginFailure::Looker)?;
         drop(secret);
@@ -531,6 +550,7 @@ impl CredSlot {
             refresh_at: current.map(|t| rfc3339(wall + self.refresh_due(t).saturating_duration_since(now))),
             logins: st.logins,
             live_tokens: live as u32,
+            secret_source: self.source.as_ref().map(SecretSource::display),
         }
     }
 }

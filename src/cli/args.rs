@@ -9,7 +9,8 @@ const EXAMPLES: &str = "\
 Examples:
   lookerctl profile add prod --base-url https://example.looker.com
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
-  lookerctl import ~/looker.ini --remove-secret     (or: from LOOKERSDK_* variables)
+  lookerctl credential add prod vault --client-id AbC123 --source -- pass show looker/prod
+  lookerctl import ~/looker.ini --remove-secret     (or: from LOOKERSDK_* variables, ~/.netrc)
   lookerctl credential verify prod
   curl -H \"$(lookerctl token prod --format header)\" https://example.looker.com/api/4.0/user
   lookerctl exec prod -- python report.py
@@ -51,9 +52,20 @@ const CREDENTIAL_ADD_EXAMPLES: &str = "\
 The client_secret is read from standard input when it is piped, else from a prompt
 that does not echo; it is never taken from the command line.
 
+With --source, nothing is stored: the command after `--` prints the secret on its
+standard output whenever the agent needs to log in (not at every token request). It
+runs without a shell, with no input and a 30 s timeout; one trailing newline is
+removed; nothing it prints is logged or written to disk. The program is a name found
+on the agent's PATH or an absolute path. See docs/secret-sources.md for pass, Vault
+and 1Password.
+
 Examples:
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
-  lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)";
+  lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)
+  lookerctl credential add prod reporting --client-id AbC123 --source -- pass show looker/prod
+  lookerctl credential add prod ci --client-id AbC123 --source -- \\
+    vault kv get -field=client_secret kv/looker/prod
+  lookerctl credential add prod me --client-id AbC123 --source -- op read op://Looker/prod/credential";
 
 const VERIFY_EXAMPLES: &str = "\
 Logs in to Looker directly with the stored secret (no running agent needed), reads
@@ -87,10 +99,18 @@ The client_secret goes into the secret store, never into the config. The file ke
 its copy in plain text unless --remove-secret: then the file is rewritten in place
 (atomically, same mode) without the client_secret line, everything else unchanged.
 
+With --netrc [PATH] (default ~/.netrc), the settings come from a netrc file instead,
+as Google's looker-cli (gzr) reads it: `machine HOST login CLIENT_ID password SECRET`
+(tokens separated by any whitespace; `default` entries and macdef skipped). The
+profile's base_url is https://HOST, its name HOST's first label unless --profile;
+--machine picks the entry when the file has several. --remove-secret takes the
+`password SECRET` pair out of the file the same way, everything else unchanged.
+
 Examples:
   lookerctl import                                     (./looker.ini or LOOKERSDK_*)
   lookerctl import ~/looker.ini --section Staging --profile staging
   lookerctl import ~/looker.ini --remove-secret
+  lookerctl import --netrc --machine example.looker.com --remove-secret
   LOOKERSDK_BASE_URL=https://example.looker.com LOOKERSDK_CLIENT_ID=AbC123 \\
     lookerctl import --profile prod < secret.txt";
 
@@ -157,7 +177,7 @@ pub enum Command {
     /// Manage credential sets (client_id in the config, secret in the secret store).
     #[command(subcommand)]
     Credential(CredentialCommand),
-    /// Import a profile and credential from a looker.ini or LOOKERSDK_* variables.
+    /// Import a profile and credential from a looker.ini, LOOKERSDK_* variables or ~/.netrc.
     #[command(after_help = IMPORT_HELP)]
     Import(ImportArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -311,7 +331,7 @@ pub struct ProfileAddArgs {
 /// `lookerctl credential …`.
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
-    /// Add a credential set (the secret is read from stdin or a prompt, never argv).
+    /// Add a credential set (the secret from stdin, a prompt or a command; never argv).
     #[command(after_help = CREDENTIAL_ADD_EXAMPLES)]
     Add {
         /// Profile name.
@@ -323,6 +343,13 @@ pub enum CredentialCommand {
         /// The API key's client_id.
         #[arg(long, value_name = "ID")]
         client_id: String,
+        /// Take the secret from the command after `--` (run without a shell whenever a
+        /// login needs it) instead of storing it; nothing is read from stdin.
+        #[arg(long, requires = "command")]
+        source: bool,
+        /// With --source: the command and its arguments, e.g. `-- pass show looker/prod`.
+        #[arg(last = true, value_name = "CMD", requires = "source")]
+        command: Vec<String>,
     },
     /// List credential sets.
     List {
@@ -353,8 +380,15 @@ pub struct ImportArgs {
     #[arg(value_name = "LOOKER_INI", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
     /// The [section] to import (default: the first; names are case-sensitive).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "netrc")]
     pub section: Option<String>,
+    /// Read a netrc file instead (default ~/.netrc): `machine HOST login CLIENT_ID
+    /// password SECRET`, as looker-cli (gzr) reads it.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, conflicts_with = "file", value_hint = ValueHint::FilePath)]
+    pub netrc: Option<Option<PathBuf>>,
+    /// With --netrc: the machine to import (default: the file's only one).
+    #[arg(long, value_name = "HOST", requires = "netrc")]
+    pub machine: Option<String>,
     /// Name of the credential set to create or replace.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub credential: String,

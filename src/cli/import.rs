@@ -3,7 +3,8 @@
 //!
 //! Sources, the first that applies: the LOOKER_INI named on the command line;
 //! the `LOOKERSDK_*` variables when `LOOKERSDK_BASE_URL` or `LOOKERSDK_CLIENT_ID`
-//! is set; `./looker.ini`. The two kinds are never mixed.
+//! is set; `./looker.ini`. The two kinds are never mixed. With `--netrc [PATH]`, a
+//! netrc file's `machine` entry instead ([`netrc`], default `~/.netrc`).
 //!
 //! Order of work, so that a failure leaves nothing half done: read and check the
 //! source, plan the config edit in memory, read the secret (from the source, else
@@ -39,6 +40,8 @@ const MAX_INI_BYTES: u64 = 1 << 20;
 
 const SECRET_KEY: &str = "client_secret";
 
+mod netrc;
+
 /// Where the settings were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -46,10 +49,22 @@ pub enum Source {
     File(PathBuf),
     /// The `LOOKERSDK_*` environment variables.
     Env,
+    /// A netrc file.
+    Netrc(PathBuf),
+}
+
+/// What kind of file a [`FileOrigin`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    /// A looker.ini: `section` is its [section].
+    Ini,
+    /// A netrc file: `section` is the machine.
+    Netrc,
 }
 
 /// The file a looker.ini import came from, for `--remove-secret` and the messages.
 struct FileOrigin {
+    kind: FileKind,
     path: PathBuf,
     /// The file as read: it holds the secret, so it is zeroed when dropped.
     text: zeroize::Zeroizing<String>,
@@ -162,6 +177,7 @@ fn from_file(path: &Path, section: Option<&str>) -> Result<Found, CliError> {
         secret,
         default_name: s.suggested_profile_name(),
         file: Some(FileOrigin {
+            kind: FileKind::Ini,
             path: path.to_path_buf(),
             text,
             section: s.name.clone(),
@@ -209,7 +225,10 @@ fn from_env() -> Result<Found, CliError> {
 
 /// `lookerctl import`.
 pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
-    let source = choose_source(args.file.as_deref());
+    let source = match &args.netrc {
+        Some(p) => Source::Netrc(netrc::path_or_default(p.as_deref())?),
+        None => choose_source(args.file.as_deref()),
+    };
     if source == Source::Env && (args.section.is_some() || args.remove_secret) {
         return Err(CliError::usage(format!(
             "--section and --remove-secret are for a looker.ini, but the settings come from the {ENV_PREFIX}* \
@@ -219,6 +238,7 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     let mut found = match &source {
         Source::File(p) => from_file(p, args.section.as_deref())?,
         Source::Env => from_env()?,
+        Source::Netrc(p) => netrc::from_netrc(p, args.machine.as_deref())?,
     };
     found.settings.allow_insecure_http = args.allow_insecure_http;
     let explicit = if cli.profile_from_env { None } else { cli.profile.as_deref().filter(|p| !p.is_empty()) };
@@ -255,9 +275,10 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
             }
         } else if args.remove_secret {
             output::note(&format!(
-                "{} holds no client_secret for [{}]; nothing to remove",
+                "{} holds no {} for {}; nothing to remove",
                 origin.path.display(),
-                origin.section
+                origin.secret_word(),
+                origin.what()
             ));
         }
     }
@@ -275,7 +296,7 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
             "credential": cred,
             "client_id": found.client_id,
             "credential_change": change_word,
-            "source": match source { Source::File(_) => "file", Source::Env => "environment" },
+            "source": match source { Source::File(_) => "file", Source::Env => "environment", Source::Netrc(_) => "netrc" },
             "file": found.file.as_ref().map(|o| o.path.display().to_string()),
             "section": found.file.as_ref().map(|o| o.section.clone()),
             "secret_store": store.describe(),
@@ -284,7 +305,7 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
         }))?;
     } else {
         let from = match &found.file {
-            Some(o) => format!("[{}] of {}", o.section, o.path.display()),
+            Some(o) => format!("{} of {}", o.what(), o.path.display()),
             None => format!("the {ENV_PREFIX}* variables"),
         };
         let what = if created { "created" } else { "existing, settings kept" };
@@ -295,14 +316,20 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
         output::line(&format!("the client_secret is in {}, not in the config", store.describe()))?;
         if removed_from_file {
             if let Some(o) = &found.file {
-                output::line(&format!("removed the client_secret from {}", o.path.display()))?;
+                output::line(&format!("removed the {} from {}", o.secret_word(), o.path.display()))?;
             }
         }
         output::line(&format!("check it: lookerctl credential verify {name} {cred}"))?;
     }
 
     if let Some(o) = found.file.as_ref().filter(|_| file_holds_secret) {
-        let mut again = format!("lookerctl import {}", shell_word(&o.path.display().to_string()));
+        let path_word = shell_word(&o.path.display().to_string());
+        let mut again = match o.kind {
+            FileKind::Ini => format!("lookerctl import {path_word}"),
+            FileKind::Netrc => {
+                format!("lookerctl import --netrc {path_word} --machine {}", shell_word(&o.section))
+            }
+        };
         if args.section.is_some() {
             again.push_str(&format!(" --section {}", shell_word(&o.section)));
         }
@@ -314,12 +341,15 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
         }
         let line = o.secret_line.map(|l| format!(" (line {l})")).unwrap_or_default();
         output::warn(&format!(
-            "{} still holds the client_secret in plain text{line}. The secret store has it now: delete it \
-             from the file with `{again} --remove-secret` (safe to run again), or remove the line yourself",
-            o.path.display()
+            "{} still holds the {} in plain text{line}. The secret store has it now: delete it \
+             from the file with `{again} --remove-secret` (safe to run again), or remove it yourself",
+            o.path.display(),
+            o.secret_word()
         ));
     }
-    if removed_from_file && found.file.as_ref().and_then(|o| o.secret_section.as_deref()) == Some("DEFAULT") {
+    let ini_default =
+        found.file.as_ref().filter(|o| o.kind == FileKind::Ini).and_then(|o| o.secret_section.as_deref());
+    if removed_from_file && ini_default == Some("DEFAULT") {
         output::note("the client_secret was in [DEFAULT]: other sections of the file no longer inherit it");
     }
     if source == Source::Env && std::env::var_os(format!("{ENV_PREFIX}CLIENT_SECRET")).is_some() {
@@ -374,7 +404,6 @@ fn remove_secret(origin: &FileOrigin) -> Result<(), CliError> {
             origin.path.display()
         ))
     };
-    let section = origin.secret_section.as_deref().unwrap_or(&origin.section);
     let target = std::fs::canonicalize(&origin.path)
         .map_err(|e| by_hand(format!("{} cannot be resolved ({e})", origin.path.display())))?;
     let current = zeroize::Zeroizing::new(read_ini(&target).map_err(|e| by_hand(e.message))?);
@@ -384,17 +413,28 @@ fn remove_secret(origin: &FileOrigin) -> Result<(), CliError> {
             origin.path.display()
         )));
     }
-    let new_text = zeroize::Zeroizing::new(looker_ini::remove_key(&current, section, SECRET_KEY));
-    let still = looker_ini::parse(&new_text)
-        .ok()
-        .and_then(|s| looker_ini::select(s, Some(&origin.section)).ok())
-        .is_none_or(|s| s.secret().is_some());
+    let (new_text, still) = match origin.kind {
+        FileKind::Ini => {
+            let section = origin.secret_section.as_deref().unwrap_or(&origin.section);
+            let new_text = zeroize::Zeroizing::new(looker_ini::remove_key(&current, section, SECRET_KEY));
+            let still = looker_ini::parse(&new_text)
+                .ok()
+                .and_then(|s| looker_ini::select(s, Some(&origin.section)).ok())
+                .is_none_or(|s| s.secret().is_some());
+            (new_text, still)
+        }
+        FileKind::Netrc => netrc::without_password(&current, &origin.section),
+    };
     if *new_text == *current || still {
-        return Err(by_hand("lookerctl could not find the client_secret line to remove".into()));
+        return Err(by_hand(format!("lookerctl could not find the {} to remove", origin.secret_word())));
     }
     let meta = std::fs::metadata(&target).map_err(|e| by_hand(format!("cannot read its mode ({e})")))?;
     let dir = target.parent().unwrap_or(Path::new("."));
-    let mut tmp = AtomicFile::in_folder(dir, ".looker.ini.", "")
+    let prefix = match origin.kind {
+        FileKind::Ini => ".looker.ini.",
+        FileKind::Netrc => ".netrc.",
+    };
+    let mut tmp = AtomicFile::in_folder(dir, prefix, "")
         .map_err(|e| by_hand(format!("cannot write in {} ({e})", dir.display())))?;
     let fmeta = tmp.file().metadata().map_err(|e| by_hand(e.to_string()))?;
     if (fmeta.uid(), fmeta.gid()) != (meta.uid(), meta.gid()) {
@@ -408,4 +448,22 @@ fn remove_secret(origin: &FileOrigin) -> Result<(), CliError> {
     // The secret is gone from the file already; a folder that cannot be synced is no failure.
     let _ = done.sync();
     Ok(())
+}
+
+impl FileOrigin {
+    /// `[Looker]` or `machine example.looker.com`.
+    fn what(&self) -> String {
+        match self.kind {
+            FileKind::Ini => format!("[{}]", self.section),
+            FileKind::Netrc => format!("machine {}", self.section),
+        }
+    }
+
+    /// What holds the secret in this kind of file.
+    fn secret_word(&self) -> &'static str {
+        match self.kind {
+            FileKind::Ini => "client_secret",
+            FileKind::Netrc => "password",
+        }
+    }
 }

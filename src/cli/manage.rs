@@ -123,6 +123,12 @@ pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
         }
     }
     output::line(&table(&["PROFILE", "CREDENTIAL", "STATE", "EXPIRES IN", "LOGINS", "LAST ERROR"], &rows))?;
+    for p in &report.profiles {
+        for c in p.credentials.iter().filter(|c| c.secret_source.is_some()) {
+            let cmd = c.secret_source.as_deref().unwrap_or_default();
+            output::line(&format!("{}/{}: the secret comes from the command `{cmd}`", p.name, c.name))?;
+        }
+    }
     if let Some(g) = &report.gateway {
         let url = g.url.as_deref().unwrap_or("not listening on TCP (see the agent's log)");
         output::line(&format!(
@@ -220,9 +226,18 @@ pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
                 if p.allow_insecure_http {
                     output::line("allow_insecure_http: true")?;
                 }
-                let rows: Vec<Vec<String>> =
-                    p.credentials.iter().map(|c| vec![c.name.clone(), c.client_id.clone()]).collect();
-                output::line(&table(&["CREDENTIAL", "CLIENT ID"], &rows))?;
+                let rows: Vec<Vec<String>> = p
+                    .credentials
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.client_id.clone(),
+                            super::source::secret_column(c.source.as_deref()),
+                        ]
+                    })
+                    .collect();
+                output::line(&table(&["CREDENTIAL", "CLIENT ID", "SECRET"], &rows))?;
             }
             Ok(exit::OK)
         }
@@ -274,7 +289,7 @@ fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> ser
         "ca_file": p.ca_file,
         "timeout_secs": p.timeout().as_secs(),
         "allow_insecure_http": p.allow_insecure_http,
-        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id})).collect::<Vec<_>>(),
+        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id, "source": c.source})).collect::<Vec<_>>(),
     })
 }
 
@@ -333,7 +348,10 @@ pub(crate) fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError>
 /// `lookerctl credential …`.
 pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliError> {
     match cmd {
-        CredentialCommand::Add { profile, name, client_id } => {
+        CredentialCommand::Add { profile, name, client_id, source: true, command } => {
+            super::source::add_sourced(cli, profile, name, client_id, command).await
+        }
+        CredentialCommand::Add { profile, name, client_id, .. } => {
             let path = config_path(cli);
             // Validate everything before asking for the secret, and let go of the
             // lock while a person may be typing it.
@@ -342,6 +360,8 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
             let store = open_store(cli).await?;
             let mut ed = ConfigEditor::open(&path)?;
             let change = ed.add_credential(profile, name, client_id)?;
+            // The secret is stored now: a source the set had no longer applies.
+            ed.set_credential_source(profile, name, None)?;
             let key = SecretKey::new(profile.as_str(), name.as_str());
             store_then_save(&mut ed, &store, &key, client_id, &secret, change).await?;
             drop((secret, ed));
@@ -365,18 +385,26 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
                     return Err(unknown_profile(p));
                 }
             }
-            let items: Vec<(String, String, String)> = cfg
+            let items: Vec<(String, String, String, Option<Vec<String>>)> = cfg
                 .profiles
                 .iter()
                 .filter(|(n, _)| profile.as_deref().is_none_or(|p| p == n.as_str()))
                 .flat_map(|(n, p)| {
-                    p.credentials.iter().map(move |c| (n.clone(), c.name.clone(), c.client_id.clone()))
+                    p.credentials
+                        .iter()
+                        .map(move |c| (n.clone(), c.name.clone(), c.client_id.clone(), c.source.clone()))
                 })
                 .collect();
             if cli.json {
                 let v: Vec<_> = items
                     .iter()
-                    .map(|(p, n, id)| serde_json::json!({"profile": p, "name": n, "client_id": id}))
+                    .map(|(p, n, id, src)| {
+                        serde_json::json!({
+                            "profile": p, "name": n, "client_id": id,
+                            "secret": if src.is_some() { "command" } else { "store" },
+                            "source": src,
+                        })
+                    })
                     .collect();
                 output::json(&v)?;
             } else if items.is_empty() {
@@ -384,8 +412,11 @@ pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliErr
                     "no credential sets: add one with `lookerctl credential add PROFILE NAME --client-id ID`",
                 )?;
             } else {
-                let rows: Vec<Vec<String>> = items.into_iter().map(|(p, n, id)| vec![p, n, id]).collect();
-                output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID"], &rows))?;
+                let rows: Vec<Vec<String>> = items
+                    .into_iter()
+                    .map(|(p, n, id, src)| vec![p, n, id, super::source::secret_column(src.as_deref())])
+                    .collect();
+                output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID", "SECRET"], &rows))?;
             }
             Ok(exit::OK)
         }

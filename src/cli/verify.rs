@@ -118,8 +118,10 @@ pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result
         })?,
     };
     let (cname, client_id) = (cred.name.as_str(), cred.client_id.as_str());
-    let store = open_store(cli).await?;
-    let secret = store.get(&SecretKey::new(profile_name, cname), client_id).await?;
+    let secret = match cred.secret_source() {
+        Some(source) => source.fetch().await.map_err(|e| CliError::failure(e.to_string()))?,
+        None => open_store(cli).await?.get(&SecretKey::new(profile_name, cname), client_id).await?,
+    };
     let client = LookerClient::new(profile).map_err(|e| {
         CliError::failure(format!(
             "profile {profile_name:?}: {e} (`lookerctl profile show {profile_name}` shows its settings)"

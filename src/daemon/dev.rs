@@ -71,7 +71,7 @@ pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) ->
     config.profiles.insert(
         DEV_PROFILE.into(),
         Profile {
-            credentials: vec![Credential { name: DEV_CREDENTIAL.into(), client_id }],
+            credentials: vec![Credential::new(DEV_CREDENTIAL, client_id)],
             ..Profile::new(emulator.base_url())
         },
     );

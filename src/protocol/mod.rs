@@ -322,4 +322,8 @@ pub struct CredentialStatus {
     pub logins: u64,
     /// Tokens obtained and not yet revoked or expired.
     pub live_tokens: u32,
+    /// The command that prints this set's secret (`pass show looker/prod`), when the
+    /// secret comes from one instead of the secret store. Never its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_source: Option<String>,
 }

@@ -18,7 +18,7 @@ pub async fn memory_broker(profile: Option<(&str, &str)>, creds: &[(&str, &str, 
         let mut p = Profile::new(base_url);
         for (cred, id, secret) in creds {
             store.set(&SecretKey::new(name, *cred), id, &Secret::new(*secret)).await.unwrap();
-            p.credentials.push(Credential { name: cred.to_string(), client_id: id.to_string() });
+            p.credentials.push(Credential::new(*cred, *id));
         }
         config.profiles.insert(name.to_string(), p);
     }

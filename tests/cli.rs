@@ -62,7 +62,7 @@ fn exec_passes_env_and_exit_status() {
 
     let script =
         r#"printf '%s\n' "$LOOKERSDK_BASE_URL" "$LOOKER_ACCESS_TOKEN" "$LOOKER_TOKEN_EXPIRES_AT"; exit 7"#;
-    let out = env.ctl(&["exec", "prod", "--", "sh", "-c", script], None);
+    let out = env.ctl(&["exec", "prod", "--direct", "--", "sh", "-c", script], None);
     assert_eq!(out.status.code(), Some(7), "{}", err(&out));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -72,6 +72,14 @@ fn exec_passes_env_and_exit_status() {
     assert!(lines[2].ends_with('Z') && lines[2].contains('T'), "expires_at {:?}", lines[2]);
     // The same token the agent hands everyone else.
     assert_eq!(env.ctl_ok(&["token", "prod"], None).trim(), lines[1]);
+    // Without --direct the child is pointed at the gateway, with nothing real.
+    let out = env.ctl(&["exec", "prod", "--", "sh", "-c", script], None);
+    assert_eq!(out.status.code(), Some(7), "{}", err(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let status: serde_json::Value = serde_json::from_str(&env.ctl_ok(&["status", "--json"], None)).unwrap();
+    assert_eq!(lines[0], status["gateway"]["url"].as_str().unwrap(), "{stdout}");
+    assert!(!emu.emu().is_live(lines[1]), "the child got a real token");
 
     // Arguments reach the command untouched; the default profile works.
     let out = env.ctl(&["exec", "--", "sh", "-c", "printf '%s|' \"$@\"", "sh", "a b", "", "$HOME"], None);
@@ -139,10 +147,15 @@ fn exec_asks_for_a_token_that_lasts_minutes() {
     let env = TestEnv::new("file");
     env.add_profile("short", &emu.url(), &[("c", "t-id", "t-secret")]);
     let _agent = env.start_agent(&[]);
-    let out = env.ctl(&["exec", "short", "--", "true"], None);
+    let out = env.ctl(&["exec", "short", "--direct", "--", "true"], None);
     assert_eq!(out.status.code(), Some(2), "{}", err(&out));
     assert!(err(&out).contains("min_ttl 600s"), "{}", err(&out));
-    assert_eq!(env.ctl(&["exec", "short", "--min-ttl", "2m", "--", "true"], None).status.code(), Some(0));
+    assert_eq!(
+        env.ctl(&["exec", "short", "--direct", "--min-ttl", "2m", "--", "true"], None).status.code(),
+        Some(0)
+    );
+    // Through the gateway no token is handed over at all, so short ones do not matter.
+    assert_eq!(env.ctl(&["exec", "short", "--", "true"], None).status.code(), Some(0));
     // `token` keeps its short default.
     assert!(env.ctl(&["token", "short"], None).status.success());
 }
@@ -685,7 +698,9 @@ fn tables_are_aligned() {
     let _agent = env.start_agent(&[]);
     env.ctl_ok(&["token", "a"], None);
     let status = env.ctl_ok(&["status"], None);
-    let table: String = status.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let table: String =
+        status.lines().skip(1).take_while(|l| !l.starts_with("gateway:")).collect::<Vec<_>>().join("\n");
+    assert!(status.contains("gateway: http://127.0.0.1:"), "{status}");
     assert_aligned(&table);
 }
 

@@ -89,7 +89,7 @@ fn full_scenario(store: &str, bus: Option<&PrivateBus>) {
     // exec: the child, and only the child, gets the token, in its environment.
     let out = seen.run(
         "exec",
-        &ctl(&env, &["exec", &profile, "--min-ttl", "5", "--", "sh", "-c", "env"], None),
+        &ctl(&env, &["exec", &profile, "--direct", "--min-ttl", "5", "--", "sh", "-c", "env"], None),
         true,
     );
     assert!(out.contains(&format!("LOOKER_ACCESS_TOKEN={t1}")), "{out}");

@@ -45,16 +45,23 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
+mod api3;
+mod api3_http;
 mod body;
+mod consent_page;
 mod handler;
 mod model;
+mod oauth;
+mod oauth_http;
+mod one_shot;
 mod request_log;
 mod state;
+mod timestamp;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -230,6 +237,87 @@ pub enum TokenKind {
         /// The id of the admin whose token asked.
         admin_user_id: String,
     },
+    /// `POST /api/token` (an authorization code or a refresh token) for
+    /// this OAuth client app.
+    OAuth {
+        /// The app's client_guid.
+        client_guid: String,
+    },
+}
+
+/// What the OAuth side has done so far ([`Emulator::oauth_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OAuthCounters {
+    /// Consent pages answered Allow (each made an authorization code).
+    pub consents_allowed: u64,
+    /// Consent pages answered Deny.
+    pub consents_denied: u64,
+    /// Authorization codes exchanged for tokens (`grant_type=authorization_code`).
+    pub oauth_tokens: u64,
+    /// Successful `grant_type=refresh_token` requests.
+    pub refreshes: u64,
+    /// `POST /api/token` requests that issued nothing (refused, or
+    /// answered by a fault).
+    pub failed_token_requests: u64,
+}
+
+/// What the API3 key routes have done so far ([`Emulator::api3_counters`]).
+/// Keys added with [`Emulator::add_credential`] are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Api3Counters {
+    /// Keys created by `POST /users/{id}/credentials_api3`.
+    pub created: u64,
+    /// Keys deleted by `DELETE /users/{id}/credentials_api3/{key_id}`.
+    pub deleted: u64,
+}
+
+/// One API3 key, as [`Emulator::api3_keys`] reports it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api3KeyInfo {
+    /// Looker's credentials_api3 id (digits).
+    pub id: String,
+    /// The key's client_id.
+    pub client_id: String,
+    /// The user it acts as.
+    pub user_id: String,
+    /// When it was created (wall clock; see [`Emulator::set_api3_key_created_at`]).
+    pub created_at: SystemTime,
+    /// The `purpose` given at creation, if any.
+    pub purpose: Option<String>,
+}
+
+/// One live OAuth refresh token ([`Emulator::refresh_tokens`]). `Debug`
+/// leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshTokenInfo {
+    /// The refresh token itself, to look for where a client keeps it.
+    pub refresh_token: String,
+    /// The app it was issued to.
+    pub client_guid: String,
+    /// The user who approved.
+    pub user_id: String,
+}
+
+impl std::fmt::Debug for RefreshTokenInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTokenInfo")
+            .field("client_guid", &self.client_guid)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a one-shot fault ([`Emulator::fail_next_login`] and friends)
+/// spoils the one request it meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneShotFault {
+    /// Answer with this status (e.g. 503) and Looker's error body, doing
+    /// nothing (OAuth's JSON error shape on `POST /api/token`).
+    Status(u16),
+    /// Do the work (issue the token, create or delete the key, rotate the
+    /// refresh token), then close the connection without answering: the
+    /// client cannot know it happened.
+    DropAfterApplying,
 }
 
 /// One live token, as [`Emulator::live_tokens`] reports it. `Debug` leaves
@@ -383,6 +471,121 @@ impl Emulator {
     /// already obtained stay valid until they expire or are revoked.
     pub fn remove_credential(&self, client_id: &str) {
         self.ctx.state.remove_credential(client_id);
+    }
+
+    /// Makes a user known without giving it a key (replacing a known user
+    /// with the same id), e.g. the target of an admin's key management.
+    pub fn add_user(&self, user: EmulatorUser) {
+        self.ctx.state.add_user(user);
+    }
+
+    /// The API3 keys of a user, by id, whether added with
+    /// [`add_credential`](Emulator::add_credential) or created through the API.
+    pub fn api3_keys(&self, user_id: &str) -> Vec<Api3KeyInfo> {
+        self.ctx.state.api3_keys(user_id)
+    }
+
+    /// Keys created and deleted through the API so far.
+    pub fn api3_counters(&self) -> Api3Counters {
+        self.ctx.state.api3_counters()
+    }
+
+    /// Turns Looker's API key self-service on (the default) or off: when
+    /// off, a non-admin gets `403` even for its own keys.
+    pub fn set_api3_self_service(&self, on: bool) {
+        self.ctx.state.set_api3_self_service(on);
+    }
+
+    /// Whether deleting a key also revokes the access tokens it issued
+    /// (off by default: they live on until they expire, which is what a
+    /// client must be ready for).
+    pub fn set_api3_delete_revokes_tokens(&self, on: bool) {
+        self.ctx.state.set_api3_delete_revokes_tokens(on);
+    }
+
+    /// Sets a key's `created_at` (to age it for `rotate_after` tests);
+    /// false for an unknown client_id.
+    pub fn set_api3_key_created_at(&self, client_id: &str, at: SystemTime) -> bool {
+        self.ctx.state.set_api3_key_created_at(client_id, at)
+    }
+
+    /// Registers (or re-registers) an OAuth client app, as a Looker admin
+    /// does with `register_oauth_client_app`: `/auth` accepts exactly this
+    /// `redirect_uri` for it. looker-agent's default guid is `looker-agent`.
+    pub fn register_oauth_app(&self, client_guid: &str, redirect_uri: &str) {
+        self.ctx.state.register_oauth_app(client_guid, redirect_uri);
+    }
+
+    /// The user signed in to the emulator's web UI: the one who approves on
+    /// the consent page, and whom the OAuth tokens act as. Also makes the
+    /// user known (as [`add_user`](Emulator::add_user)).
+    pub fn set_oauth_user(&self, user: EmulatorUser) {
+        self.ctx.state.set_oauth_user(user);
+    }
+
+    /// Like [`set_oauth_user`](Emulator::set_oauth_user) with a user already
+    /// known by id (a credential's); false (and nobody signed in) when unknown.
+    pub fn set_oauth_user_id(&self, user_id: &str) -> bool {
+        self.ctx.state.set_oauth_user_id(user_id)
+    }
+
+    /// Whether a refresh hands out a new refresh token and retires the old
+    /// one at once (on by default, no grace period); off, the same refresh
+    /// token is returned and stays valid.
+    pub fn set_rotate_refresh_tokens(&self, on: bool) {
+        self.ctx.state.set_rotate_refresh_tokens(on);
+    }
+
+    /// When on, every consent page clicks a button by itself as it loads:
+    /// Allow, or Deny when the `/auth` URL carries `auto=deny`. Off by
+    /// default. It lets a real headless browser complete a sign-in.
+    pub fn set_consent_auto_submit(&self, on: bool) {
+        self.ctx.state.set_consent_auto_submit(on);
+    }
+
+    /// Revokes every OAuth grant the user gave: its refresh tokens, the
+    /// access tokens they produced and codes not yet exchanged (what a
+    /// Looker admin's `tokens_invalid_before` or disabling the app does).
+    /// Returns how many grants there were.
+    pub fn revoke_oauth_grants(&self, user_id: &str) -> usize {
+        self.ctx.state.revoke_oauth_grants(user_id)
+    }
+
+    /// The live OAuth refresh tokens.
+    pub fn refresh_tokens(&self) -> Vec<RefreshTokenInfo> {
+        self.ctx.state.refresh_tokens()
+    }
+
+    /// What the OAuth side has done so far.
+    pub fn oauth_counters(&self) -> OAuthCounters {
+        self.ctx.state.oauth_counters()
+    }
+
+    /// Spoils the next `POST /users/{id}/credentials_api3` (whoever sends
+    /// it); replaces a fault already armed for it.
+    pub fn fail_next_api3_create(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_api3_create(fault);
+    }
+
+    /// Spoils the next `DELETE /users/{id}/credentials_api3/{key_id}`.
+    pub fn fail_next_api3_delete(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_api3_delete(fault);
+    }
+
+    /// Spoils the next `POST /login` naming `client_id` (other client_ids
+    /// are not affected); counted in `failed_logins` unless it issued a token.
+    pub fn fail_next_login(&self, client_id: &str, fault: OneShotFault) {
+        self.ctx.state.fail_next_login(client_id, fault);
+    }
+
+    /// Spoils the next `POST /api/token`, whatever its grant.
+    pub fn fail_next_oauth_token(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_oauth_token(fault);
+    }
+
+    /// Disarms every one-shot fault not yet met.
+    pub fn clear_one_shot_faults(&self) {
+        self.ctx.state.clear_one_shot_faults();
     }
 
     /// The counters as of now.

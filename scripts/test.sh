@@ -14,6 +14,9 @@
 #   and exports LOOKER_AGENT_NODE_MODULES (@looker/sdk-node), LOOKER_AGENT_SPECTACLES and
 #   LOOKER_AGENT_MCP (looker-mcp-server); under CI=true a failed install fails the run,
 #   otherwise the tests of a missing client skip and say why;
+# - installs Debian's `chromium` when missing, for the real-browser OAuth consent tests
+#   (crates/looker-emulator/tests/consent_browser.rs; they fail under CI=true without it,
+#   skip otherwise) and exports LOOKER_AGENT_CHROMIUM;
 # - points the XDG directories at a temporary tree, so a test that forgets to
 #   isolate itself still cannot touch your real config, data or sockets.
 # Everything it started is stopped on exit; the exit status is cargo's.
@@ -75,6 +78,25 @@ if [ -f "$repo/scripts/clients.sh" ]; then
         fi
         log "scripts/clients.sh could not install every real Looker client (see above): the tests of the missing ones will skip"
     fi
+fi
+
+# Headless Chromium for the OAuth consent tests (kept apart from the session packages:
+# it is big, and only those tests need it).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    chromium_sudo=()
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && chromium_sudo=(sudo)
+    if [ "$(id -u)" -eq 0 ] || [ ${#chromium_sudo[@]} -gt 0 ]; then
+        log "chromium missing: installing it (apt-get install chromium)"
+        "${chromium_sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2 ||
+            { "${chromium_sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+                "${chromium_sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2; } ||
+            log "could not install chromium: the real-browser consent tests will skip (fail under CI=true)"
+    fi
+fi
+if command -v chromium >/dev/null 2>&1; then
+    LOOKER_AGENT_CHROMIUM="$(command -v chromium)"
+    export LOOKER_AGENT_CHROMIUM
+    log "LOOKER_AGENT_CHROMIUM=$LOOKER_AGENT_CHROMIUM"
 fi
 
 sandbox="$(mktemp -d "${TMPDIR:-/tmp}/looker-agent-test.XXXXXX")"

@@ -13,14 +13,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
 use super::body::{EmuBody, PatternCheck};
-use super::model;
 use super::request_log::RequestLog;
 use super::state::{LoginOutcome, State, SudoOutcome};
+use super::{api3_http, model, oauth_http, OneShotFault};
 use super::{RequestRecord, Workspace};
 
 /// The largest login or session body the emulator reads; Looker's are a
 /// few dozen bytes.
-const MAX_LOGIN_BODY: usize = 64 * 1024;
+pub(crate) const MAX_LOGIN_BODY: usize = 64 * 1024;
 
 /// The path prefix of the API version the emulator speaks.
 const API: &str = "/api/4.0";
@@ -89,7 +89,13 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    if let Some((user_id, key_id)) = api3_http::parse_path(path) {
+        return api3_http::handle(ctx, req, method, user_id, key_id).await;
+    }
     match (method, path) {
+        (&Method::GET, oauth_http::AUTH) => oauth_http::authorize(ctx, &req),
+        (&Method::POST, oauth_http::DECISION) => oauth_http::decision(ctx, req).await,
+        (&Method::POST, oauth_http::TOKEN) => oauth_http::token(ctx, req).await,
         (&Method::POST, LOGIN) => login(ctx, req).await,
         (&Method::DELETE, LOGOUT | LOGOUT_UNVERSIONED) => logout(ctx, &req).await,
         (&Method::PATCH, SESSION) => update_session(ctx, req).await,
@@ -172,11 +178,20 @@ where
         ctx.state.count_failed_login();
         return Ok(error(StatusCode::NOT_FOUND));
     };
+    let one_shot = ctx.state.take_login_fault(client_id);
+    if let Some(OneShotFault::Status(status)) = one_shot {
+        ctx.state.count_failed_login();
+        return Ok(error(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)));
+    }
     match ctx.state.login(client_id, client_secret) {
         LoginOutcome::Rejected => {
             ctx.state.count_failed_login();
             tracing::debug!("emulator login rejected");
             Ok(error(StatusCode::NOT_FOUND))
+        }
+        LoginOutcome::Issued { .. } if one_shot == Some(OneShotFault::DropAfterApplying) => {
+            ctx.state.count_login();
+            Err(Dropped)
         }
         LoginOutcome::Issued { token, lifetime } => {
             ctx.state.count_login();
@@ -370,7 +385,7 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
             };
             return Ok(download(ctx, len));
         }
-        Route::Me => model::user(&ctx.base_url, &me, &ctx.state.client_ids_of(&me.id)),
+        Route::Me => model::user(&ctx.base_url, &me, &ctx.state.api3_keys(&me.id)),
         Route::User(id) | Route::Roles(id) => {
             let user = if id == me.id { Some(me) } else { ctx.state.find_user(id) };
             let Some(user) = user else {
@@ -379,7 +394,7 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
             if matches!(route, Route::Roles(_)) {
                 model::roles(&ctx.base_url, &user)
             } else {
-                model::user(&ctx.base_url, &user, &ctx.state.client_ids_of(&user.id))
+                model::user(&ctx.base_url, &user, &ctx.state.api3_keys(&user.id))
             }
         }
     };
@@ -410,7 +425,7 @@ fn api_server_url<B>(ctx: &Ctx, req: &Request<B>) -> String {
 }
 
 /// The token of an `Authorization: token …` or `Authorization: Bearer …` header.
-fn bearer<B>(req: &Request<B>) -> Option<String> {
+pub(crate) fn bearer<B>(req: &Request<B>) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
@@ -419,7 +434,7 @@ fn bearer<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// The first value of a query parameter.
-fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
+pub(crate) fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
     let query = req.uri().query()?;
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
@@ -429,19 +444,19 @@ fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
 }
 
 /// Sleeps on tokio's clock, skipping the timer for a zero delay.
-async fn pause(d: Duration) {
+pub(crate) async fn pause(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
     }
 }
 
 /// A duration as Looker's whole-second `expires_in`.
-fn lifetime_secs(d: Duration) -> i64 {
+pub(crate) fn lifetime_secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The `message` Looker puts in an error body with this status.
-fn message_for(status: StatusCode) -> &'static str {
+pub(crate) fn message_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "Bad Request",
         401 => "Requires authentication.",
@@ -454,17 +469,17 @@ fn message_for(status: StatusCode) -> &'static str {
 }
 
 /// A Looker error body with this status.
-fn error(status: StatusCode) -> Response<EmuBody> {
+pub(crate) fn error(status: StatusCode) -> Response<EmuBody> {
     json(status, model::error(message_for(status)))
 }
 
 /// A JSON response.
-fn json(status: StatusCode, body: String) -> Response<EmuBody> {
+pub(crate) fn json(status: StatusCode, body: String) -> Response<EmuBody> {
     with_type(status, Bytes::from(body), "application/json")
 }
 
 /// A response with a body of the given content type.
-fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<EmuBody> {
+pub(crate) fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<EmuBody> {
     let mut resp = Response::new(EmuBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -472,7 +487,7 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Res
 }
 
 /// A response without a body.
-fn empty(status: StatusCode) -> Response<EmuBody> {
+pub(crate) fn empty(status: StatusCode) -> Response<EmuBody> {
     let mut resp = Response::new(EmuBody::full(Bytes::new()));
     *resp.status_mut() = status;
     resp

@@ -13,18 +13,84 @@
 //! | `POST /api/4.0/login/{user_id}` (sudo, `?associative=` ignored) with an admin's token | the login answer, a new token acting as that user (counted in `sudo_logins`, not `logins`); caller not an admin `403`; unknown user `404` |
 //! | `DELETE /api/4.0/logout`, `DELETE /api/logout` (the Python SDK's) | `204`, revoking only that token (a sudo token's logout leaves the admin's); unknown, revoked or expired token `404`; no token `401` |
 //! | `GET /api/4.0/user` | the user the token acts as (`?fields=a,b` honoured) |
-//! | `GET /api/4.0/users/{id}`, `GET /api/4.0/users/{id}/roles` | a configured user and its roles (`Admin`, id `"2"`, for admins) |
+//! | `GET /api/4.0/users/{id}`, `GET /api/4.0/users/{id}/roles` | a known user (of a credential, [`Emulator::add_user`] or [`Emulator::set_oauth_user`]) and its roles (`Admin`, id `"2"`, for admins); the user's `credentials_api3` are its keys |
 //! | `GET /api/4.0/session` | `{"can":{…},"workspace_id":"production"\|"dev","sudo_user_id":null\|"<admin's id>"}` (Looker's ApiSession: `sudo_user_id` is the actual user behind a sudo token) |
 //! | `PATCH /api/4.0/session`, JSON `{"workspace_id":"dev"\|"production"}` | moves THAT TOKEN only (at Looker the workspace belongs to the token; new tokens start in production); answers the session; another value `422` Validation Failed; a body that is not a JSON object `400` |
 //! | `GET /api/4.0/lookml_models`, `GET /api/4.0/lookml_models/{name}` | one model, `thelook`, with explores `order_items` and `users` (what looker-mcp-server's `list_models`/`get_model` read); another name `404` |
 //! | `GET /api/4.0/emulator/download?bytes=N` | `200 application/octet-stream`, `Content-Length: N`, byte `i` = `(i % 251) as u8`, generated as it is sent; bad or missing `bytes` `400` |
 //! | `POST /api/4.0/emulator/upload` | reads the body as it streams in (never whole), `200 {"bytes":N,"pattern_ok":true\|false}` against the same pattern |
+//! | `GET /api/4.0/users/{id}/credentials_api3` | the user's API3 keys, `[CredentialsApi3]` (`can`, `id`, `client_id`, `created_at` like `2024-01-01T00:00:00.000+00:00`, `is_disabled`, `type:"api3"`, `purpose`, `url`), never a secret |
+//! | `GET /api/4.0/users/{id}/credentials_api3/{key_id}` | one key, same shape; not that user's key `404` |
+//! | `POST /api/4.0/users/{id}/credentials_api3`, no body or JSON `{"purpose":…}` | `200` CreateCredentialsApi3: the same plus `client_secret`, the ONLY answer that holds it; the new key (20-character client_id, 24-character secret) logs in at once; another body `400` |
+//! | `DELETE /api/4.0/users/{id}/credentials_api3/{key_id}` | `204`, empty; the key no longer logs in (`404`); the tokens it issued stay live until they expire (Looker's docs do not say they are revoked, so a client must log them out itself; [`Emulator::set_api3_delete_revokes_tokens`] revokes them instead); unknown key `404` |
+//! | (the four above, who may) | the caller's own user when self-service is on (the default; [`Emulator::set_api3_self_service`]), any user when the caller is an admin; else `403`; an admin naming an unknown user `404`; no live token `401`. Sudo and OAuth tokens count as the user they act as |
+//! | `GET /auth?response_type=code&client_id=GUID&redirect_uri=URI&scope=cors_api&state=S&code_challenge=C&code_challenge_method=S256` | `200 text/html`, the consent page of the user signed in ([`Emulator::set_oauth_user`]): a `<form id="consent" method="post" action="/auth/decision">` with a hidden `consent` id and two submit buttons `id="allow"`/`id="deny"` (`name="decision"`). An unknown client_id, a redirect_uri other than the one registered for it ([`Emulator::register_oauth_app`], exact match), a missing or non-`S256` method, a missing or malformed challenge, nobody signed in: `400` error page, never a redirect. Trusted app and redirect but `response_type` not `code`, or a scope without `cors_api`: `302` to `URI?error=unsupported_response_type\|invalid_scope&error_description=…&state=S` |
+//! | `POST /auth/decision`, form `consent=ID&decision=allow\|deny` | Allow: `302` to `URI?code=CODE&state=S` (the code lives 5 minutes on the emulator's clock); Deny: `302` to `URI?error=access_denied&error_description=…&state=S`; `state` left out when the app sent none; an unknown or already answered consent id (each page answers once, and lives 10 minutes) `400` page |
+//! | `POST /api/token`, JSON (what gzr sends) or form: `grant_type=authorization_code`, `client_id`, `redirect_uri`, `code`, `code_verifier` | `200 {"access_token","token_type":"Bearer","expires_in","refresh_token"}` (`Cache-Control: no-store`) when the code is this app's, unexpired, never presented before, `redirect_uri` equal to the authorization's and `BASE64URL(SHA256(verifier))` equal to the challenge; the access token acts as the approving user. Else `400 {"error":"invalid_grant","error_description":…}`. A code is spent by its first presentation, right or wrong; presenting an exchanged code again also revokes what it gave (RFC 6749 §4.1.2) |
+//! | `POST /api/token`: `grant_type=refresh_token`, `client_id`, `refresh_token` | the same answer with a new access token; the refresh token is rotated (a new one answered, the old one refused from then on, no grace) unless [`Emulator::set_rotate_refresh_tokens`]`(false)`, then the same one comes back. Unknown, rotated or revoked ([`Emulator::revoke_oauth_grants`]) token, or another app's: `400 invalid_grant` |
+//! | `POST /api/token` errors | missing fields or a body that is neither a JSON object nor a form `400 invalid_request`; other grant types `400 unsupported_grant_type`; unregistered client_id `401 invalid_client`; faults: `login_status` N (and [`OneShotFault::Status`]) answer N with `temporarily_unavailable` (503), `invalid_request` (4xx) or `server_error` |
 //! | `GET /alive` | `200`, no token needed |
 //! | `GET /versions`, `GET /api/4.0/versions` | Looker's ApiVersion (`looker_release_version`, `current_version{version,full_version,status,swagger_url}`, `supported_versions`, `api_server_url`, `web_server_url`), the URLs built from the `Host` the client used; no token needed |
 //! | anything else | `404 {"message":"Not found","documentation_url":…}` |
 //!
 //! The two `emulator/` routes are not Looker's: they carry large bodies
 //! for the gateway's streaming tests and benchmarks.
+//!
+//! ## OAuth
+//!
+//! Looker's OAuth, as Google's looker-cli (gzr, `internal/client/oauth.go`)
+//! uses it: PKCE S256 with 32 random bytes as verifier, `scope=cors_api`,
+//! the code exchanged with a JSON body. A Looker admin registers the app
+//! (`register_oauth_client_app`: a `client_guid`, looker-agent's default is
+//! `looker-agent`, and one exact `redirect_uri`); here that is
+//! [`Emulator::register_oauth_app`]. The approving user is whoever is
+//! signed in to the web UI: [`Emulator::set_oauth_user`] (or
+//! [`Emulator::set_oauth_user_id`] for a credential's user); the tokens act
+//! as that user, show in [`Emulator::live_tokens`] as [`TokenKind::OAuth`],
+//! count in `Counters::live_tokens` (not in `logins`) and in
+//! [`Emulator::oauth_counters`]. [`Emulator::refresh_tokens`] lists the
+//! live refresh tokens (to check where a client stored them).
+//!
+//! A browser completes the consent by itself when
+//! [`Emulator::set_consent_auto_submit`]`(true)`: the page then ends with
+//! `<script>document.getElementById("allow").click();</script>` (`"deny"`
+//! when the `/auth` URL also carries `&auto=deny`; without the knob the
+//! query does nothing). Headless Chromium then posts the form, follows the
+//! `302` to the redirect URI and prints that page's DOM, e.g. as `$BROWSER`:
+//!
+//! ```sh
+//! #!/bin/sh
+//! profile="$(mktemp -d)"; trap 'rm -rf "$profile"' EXIT
+//! chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+//!     --disable-background-networking --disable-component-update --disable-sync \
+//!     --user-data-dir="$profile" --dump-dom "$1"
+//! ```
+//!
+//! It exits once the redirect target has loaded (about a second); after the
+//! callback the browser also asks the redirect's host for `/favicon.ico`.
+//! `tests/consent_browser.rs` runs exactly this.
+//!
+//! ## API3 keys
+//!
+//! Keys created through `credentials_api3` and keys added with
+//! [`Emulator::add_credential`] are the same kind of credential: both log
+//! in, both are listed, both can be deleted. Key ids are digits, unique
+//! on the emulator. [`Emulator::api3_keys`] lists a user's keys,
+//! [`Emulator::api3_counters`] counts those created and deleted through the
+//! API, [`Emulator::set_api3_key_created_at`] ages a key.
+//!
+//! ## One-shot faults
+//!
+//! [`Emulator::fail_next_api3_create`], [`Emulator::fail_next_api3_delete`],
+//! [`Emulator::fail_next_login`] (one client_id) and
+//! [`Emulator::fail_next_oauth_token`] spoil exactly the next such request
+//! (one that passed the permission check, for the key routes), then disarm:
+//! [`OneShotFault::Status`] answers that status and does nothing;
+//! [`OneShotFault::DropAfterApplying`] does the work (creates or deletes the
+//! key, issues the token, rotates the refresh token) and closes the
+//! connection unanswered, so the client cannot know. With strict rotation a
+//! refresh answer lost that way leaves the client's refresh token dead.
+//! [`Emulator::clear_one_shot_faults`] disarms them all.
 //!
 //! Every answered request is recorded ([`Emulator::requests`]: method,
 //! path without the query, status; the last few thousand), so tests can
@@ -45,16 +111,23 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
+mod api3;
+mod api3_http;
 mod body;
+mod consent_page;
 mod handler;
 mod model;
+mod oauth;
+mod oauth_http;
+mod one_shot;
 mod request_log;
 mod state;
+mod timestamp;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -230,6 +303,87 @@ pub enum TokenKind {
         /// The id of the admin whose token asked.
         admin_user_id: String,
     },
+    /// `POST /api/token` (an authorization code or a refresh token) for
+    /// this OAuth client app.
+    OAuth {
+        /// The app's client_guid.
+        client_guid: String,
+    },
+}
+
+/// What the OAuth side has done so far ([`Emulator::oauth_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OAuthCounters {
+    /// Consent pages answered Allow (each made an authorization code).
+    pub consents_allowed: u64,
+    /// Consent pages answered Deny.
+    pub consents_denied: u64,
+    /// Authorization codes exchanged for tokens (`grant_type=authorization_code`).
+    pub oauth_tokens: u64,
+    /// Successful `grant_type=refresh_token` requests.
+    pub refreshes: u64,
+    /// `POST /api/token` requests that issued nothing (refused, or
+    /// answered by a fault).
+    pub failed_token_requests: u64,
+}
+
+/// What the API3 key routes have done so far ([`Emulator::api3_counters`]).
+/// Keys added with [`Emulator::add_credential`] are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Api3Counters {
+    /// Keys created by `POST /users/{id}/credentials_api3`.
+    pub created: u64,
+    /// Keys deleted by `DELETE /users/{id}/credentials_api3/{key_id}`.
+    pub deleted: u64,
+}
+
+/// One API3 key, as [`Emulator::api3_keys`] reports it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api3KeyInfo {
+    /// Looker's credentials_api3 id (digits).
+    pub id: String,
+    /// The key's client_id.
+    pub client_id: String,
+    /// The user it acts as.
+    pub user_id: String,
+    /// When it was created (wall clock; see [`Emulator::set_api3_key_created_at`]).
+    pub created_at: SystemTime,
+    /// The `purpose` given at creation, if any.
+    pub purpose: Option<String>,
+}
+
+/// One live OAuth refresh token ([`Emulator::refresh_tokens`]). `Debug`
+/// leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshTokenInfo {
+    /// The refresh token itself, to look for where a client keeps it.
+    pub refresh_token: String,
+    /// The app it was issued to.
+    pub client_guid: String,
+    /// The user who approved.
+    pub user_id: String,
+}
+
+impl std::fmt::Debug for RefreshTokenInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTokenInfo")
+            .field("client_guid", &self.client_guid)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a one-shot fault ([`Emulator::fail_next_login`] and friends)
+/// spoils the one request it meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneShotFault {
+    /// Answer with this status (e.g. 503) and Looker's error body, doing
+    /// nothing (OAuth's JSON error shape on `POST /api/token`).
+    Status(u16),
+    /// Do the work (issue the token, create or delete the key, rotate the
+    /// refresh token), then close the connection without answering: the
+    /// client cannot know it happened.
+    DropAfterApplying,
 }
 
 /// One live token, as [`Emulator::live_tokens`] reports it. `Debug` leaves
@@ -383,6 +537,121 @@ impl Emulator {
     /// already obtained stay valid until they expire or are revoked.
     pub fn remove_credential(&self, client_id: &str) {
         self.ctx.state.remove_credential(client_id);
+    }
+
+    /// Makes a user known without giving it a key (replacing a known user
+    /// with the same id), e.g. the target of an admin's key management.
+    pub fn add_user(&self, user: EmulatorUser) {
+        self.ctx.state.add_user(user);
+    }
+
+    /// The API3 keys of a user, by id, whether added with
+    /// [`add_credential`](Emulator::add_credential) or created through the API.
+    pub fn api3_keys(&self, user_id: &str) -> Vec<Api3KeyInfo> {
+        self.ctx.state.api3_keys(user_id)
+    }
+
+    /// Keys created and deleted through the API so far.
+    pub fn api3_counters(&self) -> Api3Counters {
+        self.ctx.state.api3_counters()
+    }
+
+    /// Turns Looker's API key self-service on (the default) or off: when
+    /// off, a non-admin gets `403` even for its own keys.
+    pub fn set_api3_self_service(&self, on: bool) {
+        self.ctx.state.set_api3_self_service(on);
+    }
+
+    /// Whether deleting a key also revokes the access tokens it issued
+    /// (off by default: they live on until they expire, which is what a
+    /// client must be ready for).
+    pub fn set_api3_delete_revokes_tokens(&self, on: bool) {
+        self.ctx.state.set_api3_delete_revokes_tokens(on);
+    }
+
+    /// Sets a key's `created_at` (to age it for `rotate_after` tests);
+    /// false for an unknown client_id.
+    pub fn set_api3_key_created_at(&self, client_id: &str, at: SystemTime) -> bool {
+        self.ctx.state.set_api3_key_created_at(client_id, at)
+    }
+
+    /// Registers (or re-registers) an OAuth client app, as a Looker admin
+    /// does with `register_oauth_client_app`: `/auth` accepts exactly this
+    /// `redirect_uri` for it. looker-agent's default guid is `looker-agent`.
+    pub fn register_oauth_app(&self, client_guid: &str, redirect_uri: &str) {
+        self.ctx.state.register_oauth_app(client_guid, redirect_uri);
+    }
+
+    /// The user signed in to the emulator's web UI: the one who approves on
+    /// the consent page, and whom the OAuth tokens act as. Also makes the
+    /// user known (as [`add_user`](Emulator::add_user)).
+    pub fn set_oauth_user(&self, user: EmulatorUser) {
+        self.ctx.state.set_oauth_user(user);
+    }
+
+    /// Like [`set_oauth_user`](Emulator::set_oauth_user) with a user already
+    /// known by id (a credential's); false (and nobody signed in) when unknown.
+    pub fn set_oauth_user_id(&self, user_id: &str) -> bool {
+        self.ctx.state.set_oauth_user_id(user_id)
+    }
+
+    /// Whether a refresh hands out a new refresh token and retires the old
+    /// one at once (on by default, no grace period); off, the same refresh
+    /// token is returned and stays valid.
+    pub fn set_rotate_refresh_tokens(&self, on: bool) {
+        self.ctx.state.set_rotate_refresh_tokens(on);
+    }
+
+    /// When on, every consent page clicks a button by itself as it loads:
+    /// Allow, or Deny when the `/auth` URL carries `auto=deny`. Off by
+    /// default. It lets a real headless browser complete a sign-in.
+    pub fn set_consent_auto_submit(&self, on: bool) {
+        self.ctx.state.set_consent_auto_submit(on);
+    }
+
+    /// Revokes every OAuth grant the user gave: its refresh tokens, the
+    /// access tokens they produced and codes not yet exchanged (what a
+    /// Looker admin's `tokens_invalid_before` or disabling the app does).
+    /// Returns how many grants there were.
+    pub fn revoke_oauth_grants(&self, user_id: &str) -> usize {
+        self.ctx.state.revoke_oauth_grants(user_id)
+    }
+
+    /// The live OAuth refresh tokens.
+    pub fn refresh_tokens(&self) -> Vec<RefreshTokenInfo> {
+        self.ctx.state.refresh_tokens()
+    }
+
+    /// What the OAuth side has done so far.
+    pub fn oauth_counters(&self) -> OAuthCounters {
+        self.ctx.state.oauth_counters()
+    }
+
+    /// Spoils the next `POST /users/{id}/credentials_api3` (whoever sends
+    /// it); replaces a fault already armed for it.
+    pub fn fail_next_api3_create(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_api3_create(fault);
+    }
+
+    /// Spoils the next `DELETE /users/{id}/credentials_api3/{key_id}`.
+    pub fn fail_next_api3_delete(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_api3_delete(fault);
+    }
+
+    /// Spoils the next `POST /login` naming `client_id` (other client_ids
+    /// are not affected); counted in `failed_logins` unless it issued a token.
+    pub fn fail_next_login(&self, client_id: &str, fault: OneShotFault) {
+        self.ctx.state.fail_next_login(client_id, fault);
+    }
+
+    /// Spoils the next `POST /api/token`, whatever its grant.
+    pub fn fail_next_oauth_token(&self, fault: OneShotFault) {
+        self.ctx.state.fail_next_oauth_token(fault);
+    }
+
+    /// Disarms every one-shot fault not yet met.
+    pub fn clear_one_shot_faults(&self) {
+        self.ctx.state.clear_one_shot_faults();
     }
 
     /// The counters as of now.

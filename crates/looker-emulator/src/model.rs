@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{EmulatorUser, LiveTokenInfo, TokenKind};
+use super::{timestamp, Api3KeyInfo, EmulatorUser, LiveTokenInfo, TokenKind};
 
 /// Where Looker's error bodies point. Deliberately not a
 /// `…/docs/r/err/…` address: the Python SDK follows those with a request
@@ -69,26 +69,30 @@ fn split_name(display_name: &str) -> (&str, &str) {
     }
 }
 
+/// Looker's CredentialsApi3; with `client_secret` it is the
+/// CreateCredentialsApi3 that only the creation answers with.
+pub(crate) fn credentials_api3(base_url: &str, key: &Api3KeyInfo, client_secret: Option<&str>) -> Value {
+    let mut value = json!({
+        "can": {},
+        "id": key.id,
+        "client_id": key.client_id,
+        "created_at": timestamp::looker(key.created_at),
+        "is_disabled": false,
+        "type": "api3",
+        "purpose": key.purpose,
+        "url": format!("{base_url}/api/4.0/users/{}/credentials_api3/{}", key.user_id, key.id),
+    });
+    if let (Some(secret), Value::Object(map)) = (client_secret, &mut value) {
+        map.insert("client_secret".to_owned(), Value::from(secret));
+    }
+    value
+}
+
 /// `GET /api/4.0/user` and `GET /api/4.0/users/{id}`.
-pub(crate) fn user(base_url: &str, user: &EmulatorUser, client_ids: &[String]) -> Value {
+pub(crate) fn user(base_url: &str, user: &EmulatorUser, keys: &[Api3KeyInfo]) -> Value {
     let (first_name, last_name) = split_name(&user.display_name);
     let url = format!("{base_url}/api/4.0/users/{}", user.id);
-    let credentials_api3: Vec<Value> = client_ids
-        .iter()
-        .enumerate()
-        .map(|(i, client_id)| {
-            json!({
-                "can": {},
-                "id": (i + 1).to_string(),
-                "client_id": client_id,
-                "created_at": "2024-01-01T00:00:00.000+00:00",
-                "is_disabled": false,
-                "type": "api3",
-                "purpose": null,
-                "url": format!("{url}/credentials_api3/{}", i + 1),
-            })
-        })
-        .collect();
+    let credentials_api3: Vec<Value> = keys.iter().map(|k| credentials_api3(base_url, k, None)).collect();
     json!({
         "can": {
             "show": true,
@@ -199,13 +203,30 @@ pub(crate) fn versions(api_server_url: &str) -> Value {
 pub(crate) fn session(token: &LiveTokenInfo) -> Value {
     let sudo_user_id = match &token.kind {
         TokenKind::Sudo { admin_user_id } => Value::from(admin_user_id.as_str()),
-        TokenKind::ApiLogin { .. } => Value::Null,
+        TokenKind::ApiLogin { .. } | TokenKind::OAuth { .. } => Value::Null,
     };
     json!({
         "can": { "view": true, "update": true },
         "workspace_id": token.workspace.as_str(),
         "sudo_user_id": sudo_user_id,
     })
+}
+
+/// OAuth's error body (RFC 6749 §5.2), what `POST /api/token` refuses with.
+pub(crate) fn oauth_error(error: &str, description: &str) -> String {
+    json!({ "error": error, "error_description": description }).to_string()
+}
+
+/// The token endpoint's answer, its fields in Looker's login order.
+pub(crate) fn oauth_tokens(access_token: &str, expires_in: i64, refresh_token: &str) -> String {
+    #[derive(Serialize)]
+    struct Tokens<'a> {
+        access_token: &'a str,
+        token_type: &'a str,
+        expires_in: i64,
+        refresh_token: &'a str,
+    }
+    to_string(&Tokens { access_token, token_type: "Bearer", expires_in, refresh_token })
 }
 
 /// Looker's 422 body for a field that failed validation.

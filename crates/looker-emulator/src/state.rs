@@ -5,12 +5,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use tokio::time::Instant;
 
+use super::api3::Api3;
+use super::oauth::OAuth;
+use super::one_shot::OneShots;
 use super::{Counters, EmulatorUser, Faults, LiveTokenInfo, TokenKind, Workspace};
 
 /// Length of the access tokens Looker hands out.
@@ -20,31 +23,49 @@ const TOKEN_LEN: usize = 40;
 /// (and then past twice the size that survived the previous sweep).
 const FIRST_SWEEP: usize = 1024;
 
-/// A client_id's secret and the user it acts as.
-struct Credential {
-    secret: String,
-    user: Arc<EmulatorUser>,
+/// An API3 key: a client_id's secret and the user it acts as. Keys added
+/// by [`State::add_credential`] and keys created through
+/// `credentials_api3` are the same thing.
+pub(crate) struct Credential {
+    pub(crate) secret: String,
+    pub(crate) user: Arc<EmulatorUser>,
+    /// Looker's credentials_api3 id (digits, unique on the instance).
+    pub(crate) key_id: String,
+    /// Wall-clock creation time, for `created_at`.
+    pub(crate) created_at: SystemTime,
+    /// The caller's `purpose`, when it gave one.
+    pub(crate) purpose: Option<String>,
 }
 
 /// What the emulator remembers about an access token it issued.
-struct IssuedToken {
+pub(crate) struct IssuedToken {
     /// The user the token acts as (the sudo target for a sudo token).
-    user: Arc<EmulatorUser>,
-    expires_at: Instant,
+    pub(crate) user: Arc<EmulatorUser>,
+    pub(crate) expires_at: Instant,
     /// How it was obtained.
-    kind: TokenKind,
+    pub(crate) kind: TokenKind,
     /// At Looker the dev/production workspace is a property of the token.
-    workspace: Workspace,
+    pub(crate) workspace: Workspace,
+    /// The OAuth grant it came from, so revoking the grant revokes it.
+    pub(crate) grant: Option<u64>,
 }
 
 /// Everything behind the mutex.
-struct Tables {
-    credentials: HashMap<String, Credential>,
-    tokens: HashMap<String, IssuedToken>,
+pub(crate) struct Tables {
+    pub(crate) credentials: HashMap<String, Credential>,
+    /// Every user the emulator knows, by id: those of credentials, the
+    /// OAuth approver and [`State::add_user`]'s.
+    pub(crate) users: HashMap<String, Arc<EmulatorUser>>,
+    pub(crate) tokens: HashMap<String, IssuedToken>,
     token_lifetime: Duration,
     faults: Faults,
     clock_offset: Duration,
     sweep_at: usize,
+    /// The last credentials_api3 id handed out.
+    pub(crate) last_key_id: u64,
+    pub(crate) api3: Api3,
+    pub(crate) oauth: OAuth,
+    pub(crate) one_shots: OneShots,
 }
 
 /// The outcome of checking a client_id / client_secret pair.
@@ -79,7 +100,7 @@ pub(crate) enum SudoOutcome {
 
 /// The shared state of one emulator.
 pub(crate) struct State {
-    tables: Mutex<Tables>,
+    pub(crate) tables: Mutex<Tables>,
     logins: AtomicU64,
     failed_logins: AtomicU64,
     logouts: AtomicU64,
@@ -92,11 +113,16 @@ impl State {
         Self {
             tables: Mutex::new(Tables {
                 credentials: HashMap::new(),
+                users: HashMap::new(),
                 tokens: HashMap::new(),
                 token_lifetime,
                 faults,
                 clock_offset: Duration::ZERO,
                 sweep_at: FIRST_SWEEP,
+                last_key_id: 0,
+                api3: Api3::default(),
+                oauth: OAuth::default(),
+                one_shots: OneShots::default(),
             }),
             logins: AtomicU64::new(0),
             failed_logins: AtomicU64::new(0),
@@ -106,17 +132,30 @@ impl State {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Tables> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
         // A panic while holding this lock cannot leave the tables half
         // updated in a way that matters to an emulator, so carry on.
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Adds or replaces a key; a replaced key keeps its id and age.
     pub(crate) fn add_credential(&self, client_id: &str, client_secret: &str, user: EmulatorUser) {
-        self.lock().credentials.insert(
-            client_id.to_owned(),
-            Credential { secret: client_secret.to_owned(), user: Arc::new(user) },
-        );
+        let mut tables = self.lock();
+        let user = tables.add_user(user);
+        match tables.credentials.get_mut(client_id) {
+            Some(cred) => {
+                cred.secret = client_secret.to_owned();
+                cred.user = user;
+            }
+            None => {
+                tables.insert_key(client_id.to_owned(), client_secret.to_owned(), user, None);
+            }
+        }
+    }
+
+    /// Makes a user known (or replaces the one with its id) without a key.
+    pub(crate) fn add_user(&self, user: EmulatorUser) -> Arc<EmulatorUser> {
+        self.lock().add_user(user)
     }
 
     pub(crate) fn remove_credential(&self, client_id: &str) {
@@ -153,7 +192,8 @@ impl State {
             Some(cred) if !client_secret.is_empty() && cred.secret == client_secret => Arc::clone(&cred.user),
             _ => return LoginOutcome::Rejected,
         };
-        let (token, lifetime) = tables.issue(user, TokenKind::ApiLogin { client_id: client_id.to_owned() });
+        let (token, lifetime) =
+            tables.issue(user, TokenKind::ApiLogin { client_id: client_id.to_owned() }, None);
         LoginOutcome::Issued { token, lifetime }
     }
 
@@ -173,7 +213,7 @@ impl State {
         let Some(user) = tables.find_user(user_id) else {
             return SudoOutcome::UnknownUser;
         };
-        let (token, lifetime) = tables.issue(user, TokenKind::Sudo { admin_user_id: admin.id.clone() });
+        let (token, lifetime) = tables.issue(user, TokenKind::Sudo { admin_user_id: admin.id.clone() }, None);
         self.sudo_logins.fetch_add(1, Ordering::Relaxed);
         SudoOutcome::Issued { token, lifetime }
     }
@@ -250,19 +290,6 @@ impl State {
         self.lock().find_user(id)
     }
 
-    /// The client_ids bound to a user id, sorted (for `credentials_api3`).
-    pub(crate) fn client_ids_of(&self, user_id: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .lock()
-            .credentials
-            .iter()
-            .filter(|(_, c)| c.user.id == user_id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.sort();
-        ids
-    }
-
     pub(crate) fn count_login(&self) {
         self.logins.fetch_add(1, Ordering::Relaxed);
     }
@@ -298,18 +325,47 @@ impl State {
 impl Tables {
     /// The emulator's idea of now: tokio's clock (so `tokio::time::pause`
     /// and `advance` work) plus whatever `advance_clock` added.
-    fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         Instant::now() + self.clock_offset
     }
 
-    /// A configured user with this id, whichever credential it belongs to.
-    fn find_user(&self, id: &str) -> Option<Arc<EmulatorUser>> {
-        self.credentials.values().find(|c| c.user.id == id).map(|c| Arc::clone(&c.user))
+    /// A known user with this id.
+    pub(crate) fn find_user(&self, id: &str) -> Option<Arc<EmulatorUser>> {
+        self.users.get(id).map(Arc::clone)
+    }
+
+    /// Makes a user known, replacing the one with its id.
+    pub(crate) fn add_user(&mut self, user: EmulatorUser) -> Arc<EmulatorUser> {
+        let user = Arc::new(user);
+        self.users.insert(user.id.clone(), Arc::clone(&user));
+        user
+    }
+
+    /// Stores a new key under the next id; returns the id.
+    pub(crate) fn insert_key(
+        &mut self,
+        client_id: String,
+        secret: String,
+        user: Arc<EmulatorUser>,
+        purpose: Option<String>,
+    ) -> String {
+        self.last_key_id += 1;
+        let key_id = self.last_key_id.to_string();
+        self.credentials.insert(
+            client_id,
+            Credential { secret, user, key_id: key_id.clone(), created_at: SystemTime::now(), purpose },
+        );
+        key_id
     }
 
     /// Issues a fresh token in the production workspace, sweeping expired
     /// ones out first when the map has grown.
-    fn issue(&mut self, user: Arc<EmulatorUser>, kind: TokenKind) -> (String, Duration) {
+    pub(crate) fn issue(
+        &mut self,
+        user: Arc<EmulatorUser>,
+        kind: TokenKind,
+        grant: Option<u64>,
+    ) -> (String, Duration) {
         let now = self.now();
         if self.tokens.len() >= self.sweep_at {
             self.tokens.retain(|_, t| t.expires_at > now);
@@ -317,14 +373,14 @@ impl Tables {
         }
         let lifetime = self.token_lifetime;
         let token = loop {
-            let candidate = random_token();
+            let candidate = random_token(TOKEN_LEN);
             if !self.tokens.contains_key(&candidate) {
                 break candidate;
             }
         };
         self.tokens.insert(
             token.clone(),
-            IssuedToken { user, expires_at: now + lifetime, kind, workspace: Workspace::Production },
+            IssuedToken { user, expires_at: now + lifetime, kind, workspace: Workspace::Production, grant },
         );
         (token, lifetime)
     }
@@ -342,7 +398,8 @@ impl IssuedToken {
     }
 }
 
-/// 40 random ASCII letters and digits, like Looker's access tokens.
-fn random_token() -> String {
-    rand::rng().sample_iter(Alphanumeric).take(TOKEN_LEN).map(char::from).collect()
+/// `len` random ASCII letters and digits (40 for an access token, like
+/// Looker's).
+pub(crate) fn random_token(len: usize) -> String {
+    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
 }

@@ -46,7 +46,9 @@ fn socket_activation_serves_a_token_through_the_passed_socket() {
     let sock = env.dir.path().join("activated.sock");
     let log = env.dir.path().join("socket-activate.log");
     let mut cmd = Command::new("systemd-socket-activate");
-    cmd.arg("-l").arg(&sock);
+    // And the gateway's TCP door on a port of systemd's choosing (a second ListenStream=).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    cmd.arg("-l").arg(&sock).arg("-l").arg(format!("127.0.0.1:{port}"));
     // systemd-socket-activate passes the child only what -E names (plus PATH, HOME...).
     for (k, v) in &env.vars {
         cmd.arg("-E").arg(format!("{k}={v}"));
@@ -72,6 +74,9 @@ fn socket_activation_serves_a_token_through_the_passed_socket() {
     assert!(log_text().contains("socket passed by systemd"), "{}", log_text());
     // Agent's own default socket was never bound.
     assert!(!env.socket.exists());
+    // The passed TCP socket is the gateway's door.
+    let status: serde_json::Value = serde_json::from_str(&env.ctl_ok(&["status", "--json"], None)).unwrap();
+    assert_eq!(status["gateway"]["url"], format!("http://127.0.0.1:{port}"), "{}", log_text());
 
     unsafe_kill(child.id() as i32, SIGTERM);
     let start = Instant::now();

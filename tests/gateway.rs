@@ -519,3 +519,27 @@ fn mcp_server_runs_its_tools_through_the_gateway() {
     assert_eq!(s.emu.emu().counters().logins, 1);
     assert_eq!(live_real_tokens(&s).len(), 1);
 }
+
+#[test]
+fn a_long_call_is_not_cut_by_any_timeout_of_the_agent() {
+    // The profile's request timeout (2 s) bounds the agent's own logins, not the calls
+    // it forwards: a LookML validation may take hours. Looker here takes 12 s, longer
+    // than the profile timeout and than every body, write and header limit of the door.
+    let emu = BgEmulator::start(Duration::from_secs(3600), &[]);
+    emu.emu().add_credential(ID, SECRET, EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"));
+    let env = TestEnv::new("file");
+    env.ctl_ok(&["profile", "add", "prod", "--base-url", &emu.url(), "--timeout", "2s"], None);
+    env.ctl_ok(&["credential", "add", "prod", "api", "--client-id", ID], Some(SECRET));
+    let agent = env.start_agent(&[]);
+    let status: Value = serde_json::from_str(&env.ctl_ok(&["status", "--json"], None)).unwrap();
+    let url = status["gateway"]["url"].as_str().unwrap().to_string();
+    let s = Setup { env, emu, agent, url };
+    let (id, secret) = gateway_credential(&s);
+    let t = login(&s, &id, &secret);
+    assert_eq!(get(&s, &t, "/api/4.0/user").0, 200, "the login happens before the slow part");
+    let mut faults = s.emu.emu().faults();
+    faults.api_delay = Duration::from_secs(12);
+    s.emu.emu().set_faults(faults);
+    let (code, body) = get(&s, &t, "/api/4.0/user");
+    assert_eq!(code, 200, "{body}");
+}

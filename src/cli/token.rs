@@ -46,12 +46,7 @@ pub async fn token(cli: &Cli, args: &TokenArgs) -> Result<u8, CliError> {
             s
         }
     });
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|_| stdout.flush())
-        .map_err(|e| CliError::failure(e.to_string()))?;
-    Ok(exit::OK)
+    print_secret(&out)
 }
 
 /// A token from the agent's socket; when nothing answers there, from the
@@ -206,6 +201,12 @@ pub async fn gateway_credential(cli: &Cli, args: &GatewayCredentialArgs) -> Resu
             g.expires_at.as_deref().unwrap_or("when the agent stops")
         )
     });
+    print_secret(&out)
+}
+
+/// Writes text that holds a secret or token to stdout at once (the caller's copy is
+/// a zeroizing buffer).
+fn print_secret(out: &str) -> Result<u8, CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

@@ -354,14 +354,11 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Quotes a path for a copy-pasteable shell fix.
+/// Quotes a path for a copy-pasteable shell fix (the `shlex` crate's rules: as it
+/// is when that is safe, else quoted). A path that was opened holds no NUL.
 fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+    shlex::try_quote(&s).map_or_else(|_| format!("{s:?}"), std::borrow::Cow::into_owned)
 }
 
 /// What the config file must be: owned by you or root; if a regular file, not
@@ -577,8 +574,17 @@ client_id = "def"
 
         #[test]
         fn quoting_in_fix_hint() {
-            assert_eq!(shell_quote(Path::new("/a b/it's")), "'/a b/it'\\''s'");
+            assert_eq!(shell_quote(Path::new("/a b/it's")), "\"/a b/it's\"");
+            assert_eq!(shell_quote(Path::new("/a b/config.toml")), "'/a b/config.toml'");
             assert_eq!(shell_quote(Path::new("/a/config.toml")), "/a/config.toml");
+            // What the shell reads back is the path.
+            for p in ["/a b/it's", "/x/$HOME/`id`", "/tab\there", "/q\"'\"", "/a,b=c%d"] {
+                let out = std::process::Command::new("/bin/sh")
+                    .args(["-c", &format!("printf %s {}", shell_quote(Path::new(p)))])
+                    .output()
+                    .unwrap();
+                assert_eq!(String::from_utf8(out.stdout).unwrap(), p);
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use super::context::{config_path, open_store};
 use super::exit::{self, CliError};
 use super::manage::{poke, read_secret, store_then_save};
 use super::output;
-use super::token::shell_quote;
+use super::token::shell_word;
 use crate::config::normalize_base_url;
 use crate::config_edit::{ConfigEditor, CredentialChange, ProfileSettings};
 use crate::files::atomic::AtomicFile;
@@ -82,14 +82,10 @@ fn env_setting(key: &str) -> Option<String> {
     })
 }
 
-/// A word for a shell command line: as it is when that is safe, else quoted.
-fn shell_word(s: &str) -> String {
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        shell_quote(s)
-    }
+/// A word for the command line printed as a hint: as it is when that is safe,
+/// else quoted; a NUL (which no shell word holds) shows as `\0` for the reader.
+fn hint_word(s: &str) -> String {
+    shell_word(s).map_or_else(|| format!("{s:?}"), std::borrow::Cow::into_owned)
 }
 
 /// Picks the source (see the module docs).
@@ -302,9 +298,9 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     }
 
     if let Some(o) = found.file.as_ref().filter(|_| file_holds_secret) {
-        let mut again = format!("lookerctl import {}", shell_word(&o.path.display().to_string()));
+        let mut again = format!("lookerctl import {}", hint_word(&o.path.display().to_string()));
         if args.section.is_some() {
-            again.push_str(&format!(" --section {}", shell_word(&o.section)));
+            again.push_str(&format!(" --section {}", hint_word(&o.section)));
         }
         if explicit.is_some() {
             again.push_str(&format!(" --profile {name}"));

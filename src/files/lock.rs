@@ -37,27 +37,24 @@ pub fn open_existing(path: &Path) -> io::Result<File> {
 
 /// Takes an exclusive lock on `file` if it is free: `Ok(false)` when another holds it.
 pub fn try_exclusive(file: &File) -> io::Result<bool> {
-    use rustix::fs::{flock, FlockOperation};
-    loop {
-        match flock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
 }
 
 /// Whether another process holds an exclusive lock on the file `file` opens: tested
 /// with a shared lock, so two processes testing at once do not take each other for
 /// the holder.
 pub fn held_by_other(file: &File) -> io::Result<bool> {
-    use rustix::fs::{flock, FlockOperation};
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockShared).map(|got| !got)
+}
+
+/// Tries the non-blocking `flock` `op` (again when a signal interrupts it): whether
+/// it got the lock, `Ok(false)` when another process holds a conflicting one.
+fn try_flock(file: &File, op: rustix::fs::FlockOperation) -> io::Result<bool> {
     loop {
-        match flock(file, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => return Ok(false),
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(true),
             Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }

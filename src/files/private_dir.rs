@@ -239,16 +239,27 @@ mod tests {
 
     fn mkdir(p: &Path, mode: u32) {
         std::fs::create_dir(p).unwrap();
+        chmod(p, mode);
+    }
+
+    fn chmod(p: &Path, mode: u32) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A folder `name` of mode `mode` in a fresh temporary folder, and a private
+    /// (0700) folder `mine` in it.
+    fn mine_inside(name: &str, mode: u32) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let outer = t.path().join(name);
+        mkdir(&outer, mode);
+        let mine = outer.join("mine");
+        mkdir(&mine, 0o700);
+        (t, outer, mine)
     }
 
     #[test]
     fn a_private_folder_below_a_sticky_shared_one_is_safe() {
-        let t = tempfile::tempdir().unwrap();
-        let shared = t.path().join("tmp");
-        mkdir(&shared, 0o1777);
-        let mine = shared.join("mine");
-        mkdir(&mine, 0o700);
+        let (_t, shared, mine) = mine_inside("tmp", 0o1777);
         assert_eq!(check_private_dir(&mine, false).unwrap(), std::fs::canonicalize(&mine).unwrap());
         // The sticky folder itself is no private folder.
         assert!(matches!(check_private_dir(&shared, false), Err(UnsafePath::Writable { .. })));
@@ -256,20 +267,16 @@ mod tests {
 
     #[test]
     fn a_writable_folder_on_the_way_is_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let open = t.path().join("open");
-        mkdir(&open, 0o777);
-        let mine = open.join("mine");
-        mkdir(&mine, 0o700);
+        let (_t, open, mine) = mine_inside("open", 0o777);
         match check_private_dir(&mine, false) {
             Err(UnsafePath::Writable { path, mode }) => assert_eq!((path, mode), (open.clone(), 0o777)),
             other => panic!("{other:?}"),
         }
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o770)).unwrap();
+        chmod(&open, 0o770);
         assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
         // The folder itself, group-writable.
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o720)).unwrap();
+        chmod(&open, 0o755);
+        chmod(&mine, 0o720);
         assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
     }
 
@@ -310,12 +317,9 @@ mod tests {
             eprintln!("skipped: needs root to give a folder away");
             return;
         }
-        let t = tempfile::tempdir().unwrap();
-        let theirs = t.path().join("theirs");
-        mkdir(&theirs, 0o755);
+        let (_t, theirs, mine) = mine_inside("theirs", 0o755);
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-        mkdir(&theirs.join("mine"), 0o700);
-        match check_private_dir(&theirs.join("mine"), true) {
+        match check_private_dir(&mine, true) {
             Err(UnsafePath::ForeignOwner { path, owner, .. }) => assert_eq!((path, owner), (theirs, 65534)),
             other => panic!("{other:?}"),
         }
@@ -327,7 +331,7 @@ mod tests {
         let d = t.path().join("d");
         assert!(matches!(create(&d, false).unwrap(), Created::New));
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700);
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chmod(&d, 0o755);
         assert!(matches!(create(&d, false).unwrap(), Created::Existing(_)));
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700);
         // A symlink is reported as one unless followed.

@@ -11,6 +11,7 @@
 pub mod credentials_dir;
 pub mod file;
 pub mod memory;
+mod record;
 pub mod secret_service;
 
 use crate::secret::Secret;

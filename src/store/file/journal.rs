@@ -7,7 +7,7 @@ use super::layout::{journal_dir, valid_journal_id, JOURNAL_TMP_PREFIX, STALE_TMP
 use super::write::{ensure_dirs, is_older_than, sync_dir};
 use super::{io_err, FileStore};
 use crate::files::atomic::AtomicFile;
-use crate::secret::Secret;
+use crate::store::record::{parse_json, JournalToken};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -134,25 +134,9 @@ fn read_journal_entry(path: &Path, id: &str) -> Result<Option<JournalEntry>, Sto
     let Some(file) = open_checked(path, Holds::Token)? else { return Ok(None) };
     let buf = read_capped(file, path)?;
     let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
-    // serde_json's messages can quote the input, so only the position is reported.
-    let entry: JournalIn = serde_json::from_slice(&buf).map_err(|e| {
-        corrupt(format!(
-            "not a JSON object with profile, credential, base_url, token and expires_at_unix (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let token = Secret::new(entry.token);
-    if token.is_empty() {
-        return Err(corrupt("the token is empty".into()));
-    }
-    Ok(Some(JournalEntry {
-        id: id.to_owned(),
-        profile: entry.profile,
-        credential: entry.credential,
-        base_url: entry.base_url,
-        token,
-        expires_at_unix: entry.expires_at_unix,
-        owner: entry.owner,
-    }))
+    let entry: JournalIn =
+        parse_json(&buf, "profile, credential, base_url, token and expires_at_unix").map_err(corrupt)?;
+    let token =
+        JournalToken { base_url: entry.base_url, token: entry.token, expires_at_unix: entry.expires_at_unix };
+    token.into_entry(id.to_owned(), entry.profile, entry.credential, entry.owner).map(Some).map_err(corrupt)
 }

@@ -6,12 +6,14 @@ use super::super::{valid_owner, SecretKey, StoreError};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A name that cannot become a file name in `folder`, and why.
+fn refused(folder: PathBuf, why: String) -> StoreError {
+    StoreError::Io { path: folder, source: io::Error::new(io::ErrorKind::InvalidInput, why) }
+}
+
 /// Re-checks a name even though config validation already did: it becomes a path.
 pub(super) fn checked_name<'a>(dir: &Path, what: &'static str, name: &'a str) -> Result<&'a str, StoreError> {
-    crate::name::Name::check(what, name).map_err(|e| StoreError::Io {
-        path: dir.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-    })
+    crate::name::Name::check(what, name).map_err(|e| refused(dir.to_path_buf(), e.to_string()))
 }
 
 pub(super) fn valid_journal_id(id: &str) -> bool {
@@ -20,17 +22,12 @@ pub(super) fn valid_journal_id(id: &str) -> bool {
 
 /// Journal ids become file names: nothing but `[A-Za-z0-9_-]{1,64}`.
 pub(super) fn checked_journal_id<'a>(dir: &Path, id: &'a str) -> Result<&'a str, StoreError> {
-    if valid_journal_id(id) {
-        Ok(id)
-    } else {
-        Err(StoreError::Io {
-            path: journal_dir(dir),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid token journal id {id:?}: use 1 to 64 letters, digits, '_' and '-'"),
-            ),
-        })
-    }
+    valid_journal_id(id).then_some(id).ok_or_else(|| {
+        refused(
+            journal_dir(dir),
+            format!("invalid token journal id {id:?}: use 1 to 64 letters, digits, '_' and '-'"),
+        )
+    })
 }
 
 pub(super) fn journal_dir(dir: &Path) -> PathBuf {
@@ -76,16 +73,11 @@ pub(super) fn entry_file_name(dir: &Path, client_id: &str) -> Result<String, Sto
         }
     }
     if name.is_empty() || name.len() > MAX_CLIENT_ID_FILE_NAME {
-        return Err(StoreError::Io {
-            path: dir.to_path_buf(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a client_id of {} bytes cannot name a secret file; check the client_id",
-                    client_id.len()
-                ),
-            ),
-        });
+        let why = format!(
+            "a client_id of {} bytes cannot name a secret file; check the client_id",
+            client_id.len()
+        );
+        return Err(refused(dir.to_path_buf(), why));
     }
     name.push_str(".json");
     Ok(name)
@@ -110,17 +102,9 @@ pub(super) fn client_id_of_file_name(name: &str) -> Option<String> {
 }
 
 fn checked_owner<'a>(dir: &Path, owner: &'a str) -> Result<&'a str, StoreError> {
-    if valid_owner(owner) {
-        Ok(owner)
-    } else {
-        Err(StoreError::Io {
-            path: owners_dir(dir),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid agent instance id {owner:?}"),
-            ),
-        })
-    }
+    valid_owner(owner)
+        .then_some(owner)
+        .ok_or_else(|| refused(owners_dir(dir), format!("invalid agent instance id {owner:?}")))
 }
 
 pub(super) fn owner_lock_path(dir: &Path, owner: &str) -> Result<PathBuf, StoreError> {

@@ -7,6 +7,7 @@ use super::layout::{client_id_of_file_name, credential_dir, profile_dir, secrets
 use super::write::{ensure_dirs, remove_if_there, sync_dir, write_atomically};
 use super::{io_err, FileStore};
 use crate::secret::Secret;
+use crate::store::record::parse_json;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -46,15 +47,8 @@ fn read_entry_file(
     let Some(file) = open_checked(path, Holds::Secret(key))? else { return Ok(None) };
     let buf = read_capped(file, path)?;
     let corrupt = |reason: String| StoreError::Corrupt { what: path.display().to_string(), reason };
-    // serde_json's messages can quote the input, so only the position is reported.
-    let entry: EntryIn = serde_json::from_slice(&buf).map_err(|e| {
-        corrupt(format!(
-            "not a JSON object with client_id and client_secret (line {}, column {}); store the secret again with `{}`",
-            e.line(),
-            e.column(),
-            add_again(key)
-        ))
-    })?;
+    let entry: EntryIn = parse_json(&buf, "client_id and client_secret")
+        .map_err(|m| corrupt(format!("{m}; store the secret again with `{}`", add_again(key))))?;
     let secret = Secret::new(entry.client_secret);
     if secret.is_empty() {
         return Err(corrupt(format!("the client_secret is empty; store it again with `{}`", add_again(key))));

@@ -44,7 +44,7 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use secret_service::{Collection, EncryptionType, Item, SearchItemsResult, SecretService};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -29,10 +29,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The prefix of the SDKs' environment variables.
-pub const ENV_PREFIX: &str = "LOOKERSDK_";
+pub(crate) const ENV_PREFIX: &str = "LOOKERSDK_";
 
 /// Profile name for settings from the environment when `--profile` names none.
-pub const ENV_PROFILE_NAME: &str = "looker";
+pub(crate) const ENV_PROFILE_NAME: &str = "looker";
 
 /// A looker.ini larger than this is not a looker.ini.
 const MAX_INI_BYTES: u64 = 1 << 20;
@@ -41,7 +41,7 @@ const SECRET_KEY: &str = "client_secret";
 
 /// Where the settings were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A looker.ini.
     File(PathBuf),
     /// The `LOOKERSDK_*` environment variables.
@@ -89,7 +89,7 @@ fn hint_word(s: &str) -> String {
 }
 
 /// Picks the source (see the module docs).
-pub fn choose_source(file: Option<&Path>) -> Source {
+pub(crate) fn choose_source(file: Option<&Path>) -> Source {
     if let Some(f) = file {
         return Source::File(f.to_path_buf());
     }
@@ -204,7 +204,7 @@ fn from_env() -> Result<Found, CliError> {
 }
 
 /// `lookerctl import`.
-pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
+pub(crate) async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     let source = choose_source(args.file.as_deref());
     if source == Source::Env && (args.section.is_some() || args.remove_secret) {
         return Err(CliError::usage(format!(

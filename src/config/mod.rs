@@ -20,7 +20,7 @@
 
 mod trusted;
 
-pub use trusted::read_trusted;
+pub(crate) use trusted::read_trusted;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default refresh window: a set used within it is kept fresh.
-pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Default per-request timeout towards Looker.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -149,7 +149,7 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), String> {
 }
 
 /// Normalises a base URL: trims, drops a trailing `/` and a pasted `/api/<version>` suffix.
-pub fn normalize_base_url(raw: &str) -> Result<String, String> {
+pub(crate) fn normalize_base_url(raw: &str) -> Result<String, String> {
     let mut s = raw.trim().trim_end_matches('/').to_string();
     // Until nothing changes, so a normalised URL stays as it is (`…/api/4.0/api/4.0`).
     loop {
@@ -266,7 +266,7 @@ impl Profile {
     /// True when `exe` may receive this profile's tokens (no allow-list: everyone
     /// of the agent's own user). Configured paths are compared canonicalized, as
     /// `/proc/PID/exe` is.
-    pub fn allows_executable(&self, exe: Option<&Path>) -> bool {
+    pub(crate) fn allows_executable(&self, exe: Option<&Path>) -> bool {
         if self.allowed_executables.is_empty() {
             return true;
         }
@@ -282,12 +282,12 @@ impl Profile {
     }
 
     /// The refresh window (default 1 h).
-    pub fn refresh_window(&self) -> Duration {
+    pub(crate) fn refresh_window(&self) -> Duration {
         self.refresh_window.unwrap_or(DEFAULT_REFRESH_WINDOW)
     }
 
     /// A credential set by name.
-    pub fn credential(&self, name: &str) -> Option<&Credential> {
+    pub(crate) fn credential(&self, name: &str) -> Option<&Credential> {
         self.credentials.iter().find(|c| c.name == name)
     }
 }

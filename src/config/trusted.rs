@@ -19,7 +19,7 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// the file holds no secrets. A symlink is followed and its target checked, along
 /// with the folders holding the link and the target. The checks run on the opened
 /// file, so the file read is the file checked.
-pub fn read_trusted(path: &Path) -> Result<Option<String>, ConfigError> {
+pub(crate) fn read_trusted(path: &Path) -> Result<Option<String>, ConfigError> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
 

@@ -142,13 +142,8 @@ impl ConfigEditor {
         Ok(ConfigEditor { path: path.to_path_buf(), doc, original, _lock: lock })
     }
 
-    /// The config file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether the document differs from the file as read (a save would change it).
-    pub fn is_changed(&self) -> bool {
+    pub(crate) fn is_changed(&self) -> bool {
         self.original.as_deref() != Some(self.doc.to_string().as_str())
     }
 

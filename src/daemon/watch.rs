@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How often the config file is checked.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long the file must stay unchanged before a change is reloaded.
-pub const SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 
 /// What identifies one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// Notices settled changes of one file.
 #[derive(Debug)]
-pub struct ConfigWatcher {
+pub(crate) struct ConfigWatcher {
     path: PathBuf,
     last: Option<Stamp>,
     tick: tokio::time::Interval,
@@ -54,7 +54,7 @@ pub struct ConfigWatcher {
 
 impl ConfigWatcher {
     /// Watches `path` from its current state on.
-    pub fn new(path: PathBuf) -> ConfigWatcher {
+    pub(crate) fn new(path: PathBuf) -> ConfigWatcher {
         let last = stamp(&path);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,7 +63,7 @@ impl ConfigWatcher {
 
     /// Completes when the file has changed since the last call (or creation) and
     /// has then stayed the same for [`SETTLE`].
-    pub async fn changed(&mut self) {
+    pub(crate) async fn changed(&mut self) {
         loop {
             self.tick.tick().await;
             let mut now = stamp(&self.path);
@@ -87,7 +87,7 @@ impl ConfigWatcher {
 }
 
 /// Polls `path` and reloads through `reload` whenever it changes; runs until aborted.
-pub async fn watch_config(path: PathBuf, broker: Broker, reload: ReloadFn) {
+pub(crate) async fn watch_config(path: PathBuf, broker: Broker, reload: ReloadFn) {
     let mut watcher = ConfigWatcher::new(path.clone());
     loop {
         watcher.changed().await;

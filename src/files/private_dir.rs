@@ -9,11 +9,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The mode of every private folder.
-pub const MODE: u32 = 0o700;
+pub(crate) const MODE: u32 = 0o700;
 
 /// What [`create`] found.
 #[derive(Debug)]
-pub enum Created {
+pub(crate) enum Created {
     /// The folder was made, mode 0700 (and its parent synced).
     New,
     /// Something was already there: its metadata (followed if asked), for the caller
@@ -25,7 +25,7 @@ pub enum Created {
 /// Creates `path` as a 0700 folder, or, when it exists, tightens it if it is a folder
 /// of ours and returns what is there. `follow_symlink`: whether an existing `path`
 /// may be a symlink to a folder.
-pub fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
+pub(crate) fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
     match fs::DirBuilder::new().mode(MODE).create(path) {
         Ok(()) => {
             // The umask can only remove bits; set the mode anyway, as rbw does.
@@ -45,7 +45,7 @@ pub fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
 }
 
 /// Creates `dir` and any missing parents, each new one 0700 (a config's folder).
-pub fn create_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_all(dir: &Path) -> io::Result<()> {
     if dir.exists() {
         return Ok(());
     }
@@ -55,7 +55,7 @@ pub fn create_all(dir: &Path) -> io::Result<()> {
 /// Sets a folder of ours back to exactly 0700 when its mode differs; whether it did.
 /// Anything else (another user's folder, not a folder) is left alone for the
 /// caller's rule to judge.
-pub fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
+pub(crate) fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
     if meta.is_dir() && meta.uid() == rules::euid() && meta.mode() & 0o7777 != MODE {
         fs::set_permissions(path, fs::Permissions::from_mode(MODE))?;
         return Ok(true);
@@ -64,7 +64,7 @@ pub fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
 }
 
 /// fsync of a folder, so a rename or removal in it is on disk.
-pub fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path).and_then(|d| d.sync_all())
 }
 
@@ -72,7 +72,7 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 /// than you (and root) could swap what it holds, e.g. plant a fake agent that hands
 /// out its own token and base URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnsafePath {
+pub(crate) enum UnsafePath {
     /// A folder (or symlink) on the path belongs to another user.
     #[error("{} is owned by uid {owner}, not by you (uid {me}) or root, so that user could plant a fake agent there; remove it (as root: `rm -rf {}`), or point XDG_RUNTIME_DIR or --socket / LOOKER_AGENT_SOCKET at a folder of your own", path.display(), path.display())]
     ForeignOwner {
@@ -138,7 +138,7 @@ const MAX_SYMLINKS: usize = 40;
 /// A folder created here is made with mode 0700 at once (`mkdir` is atomic); if
 /// someone else creates it first, the check that follows refuses it.
 /// POSIX ACLs are not looked at.
-pub fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath> {
+pub(crate) fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath> {
     use std::collections::VecDeque;
     let me = rules::euid();
     let io = |what: &'static str, path: &Path, e: std::io::Error| UnsafePath::Io {

@@ -36,10 +36,10 @@ mod section;
 
 pub use edit::remove_key;
 pub use parse::parse;
-pub use section::IniSection;
+pub(crate) use section::IniSection;
 
 /// The file the SDKs read by default, in the current folder.
-pub const DEFAULT_FILE: &str = "looker.ini";
+pub(crate) const DEFAULT_FILE: &str = "looker.ini";
 
 /// configparser's section of defaults for every other section.
 pub const DEFAULTS_SECTION: &str = "DEFAULT";
@@ -72,7 +72,8 @@ pub enum IniError {
 
 impl IniError {
     /// The line the error is about, if any.
-    pub fn line(&self) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn line(&self) -> Option<usize> {
         match self {
             IniError::Line { line, .. } => Some(*line),
             _ => None,

@@ -18,7 +18,7 @@ pub struct IniSection {
     /// [`IniSection::take_secret`].
     pub entries: Vec<(String, String)>,
     /// The line of the `[section]` header (1-based).
-    pub line: usize,
+    pub(crate) line: usize,
     /// The line each entry was read from.
     pub(super) entry_lines: Vec<usize>,
     /// The client_secret, its line and the section that set it.
@@ -58,7 +58,7 @@ impl IniSection {
     }
 
     /// The line a key was read from (for `client_secret` too).
-    pub fn line_of(&self, key: &str) -> Option<usize> {
+    pub(crate) fn line_of(&self, key: &str) -> Option<usize> {
         let key = key.to_lowercase();
         if key == SECRET_KEY {
             return self.secret.as_ref().map(|(_, line, _)| *line);

@@ -4,7 +4,7 @@
 use crate::files::private_dir::{self, UnsafePath};
 use crate::protocol::error::ErrorBody;
 use crate::protocol::{
-    ErrorCode, Health, Request as ApiRequest, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
+    ErrorCode, Request as ApiRequest, RevokeRequest, RevokeResponse, StatusReport, TokenObject,
     DEFAULT_MIN_TTL_SECS,
 };
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Largest answer the client reads.
@@ -67,11 +67,6 @@ impl AgentClient {
         AgentClient { socket: socket.into(), timeout: Duration::from_secs(60) }
     }
 
-    /// The socket this client talks to.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Refuses a socket whose folder someone else could have planted or can change
     /// (see [`private_dir::check_private_dir`]); a missing folder means no agent runs.
     fn check_folder(&self) -> Result<(), ClientError> {
@@ -110,7 +105,7 @@ impl AgentClient {
     }
 
     /// Sends one request and returns the status and body.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: Method,
         path: &str,
@@ -165,11 +160,6 @@ impl AgentClient {
         }
     }
 
-    /// `GET /v1/health`.
-    pub async fn health(&self) -> Result<Health, ClientError> {
-        self.call(&ApiRequest::Health).await
-    }
-
     /// A token (`GET /v1/profiles/{profile}/token`). `None` asks for the agent's
     /// default profile, credential set and `min_ttl`.
     pub async fn token(
@@ -201,12 +191,12 @@ impl AgentClient {
     }
 
     /// `GET /v1/status`.
-    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+    pub(crate) async fn status(&self) -> Result<StatusReport, ClientError> {
         self.call(&ApiRequest::Status).await
     }
 
     /// `POST /v1/revoke`.
-    pub async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeResponse, ClientError> {
+    pub(crate) async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeResponse, ClientError> {
         self.call(&ApiRequest::Revoke {
             profile: req.profile.as_deref().map(Cow::Borrowed),
             credential: req.credential.as_deref().map(Cow::Borrowed),
@@ -223,7 +213,7 @@ impl AgentClient {
     }
 
     /// `POST /v1/reload`: make a running agent re-read its config.
-    pub async fn reload(&self) -> Result<serde_json::Value, ClientError> {
+    pub(crate) async fn reload(&self) -> Result<serde_json::Value, ClientError> {
         self.call(&ApiRequest::Reload).await
     }
 }

@@ -42,43 +42,54 @@ pub enum AgentError {
     Internal(String),
 }
 
-/// Client proxy for `io.github.lookeragent.Agent1` (docs/reference.md "D-Bus API").
-#[zbus::proxy(
-    interface = "io.github.lookeragent.Agent1",
-    default_service = "io.github.lookeragent.Agent1",
-    default_path = "/io/github/lookeragent/Agent1"
-)]
-pub trait Agent1 {
-    /// `GetToken(s profile, s credential, u min_ttl) -> (s access_token, x expires_at_unix, s base_url)`;
-    /// empty strings and 0 mean the defaults.
-    fn get_token(
-        &self,
-        profile: &str,
-        credential: &str,
-        min_ttl: u32,
-    ) -> Result<(String, i64, String), AgentError>;
+/// The zbus proxy of the D-Bus API: `Agent1Proxy`, its blocking twin, and a
+/// stream and argument type per signal.
+// zbus generates the signal argument structs and streams without docs: the trait's
+// own docs above each method are what a reader gets.
+#[allow(missing_docs)]
+mod proxy {
+    use super::AgentError;
 
-    /// `Invalidate(s profile, s access_token)`.
-    fn invalidate(&self, profile: &str, access_token: &str) -> Result<(), AgentError>;
+    /// Client proxy for `io.github.lookeragent.Agent1` (docs/reference.md "D-Bus API").
+    #[zbus::proxy(
+        interface = "io.github.lookeragent.Agent1",
+        default_service = "io.github.lookeragent.Agent1",
+        default_path = "/io/github/lookeragent/Agent1"
+    )]
+    pub trait Agent1 {
+        /// `GetToken(s profile, s credential, u min_ttl) -> (s access_token, x expires_at_unix, s base_url)`;
+        /// empty strings and 0 mean the defaults.
+        fn get_token(
+            &self,
+            profile: &str,
+            credential: &str,
+            min_ttl: u32,
+        ) -> Result<(String, i64, String), AgentError>;
 
-    /// `ListProfiles() -> (as)`.
-    fn list_profiles(&self) -> Result<Vec<String>, AgentError>;
+        /// `Invalidate(s profile, s access_token)`.
+        fn invalidate(&self, profile: &str, access_token: &str) -> Result<(), AgentError>;
 
-    /// `Revoke(s profile, s credential) -> (u revoked)`.
-    fn revoke(&self, profile: &str, credential: &str) -> Result<u32, AgentError>;
+        /// `ListProfiles() -> (as)`.
+        fn list_profiles(&self) -> Result<Vec<String>, AgentError>;
 
-    /// `signal TokenRefreshed(s profile, s credential, x expires_at_unix)`.
-    #[zbus(signal)]
-    fn token_refreshed(&self, profile: &str, credential: &str, expires_at_unix: i64) -> zbus::Result<()>;
+        /// `Revoke(s profile, s credential) -> (u revoked)`.
+        fn revoke(&self, profile: &str, credential: &str) -> Result<u32, AgentError>;
 
-    /// `signal CredentialFailed(s profile, s credential, s reason)`.
-    #[zbus(signal)]
-    fn credential_failed(&self, profile: &str, credential: &str, reason: &str) -> zbus::Result<()>;
+        /// `signal TokenRefreshed(s profile, s credential, x expires_at_unix)`.
+        #[zbus(signal)]
+        fn token_refreshed(&self, profile: &str, credential: &str, expires_at_unix: i64) -> zbus::Result<()>;
 
-    /// `property Version (s)`.
-    #[zbus(property)]
-    fn version(&self) -> zbus::Result<String>;
+        /// `signal CredentialFailed(s profile, s credential, s reason)`.
+        #[zbus(signal)]
+        fn credential_failed(&self, profile: &str, credential: &str, reason: &str) -> zbus::Result<()>;
+
+        /// `property Version (s)`.
+        #[zbus(property)]
+        fn version(&self) -> zbus::Result<String>;
+    }
 }
+
+pub use proxy::*;
 
 /// What [`ClientError::NotRunning`] names instead of a socket.
 fn bus_place() -> PathBuf {
@@ -179,7 +190,7 @@ async fn trusted_owner(conn: &zbus::Connection) -> Result<zbus::names::OwnedUniq
 /// The D-Bus answer names neither the profile nor the credential set a default
 /// resolved to, so the token object carries what was asked for (empty for a default).
 /// A missing bus or agent is [`ClientError::NotRunning`].
-pub async fn token_over_bus(
+pub(crate) async fn token_over_bus(
     profile: Option<&str>,
     credential: Option<&str>,
     min_ttl: Option<Duration>,

@@ -16,12 +16,12 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration the way [`parse`] reads it back (e.g. `5m`, `1h 30m`).
-pub fn format(d: Duration) -> String {
+pub(crate) fn format(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 /// A serde adapter for config fields holding a DURATION string (or a number of seconds).
-pub mod serde_opt {
+pub(crate) mod serde_opt {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -33,7 +33,7 @@ pub mod serde_opt {
     }
 
     /// Deserializes `Option<Duration>` from `90`, `"90s"`, `"5m"`...
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
             Some(Raw::Secs(s)) => Ok(Some(Duration::from_secs(s))),

@@ -17,6 +17,7 @@
 //! - [`client`], [`client_bus`], [`cli`]: the `lookerctl` side (socket, D-Bus fallback);
 //! - [`logging`]: journald-native under systemd, text on stderr otherwise.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![warn(missing_docs)]
 
 pub mod broker;
 pub mod cli;

@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Where the daemon's log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogTarget {
+pub(crate) enum LogTarget {
     /// The systemd journal, natively (structured fields, priorities).
     Journald,
     /// Text lines on standard error.
@@ -23,16 +23,16 @@ pub enum LogTarget {
 }
 
 /// The `SYSLOG_IDENTIFIER` of journal entries.
-pub const SYSLOG_IDENTIFIER: &str = "looker-agent";
+pub(crate) const SYSLOG_IDENTIFIER: &str = "looker-agent";
 
 /// Parses `JOURNAL_STREAM` (`DEV:INODE`, both decimal).
-pub fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
     let (dev, ino) = value.trim().split_once(':')?;
     Some((dev.parse().ok()?, ino.parse().ok()?))
 }
 
 /// True when `fd` is the stream `journal_stream` (a `JOURNAL_STREAM` value) names.
-pub fn fd_is_journal_stream(fd: impl AsFd, journal_stream: &str) -> bool {
+pub(crate) fn fd_is_journal_stream(fd: impl AsFd, journal_stream: &str) -> bool {
     let Some((dev, ino)) = parse_journal_stream(journal_stream) else {
         return false;
     };
@@ -45,7 +45,7 @@ pub fn fd_is_journal_stream(fd: impl AsFd, journal_stream: &str) -> bool {
 }
 
 /// True when this process's stderr is connected to the journal.
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     match std::env::var("JOURNAL_STREAM") {
         Ok(v) => fd_is_journal_stream(std::io::stderr(), &v),
         Err(_) => false,
@@ -58,7 +58,7 @@ fn filter() -> EnvFilter {
 
 /// Installs the global subscriber: journald when stderr goes to the journal (and the
 /// journal socket answers), text on stderr otherwise. A second call does nothing.
-pub fn init() -> LogTarget {
+pub(crate) fn init() -> LogTarget {
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(layer) => {

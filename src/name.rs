@@ -9,27 +9,27 @@
 use std::fmt;
 
 /// The longest name, in bytes.
-pub const MAX_LEN: usize = 64;
+pub(crate) const MAX_LEN: usize = 64;
 
 /// A valid profile or credential name (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name(String);
+pub(crate) struct Name(String);
 
 /// A name that breaks the rule; says which kind of name and how to write one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid {kind} name {name:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit (at most {MAX_LEN})"
 )]
-pub struct InvalidName {
+pub(crate) struct InvalidName {
     /// What the name names ("profile", "credential").
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The name as given.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl Name {
     /// True when `name` follows the rule.
-    pub fn is_valid(name: &str) -> bool {
+    pub(crate) fn is_valid(name: &str) -> bool {
         let b = name.as_bytes();
         b.len() <= MAX_LEN
             && b.first().is_some_and(u8::is_ascii_alphanumeric)
@@ -37,7 +37,7 @@ impl Name {
     }
 
     /// Checks `name` as a name of `kind` ("profile", "credential").
-    pub fn check<'a>(kind: &'static str, name: &'a str) -> Result<&'a str, InvalidName> {
+    pub(crate) fn check<'a>(kind: &'static str, name: &'a str) -> Result<&'a str, InvalidName> {
         if Name::is_valid(name) {
             Ok(name)
         } else {
@@ -51,12 +51,13 @@ impl Name {
     }
 
     /// The name as text.
-    pub fn as_str(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The name as an owned string.
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.0
     }
 }
@@ -81,12 +82,12 @@ impl std::ops::Deref for Name {
 }
 
 /// clap value parser for an argument naming a profile.
-pub fn profile_arg(s: &str) -> Result<String, InvalidName> {
+pub(crate) fn profile_arg(s: &str) -> Result<String, InvalidName> {
     Name::parse("profile", s).map(Name::into_string)
 }
 
 /// clap value parser for an argument naming a credential set.
-pub fn credential_arg(s: &str) -> Result<String, InvalidName> {
+pub(crate) fn credential_arg(s: &str) -> Result<String, InvalidName> {
     Name::parse("credential", s).map(Name::into_string)
 }
 

@@ -3,17 +3,17 @@
 use std::path::{Path, PathBuf};
 
 /// Application folder name under the XDG base directories.
-pub const APP: &str = "looker-agent";
+pub(crate) const APP: &str = "looker-agent";
 
 /// Resolved locations for one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// The config file.
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// The agent socket.
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// The file secret store's folder.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 fn home() -> PathBuf {
@@ -36,7 +36,7 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 /// pam_systemd). Anyone can create that name in /tmp first, so both sides check it
 /// with [`crate::files::private_dir::check_private_dir`]: the agent creates it 0700 and refuses it when it is
 /// someone else's, and `lookerctl` refuses to talk through it.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(p) if p.is_absolute() => p,
         _ => PathBuf::from(format!("/tmp/looker-agent-{}", rustix::process::getuid().as_raw())),
@@ -44,24 +44,24 @@ pub fn runtime_dir() -> PathBuf {
 }
 
 /// Default config file: `$XDG_CONFIG_HOME/looker-agent/config.toml`.
-pub fn default_config() -> PathBuf {
+pub(crate) fn default_config() -> PathBuf {
     xdg("XDG_CONFIG_HOME", ".config").join(APP).join("config.toml")
 }
 
 /// Default socket: `$XDG_RUNTIME_DIR/looker-agent/agent.sock`.
-pub fn default_socket() -> PathBuf {
+pub(crate) fn default_socket() -> PathBuf {
     runtime_dir().join(APP).join("agent.sock")
 }
 
 /// Default file-store folder: `$XDG_DATA_HOME/looker-agent/`.
-pub fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share").join(APP)
 }
 
 impl Paths {
     /// Resolves paths from explicit overrides (flags, already merged with their
     /// environment variables by clap) and the XDG defaults.
-    pub fn resolve(config: Option<&Path>, socket: Option<&Path>) -> Paths {
+    pub(crate) fn resolve(config: Option<&Path>, socket: Option<&Path>) -> Paths {
         Paths {
             config: config.map(Path::to_path_buf).unwrap_or_else(default_config),
             socket: socket.map(Path::to_path_buf).unwrap_or_else(default_socket),

@@ -22,7 +22,7 @@ impl Secret {
     }
 
     /// True when the value is empty (an empty secret is never valid).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

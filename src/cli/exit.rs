@@ -4,41 +4,41 @@
 use crate::client::ClientError;
 use crate::protocol::ErrorCode;
 
-pub use crate::protocol::error::exit::*;
+pub(crate) use crate::protocol::error::exit::*;
 
 /// A failure with its exit status and a message that says what to do next.
 #[derive(Debug)]
-pub struct CliError {
+pub(crate) struct CliError {
     /// Exit status.
-    pub code: u8,
+    pub(crate) code: u8,
     /// Message for stderr.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl CliError {
     /// Exit status 1.
-    pub fn failure(message: impl Into<String>) -> Self {
+    pub(crate) fn failure(message: impl Into<String>) -> Self {
         CliError { code: FAILURE, message: message.into() }
     }
 
     /// Exit status 2.
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError { code: USAGE, message: message.into() }
     }
 
     /// Exit status 4.
-    pub fn unknown(message: impl Into<String>) -> Self {
+    pub(crate) fn unknown(message: impl Into<String>) -> Self {
         CliError { code: UNKNOWN, message: message.into() }
     }
 
     /// Any exit status.
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
         CliError { code, message: message.into() }
     }
 }
 
 /// The exit status for a socket API error code.
-pub fn for_code(code: ErrorCode) -> u8 {
+pub(crate) fn for_code(code: ErrorCode) -> u8 {
     code.exit_status()
 }
 
@@ -82,7 +82,7 @@ impl From<crate::store::StoreError> for CliError {
 }
 
 /// The exit status for a Looker error met by lookerctl itself (`credential verify`).
-pub fn for_looker(e: &crate::looker::LookerError) -> u8 {
+pub(crate) fn for_looker(e: &crate::looker::LookerError) -> u8 {
     use crate::looker::LookerError;
     match e {
         LookerError::Rejected { .. } => REJECTED,

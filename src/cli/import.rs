@@ -18,7 +18,7 @@ use super::context::{config_path, open_store};
 use super::exit::{self, CliError};
 use super::manage::{poke, read_secret, store_then_save};
 use super::output;
-use super::token::shell_quote;
+use super::token::shell_word;
 use crate::config::normalize_base_url;
 use crate::config_edit::{ConfigEditor, CredentialChange, ProfileSettings};
 use crate::files::atomic::AtomicFile;
@@ -30,10 +30,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The prefix of the SDKs' environment variables.
-pub const ENV_PREFIX: &str = "LOOKERSDK_";
+pub(crate) const ENV_PREFIX: &str = "LOOKERSDK_";
 
 /// Profile name for settings from the environment when `--profile` names none.
-pub const ENV_PROFILE_NAME: &str = "looker";
+pub(crate) const ENV_PROFILE_NAME: &str = "looker";
 
 /// A looker.ini larger than this is not a looker.ini.
 const MAX_INI_BYTES: u64 = 1 << 20;
@@ -44,7 +44,7 @@ mod netrc;
 
 /// Where the settings were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A looker.ini.
     File(PathBuf),
     /// The `LOOKERSDK_*` environment variables.
@@ -97,18 +97,14 @@ fn env_setting(key: &str) -> Option<String> {
     })
 }
 
-/// A word for a shell command line: as it is when that is safe, else quoted.
-fn shell_word(s: &str) -> String {
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        shell_quote(s)
-    }
+/// A word for the command line printed as a hint: as it is when that is safe,
+/// else quoted; a NUL (which no shell word holds) shows as `\0` for the reader.
+fn hint_word(s: &str) -> String {
+    shell_word(s).map_or_else(|| format!("{s:?}"), std::borrow::Cow::into_owned)
 }
 
 /// Picks the source (see the module docs).
-pub fn choose_source(file: Option<&Path>) -> Source {
+pub(crate) fn choose_source(file: Option<&Path>) -> Source {
     if let Some(f) = file {
         return Source::File(f.to_path_buf());
     }
@@ -224,7 +220,7 @@ fn from_env() -> Result<Found, CliError> {
 }
 
 /// `lookerctl import`.
-pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
+pub(crate) async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     let source = match &args.netrc {
         Some(p) => Source::Netrc(netrc::path_or_default(p.as_deref())?),
         None => choose_source(args.file.as_deref()),
@@ -323,15 +319,15 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> Result<u8, CliError> {
     }
 
     if let Some(o) = found.file.as_ref().filter(|_| file_holds_secret) {
-        let path_word = shell_word(&o.path.display().to_string());
+        let path_word = hint_word(&o.path.display().to_string());
         let mut again = match o.kind {
             FileKind::Ini => format!("lookerctl import {path_word}"),
             FileKind::Netrc => {
-                format!("lookerctl import --netrc {path_word} --machine {}", shell_word(&o.section))
+                format!("lookerctl import --netrc {path_word} --machine {}", hint_word(&o.section))
             }
         };
         if args.section.is_some() {
-            again.push_str(&format!(" --section {}", shell_word(&o.section)));
+            again.push_str(&format!(" --section {}", hint_word(&o.section)));
         }
         if explicit.is_some() {
             again.push_str(&format!(" --profile {name}"));

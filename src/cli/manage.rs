@@ -80,7 +80,7 @@ pub(crate) async fn poke(cli: &Cli) -> Result<(), CliError> {
 }
 
 /// `lookerctl status`.
-pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
+pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
     let report = agent(cli).status().await?;
     if cli.json {
         output::json(&report)?;
@@ -158,7 +158,7 @@ pub async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError> {
 }
 
 /// `lookerctl revoke`.
-pub async fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<u8, CliError> {
+pub(crate) async fn revoke(cli: &Cli, args: &RevokeArgs) -> Result<u8, CliError> {
     let req = RevokeRequest { profile: args.profile.clone(), credential: args.credential.clone() };
     let r = agent(cli).revoke(&req).await?;
     if cli.json {
@@ -174,7 +174,7 @@ fn load(cli: &Cli) -> Result<Config, CliError> {
 }
 
 /// `lookerctl profile …`.
-pub async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
+pub(crate) async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliError> {
     match cmd {
         ProfileCommand::Add(a) => profile_add(cli, a).await,
         ProfileCommand::List => {
@@ -346,7 +346,7 @@ pub(crate) fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError>
 }
 
 /// `lookerctl credential …`.
-pub async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliError> {
+pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliError> {
     match cmd {
         CredentialCommand::Add { profile, name, client_id, source: true, command } => {
             super::source::add_sourced(cli, profile, name, client_id, command).await

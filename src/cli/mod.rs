@@ -8,14 +8,14 @@
 //! ([`output::clean`]).
 
 pub mod args;
-pub mod context;
-pub mod exit;
-pub mod import;
-pub mod manage;
-pub mod output;
-pub mod source;
-pub mod token;
-pub mod verify;
+pub(crate) mod context;
+pub(crate) mod exit;
+pub(crate) mod import;
+pub(crate) mod manage;
+pub(crate) mod output;
+pub(crate) mod source;
+pub(crate) mod token;
+pub(crate) mod verify;
 
 use args::{Cli, Command};
 use exit::CliError;
@@ -44,12 +44,12 @@ pub fn main() -> ExitCode {
 /// lookerctl holds client secrets (`credential add`, `import`) and tokens in memory:
 /// no core file of it, and no ptrace by other processes of the user. Unlike a zero
 /// RLIMIT_CORE this does not reach the command `lookerctl exec` runs: execve resets it.
-pub fn undumpable() {
+pub(crate) fn undumpable() {
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }
 
 /// Runs one parsed command; returns the exit status.
-pub fn run(cli: Cli) -> Result<u8, CliError> {
+pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
     // Commands that need no runtime stay out of it.
     match &cli.command {
         Command::Completions(c) => {

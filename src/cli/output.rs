@@ -10,23 +10,23 @@ use std::io::Write;
 
 /// Replaces control characters (escape sequences included) except newline and
 /// tab with `?`, so text from elsewhere cannot drive the terminal.
-pub fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c }).collect()
 }
 
 /// Prints a value as JSON (pretty, one document). serde_json escapes control characters.
-pub fn json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))?;
     write_out(format!("{s}\n").as_bytes())
 }
 
 /// Prints a line on stdout, cleaned; a closed pipe is an error, never a panic.
-pub fn line(s: &str) -> Result<(), CliError> {
+pub(crate) fn line(s: &str) -> Result<(), CliError> {
     write_out(format!("{}\n", clean(s)).as_bytes())
 }
 
 /// Prints bytes on stdout as they are (generated scripts and pages).
-pub fn raw(bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn raw(bytes: &[u8]) -> Result<(), CliError> {
     write_out(bytes)
 }
 
@@ -38,22 +38,22 @@ fn write_out(bytes: &[u8]) -> Result<(), CliError> {
 }
 
 /// `lookerctl: warning: …` on stderr.
-pub fn warn(s: &str) {
+pub(crate) fn warn(s: &str) {
     eprintln!("lookerctl: warning: {}", clean(s));
 }
 
 /// `lookerctl: note: …` on stderr.
-pub fn note(s: &str) {
+pub(crate) fn note(s: &str) {
     eprintln!("lookerctl: {}", clean(s));
 }
 
 /// `lookerctl: …` on stderr, for the error that ends the command.
-pub fn error(s: &str) {
+pub(crate) fn error(s: &str) {
     eprintln!("lookerctl: {}", clean(s));
 }
 
 /// Renders rows as a table with aligned columns (the header row first).
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> =
         rows.iter().map(|r| r.iter().map(|c| clean(c).replace('\n', " ")).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -86,7 +86,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Renders `key: value` lines with the values aligned, indented by `indent` spaces.
-pub fn fields(indent: usize, pairs: &[(&str, String)]) -> String {
+pub(crate) fn fields(indent: usize, pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     pairs
         .iter()
@@ -99,7 +99,7 @@ pub fn fields(indent: usize, pairs: &[(&str, String)]) -> String {
 }
 
 /// `1h 2m`-style countdown for people.
-pub fn countdown(secs: u64) -> String {
+pub(crate) fn countdown(secs: u64) -> String {
     if secs >= 3600 {
         format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60)
     } else if secs >= 60 {

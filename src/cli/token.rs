@@ -6,6 +6,7 @@ use super::exit::{self, CliError};
 use crate::client::AgentClient;
 use crate::paths;
 use crate::protocol::{GatewayCredentialAnswer, GatewayCredentialRequest, TokenObject};
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -21,9 +22,34 @@ fn profile<'a>(cli: &'a Cli, positional: &'a Option<String>) -> Option<&'a str> 
     positional.as_deref().or(cli.profile.as_deref()).filter(|p| !p.is_empty())
 }
 
-/// Quotes a value for POSIX shells.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+/// `s` as one POSIX shell word: as it is when that is safe, else quoted (the
+/// `shlex` crate's rules). `None` when `s` holds a NUL byte, which no shell word
+/// or environment variable can hold.
+pub(crate) fn shell_word(s: &str) -> Option<Cow<'_, str>> {
+    shlex::try_quote(s).ok()
+}
+
+/// The `--format env` text: `export` lines that a POSIX shell evaluates back to
+/// the token's values.
+fn env_lines(t: &TokenObject) -> Result<String, CliError> {
+    let mut out = String::new();
+    for (var, name, value) in [
+        ("LOOKERSDK_BASE_URL", "base_url", &t.base_url),
+        ("LOOKER_ACCESS_TOKEN", "access_token", &t.access_token),
+        ("LOOKER_TOKEN_EXPIRES_AT", "expires_at", &t.expires_at),
+    ] {
+        let word = shell_word(value).ok_or_else(|| {
+            CliError::failure(format!(
+                "the agent's {name} holds a NUL byte, which a shell cannot hold; use --format json"
+            ))
+        })?;
+        out.push_str(&format!("export {var}={word}\n"));
+        // A quoted copy of the token is as secret as the token.
+        if let Cow::Owned(mut copy) = word {
+            zeroize::Zeroize::zeroize(&mut copy);
+        }
+    }
+    Ok(out)
 }
 
 /// `lookerctl token`.
@@ -34,12 +60,7 @@ pub async fn token(cli: &Cli, args: &TokenArgs) -> Result<u8, CliError> {
     let out = zeroize::Zeroizing::new(match format {
         TokenFormat::Plain => format!("{}\n", t.access_token),
         TokenFormat::Header => format!("Authorization: token {}\n", t.access_token),
-        TokenFormat::Env => format!(
-            "export LOOKERSDK_BASE_URL={}\nexport LOOKER_ACCESS_TOKEN={}\nexport LOOKER_TOKEN_EXPIRES_AT={}\n",
-            shell_quote(&t.base_url),
-            shell_quote(&t.access_token),
-            shell_quote(&t.expires_at)
-        ),
+        TokenFormat::Env => env_lines(&t)?,
         TokenFormat::Json => {
             let mut s = serde_json::to_string(&t).map_err(|e| CliError::failure(e.to_string()))?;
             s.push('\n');
@@ -142,7 +163,7 @@ const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
 ///   serves that prefix and ignores a `:PORT` glued to it, so both work and LOOKER_PORT
 ///   is left alone;
 /// - `no_proxy`/`NO_PROXY` extended with the loopback names.
-pub fn gateway_env(g: &GatewayCredentialAnswer) -> Vec<(&'static str, String)> {
+pub(crate) fn gateway_env(g: &GatewayCredentialAnswer) -> Vec<(&'static str, String)> {
     let profile_url = format!("{}/looker/{}", g.base_url, g.profile);
     let mut env = vec![
         ("LOOKERSDK_BASE_URL", g.base_url.clone()),
@@ -174,7 +195,7 @@ pub fn gateway_env(g: &GatewayCredentialAnswer) -> Vec<(&'static str, String)> {
 
 /// `lookerctl gateway credential`: a looker.ini section (or `--json`) for a program
 /// that logs in to the gateway by itself.
-pub async fn gateway_credential(cli: &Cli, args: &GatewayCredentialArgs) -> Result<u8, CliError> {
+pub(crate) async fn gateway_credential(cli: &Cli, args: &GatewayCredentialArgs) -> Result<u8, CliError> {
     let g = agent(cli)
         .gateway_credential(GatewayCredentialRequest {
             profile: profile(cli, &args.profile).map(str::to_string),
@@ -213,4 +234,72 @@ fn print_secret(out: &str) -> Result<u8, CliError> {
         .and_then(|_| stdout.flush())
         .map_err(|e| CliError::failure(e.to_string()))?;
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn token(base_url: &str, access_token: &str, expires_at: &str) -> TokenObject {
+        TokenObject {
+            access_token: access_token.into(),
+            token_type: "Bearer".into(),
+            expires_in: 3600,
+            expires_at: expires_at.into(),
+            profile: "p".into(),
+            credential: "default".into(),
+            base_url: base_url.into(),
+        }
+    }
+
+    /// What /bin/sh makes of `exports`: the three variables, NUL-separated.
+    fn evaluated(exports: &str) -> Vec<String> {
+        let mut child = Command::new("/bin/sh")
+            .args([
+                "-c",
+                r#"eval "$(cat)" && printf '%s\0%s\0%s' "$LOOKERSDK_BASE_URL" "$LOOKER_ACCESS_TOKEN" "$LOOKER_TOKEN_EXPIRES_AT""#,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(exports.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "sh failed on {exports:?}");
+        String::from_utf8(out.stdout).unwrap().split('\0').map(String::from).collect()
+    }
+
+    #[test]
+    fn env_lines_are_plain_when_safe() {
+        let t = token("https://looker.example.com:19999", "abc123DEF", "2026-11-22T17:04:05Z");
+        assert_eq!(
+            env_lines(&t).unwrap(),
+            "export LOOKERSDK_BASE_URL=https://looker.example.com:19999\n\
+             export LOOKER_ACCESS_TOKEN=abc123DEF\n\
+             export LOOKER_TOKEN_EXPIRES_AT=2026-11-22T17:04:05Z\n"
+        );
+        assert_eq!(evaluated(&env_lines(&t).unwrap()), [t.base_url.as_str(), &t.access_token, &t.expires_at]);
+    }
+
+    #[test]
+    fn env_lines_round_trip_through_sh() {
+        let nasty = [
+            ("https://a b/it's", "tok'en\"q\"", "$HOME `id` $(id)"),
+            ("line\nbreak", "back\\slash \t tab", "!^*?[]{}~#;&|<>=%,"),
+            ("", "'", "\""),
+            ("ünïcödé", "'\"'\"", "trailing newline\n"),
+        ];
+        for (base_url, access_token, expires_at) in nasty {
+            let t = token(base_url, access_token, expires_at);
+            let exports = env_lines(&t).unwrap();
+            assert_eq!(evaluated(&exports), [base_url, access_token, expires_at], "{exports}");
+        }
+    }
+
+    #[test]
+    fn env_lines_refuse_a_nul() {
+        let e = env_lines(&token("https://x", "a\0b", "z")).unwrap_err();
+        assert!(e.message.contains("access_token holds a NUL byte"), "{}", e.message);
+    }
 }

@@ -23,11 +23,11 @@ use crate::secret::Secret;
 use crate::store::SecretKey;
 
 /// The id of Looker's built-in Admin role.
-pub const BUILTIN_ADMIN_ROLE_ID: &str = "2";
+pub(crate) const BUILTIN_ADMIN_ROLE_ID: &str = "2";
 
 /// What `verify` found out about the user's admin status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminCheck {
+pub(crate) enum AdminCheck {
     /// From the user's roles: the names of the administrative ones (empty: not an admin).
     Roles(Vec<String>),
     /// From `role_ids` only (the roles could not be read): holds the built-in Admin role id.
@@ -38,7 +38,7 @@ pub enum AdminCheck {
 
 impl AdminCheck {
     /// `Some(true)` when the user is an admin, `None` when it could not be told.
-    pub fn is_admin(&self) -> Option<bool> {
+    pub(crate) fn is_admin(&self) -> Option<bool> {
         match self {
             AdminCheck::Roles(admin) => Some(!admin.is_empty()),
             AdminCheck::RoleIds(b) => Some(*b),
@@ -47,7 +47,7 @@ impl AdminCheck {
     }
 
     /// How the answer was reached, for `--json`.
-    pub fn source(&self) -> Option<&'static str> {
+    pub(crate) fn source(&self) -> Option<&'static str> {
         match self {
             AdminCheck::Roles(_) => Some("roles"),
             AdminCheck::RoleIds(_) => Some("role_ids"),
@@ -57,7 +57,7 @@ impl AdminCheck {
 }
 
 /// Decides whether a user is an admin from its roles (when they could be read) or its role ids.
-pub fn admin_check(user: &LookerUser, roles: Option<&[Role]>) -> AdminCheck {
+pub(crate) fn admin_check(user: &LookerUser, roles: Option<&[Role]>) -> AdminCheck {
     if let Some(roles) = roles {
         return AdminCheck::Roles(
             roles
@@ -100,7 +100,7 @@ fn looker_failure(e: &LookerError, what: &str, profile: &str, name: &str, client
 }
 
 /// `lookerctl credential verify PROFILE [NAME]`.
-pub async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result<u8, CliError> {
+pub(crate) async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) -> Result<u8, CliError> {
     let cfg = Config::load(&config_path(cli))?;
     let profile = cfg.profiles.get(profile_name).ok_or_else(|| unknown_profile(profile_name))?;
     let cred = match name {

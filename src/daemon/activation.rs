@@ -13,14 +13,14 @@ use std::path::PathBuf;
 
 /// The listening socket systemd handed over.
 #[derive(Debug)]
-pub struct PassedSocket {
+pub(crate) struct PassedSocket {
     /// The listener, in blocking mode as passed ([`Daemon::bind`](super::Daemon::bind) makes it non-blocking).
-    pub listener: UnixListener,
+    pub(crate) listener: UnixListener,
     /// The socket's path in the file system, when it has one.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// A listening loopback TCP socket passed beside it: the gateway's TCP door
     /// (`ListenStream=127.0.0.1:PORT` in the socket unit).
-    pub gateway: Option<std::net::TcpListener>,
+    pub(crate) gateway: Option<std::net::TcpListener>,
 }
 
 /// Takes the agent socket passed by systemd, if this process was socket-activated.
@@ -29,7 +29,7 @@ pub struct PassedSocket {
 /// process: `LISTEN_PID` differs). Fails when the passed descriptor is not a listening
 /// `AF_UNIX` stream socket: a unit mistake (e.g. `ListenDatagram=`) the user must fix.
 /// Extra descriptors beyond the first suitable one are closed, with a warning.
-pub fn take_listener() -> Result<Option<PassedSocket>, DaemonError> {
+pub(crate) fn take_listener() -> Result<Option<PassedSocket>, DaemonError> {
     let fds: Vec<RawFd> = match sd_notify::listen_fds() {
         Ok(fds) => fds.collect(),
         Err(e) => {

@@ -38,7 +38,7 @@ const RECONNECT_CAP: Duration = Duration::from_secs(60);
 /// How the D-Bus door replies with an [`ApiError`]: the error name from the
 /// table ([`ErrorCode::dbus_name`]), the message as its description.
 #[derive(Debug)]
-pub enum BusError {
+pub(crate) enum BusError {
     /// An error of the API.
     Api(ApiError),
     /// A D-Bus level failure (marshalling, the bus itself).
@@ -98,7 +98,7 @@ struct Known {
 }
 
 /// The object served at [`OBJECT_PATH`].
-pub struct Agent {
+pub(crate) struct Agent {
     service: Arc<Service>,
     bus: DBusProxy<'static>,
     /// Callers by unique bus name. A unique name is never reused while the bus
@@ -168,96 +168,106 @@ fn unexpected(r: Reply) -> BusError {
     BusError::Api(ApiError::new(ErrorCode::Internal, format!("unexpected reply {r:?}")))
 }
 
-#[zbus::interface(name = "io.github.lookeragent.Agent1")]
-impl Agent {
-    /// A token for `profile` with at least `min_ttl` seconds left, from `credential`.
-    /// Empty strings mean the default profile / the first healthy credential set;
-    /// a `min_ttl` of 0 means the default (60 s).
-    #[zbus(out_args("access_token", "expires_at_unix", "base_url"))]
-    async fn get_token(
-        &self,
-        profile: &str,
-        credential: &str,
-        min_ttl: u32,
-        #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(String, i64, String), BusError> {
-        let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
-        let req = Request::Token {
-            profile: opt(profile),
-            credential: opt(credential),
-            min_ttl: Duration::from_secs(min_ttl),
-        };
-        match self.serve(&hdr, req).await? {
-            Reply::Token(t, now) => {
-                Ok((t.token.token.expose().to_string(), t.expires_at_unix(now), t.base_url.to_string()))
+/// The D-Bus object. A module of its own because zbus generates a `pub trait
+/// AgentSignals` beside it (the signal emitters, without docs), which is nobody's
+/// business outside this file.
+mod object {
+    use super::*;
+
+    #[zbus::interface(name = "io.github.lookeragent.Agent1")]
+    impl Agent {
+        /// A token for `profile` with at least `min_ttl` seconds left, from `credential`.
+        /// Empty strings mean the default profile / the first healthy credential set;
+        /// a `min_ttl` of 0 means the default (60 s).
+        #[zbus(out_args("access_token", "expires_at_unix", "base_url"))]
+        async fn get_token(
+            &self,
+            profile: &str,
+            credential: &str,
+            min_ttl: u32,
+            #[zbus(header)] hdr: Header<'_>,
+        ) -> Result<(String, i64, String), BusError> {
+            let min_ttl = if min_ttl == 0 { DEFAULT_MIN_TTL_SECS } else { u64::from(min_ttl) };
+            let req = Request::Token {
+                profile: opt(profile),
+                credential: opt(credential),
+                min_ttl: Duration::from_secs(min_ttl),
+            };
+            match self.serve(&hdr, req).await? {
+                Reply::Token(t, now) => {
+                    Ok((t.token.token.expose().to_string(), t.expires_at_unix(now), t.base_url.to_string()))
+                }
+                r => Err(unexpected(r)),
             }
-            r => Err(unexpected(r)),
         }
-    }
 
-    /// A caller saw `access_token` rejected: the agent stops handing it out and
-    /// logs in anew on the next request. Unknown tokens are ignored.
-    async fn invalidate(
-        &self,
-        profile: &str,
-        access_token: &str,
-        #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(), BusError> {
-        let req = Request::Invalidate { profile: opt(profile), access_token: Cow::Borrowed(access_token) };
-        match self.serve(&hdr, req).await? {
-            Reply::Done => Ok(()),
-            r => Err(unexpected(r)),
+        /// A caller saw `access_token` rejected: the agent stops handing it out and
+        /// logs in anew on the next request. Unknown tokens are ignored.
+        async fn invalidate(
+            &self,
+            profile: &str,
+            access_token: &str,
+            #[zbus(header)] hdr: Header<'_>,
+        ) -> Result<(), BusError> {
+            let req =
+                Request::Invalidate { profile: opt(profile), access_token: Cow::Borrowed(access_token) };
+            match self.serve(&hdr, req).await? {
+                Reply::Done => Ok(()),
+                r => Err(unexpected(r)),
+            }
         }
-    }
 
-    /// The configured profile names, sorted.
-    #[zbus(out_args("profiles"))]
-    async fn list_profiles(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<String>, BusError> {
-        match self.serve(&hdr, Request::ListProfiles).await? {
-            Reply::Profiles(p) => Ok(p),
-            r => Err(unexpected(r)),
+        /// The configured profile names, sorted.
+        #[zbus(out_args("profiles"))]
+        async fn list_profiles(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<String>, BusError> {
+            match self.serve(&hdr, Request::ListProfiles).await? {
+                Reply::Profiles(p) => Ok(p),
+                r => Err(unexpected(r)),
+            }
         }
-    }
 
-    /// Revokes the live tokens of a credential set, a profile, or (both empty) all;
-    /// returns how many Looker confirmed gone.
-    #[zbus(out_args("revoked"))]
-    async fn revoke(
-        &self,
-        profile: &str,
-        credential: &str,
-        #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<u32, BusError> {
-        match self.serve(&hdr, Request::Revoke { profile: opt(profile), credential: opt(credential) }).await?
-        {
-            Reply::Revoked(n) => Ok(n),
-            r => Err(unexpected(r)),
+        /// Revokes the live tokens of a credential set, a profile, or (both empty) all;
+        /// returns how many Looker confirmed gone.
+        #[zbus(out_args("revoked"))]
+        async fn revoke(
+            &self,
+            profile: &str,
+            credential: &str,
+            #[zbus(header)] hdr: Header<'_>,
+        ) -> Result<u32, BusError> {
+            match self
+                .serve(&hdr, Request::Revoke { profile: opt(profile), credential: opt(credential) })
+                .await?
+            {
+                Reply::Revoked(n) => Ok(n),
+                r => Err(unexpected(r)),
+            }
         }
+
+        /// The agent's version.
+        #[zbus(property(emits_changed_signal = "const"))]
+        async fn version(&self) -> String {
+            crate::VERSION.to_string()
+        }
+
+        /// A login produced a new token (which this signal never carries).
+        #[zbus(signal)]
+        pub(super) async fn token_refreshed(
+            emitter: &SignalEmitter<'_>,
+            profile: &str,
+            credential: &str,
+            expires_at_unix: i64,
+        ) -> zbus::Result<()>;
+
+        /// A login failed; `reason` says why in plain words.
+        #[zbus(signal)]
+        pub(super) async fn credential_failed(
+            emitter: &SignalEmitter<'_>,
+            profile: &str,
+            credential: &str,
+            reason: &str,
+        ) -> zbus::Result<()>;
     }
-
-    /// The agent's version.
-    #[zbus(property(emits_changed_signal = "const"))]
-    async fn version(&self) -> String {
-        crate::VERSION.to_string()
-    }
-
-    /// A login produced a new token (which this signal never carries).
-    #[zbus(signal)]
-    async fn token_refreshed(
-        emitter: &SignalEmitter<'_>,
-        profile: &str,
-        credential: &str,
-        expires_at_unix: i64,
-    ) -> zbus::Result<()>;
-
-    /// A login failed; `reason` says why in plain words.
-    #[zbus(signal)]
-    async fn credential_failed(
-        emitter: &SignalEmitter<'_>,
-        profile: &str,
-        credential: &str,
-        reason: &str,
-    ) -> zbus::Result<()>;
 }
 
 /// Where to find the bus.
@@ -273,14 +283,14 @@ pub enum BusAddress {
 /// The D-Bus side of a running daemon. Serves in the background; never stops
 /// the daemon: without a session bus it logs once and ends, a lost bus is
 /// logged and reconnected to.
-pub struct BusService {
+pub(crate) struct BusService {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl BusService {
     /// Starts serving `service` on the bus. Must run inside a tokio runtime.
-    pub fn start(service: Arc<Service>, address: BusAddress) -> BusService {
+    pub(crate) fn start(service: Arc<Service>, address: BusAddress) -> BusService {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(run(service, address, stopped));
         BusService { stop: Some(stop), task }
@@ -288,7 +298,7 @@ impl BusService {
 
     /// Releases the name and closes the connection, within `STOP_TIMEOUT` of its
     /// own: a stalled bus costs the shutdown that long, never the revocation's deadline.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

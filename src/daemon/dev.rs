@@ -29,13 +29,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The dev profile's name.
-pub const DEV_PROFILE: &str = "dev";
+pub(crate) const DEV_PROFILE: &str = "dev";
 /// The dev credential's name.
-pub const DEV_CREDENTIAL: &str = "default";
+pub(crate) const DEV_CREDENTIAL: &str = "default";
 
 /// Runs dev mode until `shutdown`. `socket` overrides the private socket path.
 #[cfg(not(feature = "dev-emulator"))]
-pub async fn run(_socket: Option<PathBuf>, _shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub(crate) async fn run(
+    _socket: Option<PathBuf>,
+    _shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     Err(DaemonError::Other(
         "dev mode is not built into this looker-agent (it was built without the `dev-emulator` feature)"
             .into(),
@@ -44,7 +47,10 @@ pub async fn run(_socket: Option<PathBuf>, _shutdown: impl Future<Output = ()>) 
 
 /// Runs dev mode until `shutdown`. `socket` overrides the private socket path.
 #[cfg(feature = "dev-emulator")]
-pub async fn run(socket: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub(crate) async fn run(
+    socket: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let emulator = Emulator::start(EmulatorConfig::default())
         .await
         .map_err(|e| DaemonError::Other(format!("cannot start the Looker emulator: {e}")))?;

@@ -7,7 +7,7 @@ use rustix::process::{Resource, Rlimit};
 /// dumps and not dumpable (so no ptrace by other same-uid processes and no
 /// secrets in a core file), and as many file descriptors as allowed (for
 /// many idle client connections). Failures are logged, not fatal.
-pub fn harden_process() {
+pub(crate) fn harden_process() {
     rustix::process::umask(Mode::from_raw_mode(0o077));
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
         tracing::warn!(error = %e, "cannot mark the process not dumpable");
@@ -26,7 +26,7 @@ const NOFILE_WHEN_UNLIMITED: u64 = 1 << 20;
 /// Raises the soft RLIMIT_NOFILE to the hard limit: every client connection is a
 /// descriptor, and the server caps its connections by what is left (see
 /// [`super::server::Pools`]). Returns the soft limit now in force.
-pub fn raise_nofile() -> Option<u64> {
+pub(crate) fn raise_nofile() -> Option<u64> {
     let nofile = rustix::process::getrlimit(Resource::Nofile);
     let want = nofile.maximum.unwrap_or(NOFILE_WHEN_UNLIMITED);
     if nofile.current.is_some_and(|c| c < want) {

@@ -5,7 +5,7 @@ use crate::broker::Broker;
 
 /// The one-line summary shown by `systemctl --user status looker-agent` (STATUS=),
 /// e.g. `serving 2 profiles (3 credential sets); 1 token live`.
-pub fn status_line(broker: &Broker) -> String {
+pub(crate) fn status_line(broker: &Broker) -> String {
     let report = broker.status();
     let sets: usize = report.profiles.iter().map(|p| p.credentials.len()).sum();
     let live: u64 =
@@ -21,7 +21,7 @@ pub fn status_line(broker: &Broker) -> String {
 
 /// Keeps systemd's STATUS= current: after every login or failure, and once a minute
 /// (tokens also expire quietly). Does nothing outside systemd.
-pub async fn report_status(broker: Broker) {
+pub(crate) async fn report_status(broker: Broker) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -46,7 +46,7 @@ pub async fn report_status(broker: Broker) {
 }
 
 /// Sends a notification to systemd when NOTIFY_SOCKET is set; otherwise does nothing.
-pub fn notify(state: &[sd_notify::NotifyState]) {
+pub(crate) fn notify(state: &[sd_notify::NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         if let Err(e) = sd_notify::notify(false, state) {
             tracing::warn!(error = %e, "cannot notify systemd");

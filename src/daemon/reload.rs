@@ -9,7 +9,7 @@ use crate::config::Config;
 use std::path::Path;
 
 /// Re-reads the config file and swaps it into the broker; a broken file keeps the old config.
-pub fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
+pub(crate) fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
     match Config::load(path) {
         Ok(cfg) => {
             let revoking = broker.reload(cfg);
@@ -29,7 +29,7 @@ pub fn reload_from(path: &Path, broker: &Broker) -> Result<String, String> {
 }
 
 /// Reloads the config on every SIGHUP, telling systemd around it.
-pub async fn reload_on_sighup(broker: Broker, reload: ReloadFn, mut hup: tokio::signal::unix::Signal) {
+pub(crate) async fn reload_on_sighup(broker: Broker, reload: ReloadFn, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the config");
         // systemd 253+ wants the reload's start time along with RELOADING=1.

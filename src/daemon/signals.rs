@@ -26,7 +26,7 @@ pub fn terminate_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// Installs the SIGHUP handler now (see [`terminate_signal`] for why early).
-pub fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+pub(crate) fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
     match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {

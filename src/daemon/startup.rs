@@ -16,28 +16,28 @@ use std::time::Duration;
 /// looker-agent: keeps Looker API tokens fresh and hands them to your own processes.
 #[derive(Debug, Parser)]
 #[command(name = "looker-agent", version, after_help = "Quick start: looker-agent --dev")]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// The config file.
     #[arg(long, env = "LOOKER_AGENT_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// The agent socket.
     #[arg(long, env = "LOOKER_AGENT_SOCKET", value_name = "PATH")]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Where client secrets are kept.
     #[arg(long, env = "LOOKER_AGENT_SECRET_STORE", value_enum, default_value_t = StoreChoice::Auto)]
-    pub secret_store: StoreChoice,
+    pub(crate) secret_store: StoreChoice,
     /// Run the self-contained demo: embedded Looker emulator, memory store, private socket.
     #[arg(long)]
-    pub dev: bool,
+    pub(crate) dev: bool,
     /// Time allowed for revoking tokens at shutdown.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse)]
-    pub revoke_deadline: Duration,
+    pub(crate) revoke_deadline: Duration,
     /// Check the config and secret store, then exit (0 when usable).
     #[arg(long)]
-    pub check: bool,
+    pub(crate) check: bool,
     /// Do not serve the D-Bus API on the session bus (only the socket).
     #[arg(long, env = "LOOKER_AGENT_NO_DBUS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
-    pub no_dbus: bool,
+    pub(crate) no_dbus: bool,
 }
 
 /// Entry point of the `looker-agent` binary.

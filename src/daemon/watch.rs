@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How often the config file is checked.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long the file must stay unchanged before a change is reloaded.
-pub const SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 
 /// What identifies one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// Notices settled changes of one file.
 #[derive(Debug)]
-pub struct ConfigWatcher {
+pub(crate) struct ConfigWatcher {
     path: PathBuf,
     last: Option<Stamp>,
     tick: tokio::time::Interval,
@@ -54,7 +54,7 @@ pub struct ConfigWatcher {
 
 impl ConfigWatcher {
     /// Watches `path` from its current state on.
-    pub fn new(path: PathBuf) -> ConfigWatcher {
+    pub(crate) fn new(path: PathBuf) -> ConfigWatcher {
         let last = stamp(&path);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,7 +63,7 @@ impl ConfigWatcher {
 
     /// Completes when the file has changed since the last call (or creation) and
     /// has then stayed the same for [`SETTLE`].
-    pub async fn changed(&mut self) {
+    pub(crate) async fn changed(&mut self) {
         loop {
             self.tick.tick().await;
             let mut now = stamp(&self.path);
@@ -87,7 +87,7 @@ impl ConfigWatcher {
 }
 
 /// Polls `path` and reloads through `reload` whenever it changes; runs until aborted.
-pub async fn watch_config(path: PathBuf, broker: Broker, reload: ReloadFn) {
+pub(crate) async fn watch_config(path: PathBuf, broker: Broker, reload: ReloadFn) {
     let mut watcher = ConfigWatcher::new(path.clone());
     loop {
         watcher.changed().await;
@@ -102,20 +102,33 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// Runs a watcher in the background that records the file's text at each change.
-    fn spawn_recorder(path: PathBuf) -> (Arc<std::sync::Mutex<Vec<String>>>, Arc<AtomicUsize>) {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (s, p) = (seen.clone(), polls.clone());
-        let mut w = ConfigWatcher::new(path.clone());
-        tokio::spawn(async move {
-            loop {
-                w.changed().await;
-                s.lock().unwrap().push(std::fs::read_to_string(&path).unwrap_or_default());
-                p.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        (seen, polls)
+    /// A config file holding `text` in a fresh folder, and a watcher running in the
+    /// background that records the file's text at each change.
+    struct Recorder {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl Recorder {
+        fn start(text: &str) -> Recorder {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, text).unwrap();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let polls = Arc::new(AtomicUsize::new(0));
+            let (s, p, file) = (seen.clone(), polls.clone(), path.clone());
+            let mut w = ConfigWatcher::new(path.clone());
+            tokio::spawn(async move {
+                loop {
+                    w.changed().await;
+                    s.lock().unwrap().push(std::fs::read_to_string(&file).unwrap_or_default());
+                    p.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            Recorder { _dir: dir, path, seen, polls }
+        }
     }
 
     /// Lets the spawned watcher run up to `d` of (paused) time.
@@ -128,16 +141,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_caught_half_done_is_reloaded_only_once_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, "old").unwrap();
-        let (seen, _) = spawn_recorder(path.clone());
+        let Recorder { path, seen, .. } = &Recorder::start("old");
         run_for(Duration::from_millis(100)).await;
         // The truncation is seen by a poll; the rest arrives inside the settle window.
-        std::fs::write(&path, "").unwrap();
+        std::fs::write(path, "").unwrap();
         run_for(POLL_INTERVAL).await;
         assert!(seen.lock().unwrap().is_empty(), "reloaded an unsettled file");
-        std::fs::write(&path, "[profiles.prod]\nbase_url = 'x'\n").unwrap();
+        std::fs::write(path, "[profiles.prod]\nbase_url = 'x'\n").unwrap();
         run_for(SETTLE * 3).await;
         assert_eq!(*seen.lock().unwrap(), vec!["[profiles.prod]\nbase_url = 'x'\n".to_string()]);
         // Nothing more happens while the file stays put.
@@ -147,17 +157,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_settled_change_is_reported_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, "a").unwrap();
-        let (seen, polls) = spawn_recorder(path.clone());
+        let Recorder { path, seen, polls, .. } = &Recorder::start("a");
         run_for(POLL_INTERVAL * 2).await;
         assert_eq!(polls.load(Ordering::SeqCst), 0, "an unchanged file is not a change");
-        std::fs::write(&path, "bb").unwrap();
+        std::fs::write(path, "bb").unwrap();
         run_for(POLL_INTERVAL + SETTLE * 2).await;
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(path).unwrap();
         run_for(POLL_INTERVAL + SETTLE * 2).await;
-        std::fs::write(&path, "ccc").unwrap();
+        std::fs::write(path, "ccc").unwrap();
         run_for(POLL_INTERVAL + SETTLE * 2).await;
         assert_eq!(*seen.lock().unwrap(), vec!["bb".to_string(), String::new(), "ccc".to_string()]);
     }

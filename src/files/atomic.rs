@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// A temporary file on its way to replace another; removed if dropped before
 /// [`AtomicFile::commit`].
 #[derive(Debug)]
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     file: File,
     tmp: PathBuf,
     folder: PathBuf,
@@ -23,7 +23,7 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     /// A new temporary file `PREFIX<random>SUFFIX` in `folder`, mode 0600.
-    pub fn in_folder(folder: &Path, prefix: &str, suffix: &str) -> io::Result<AtomicFile> {
+    pub(crate) fn in_folder(folder: &Path, prefix: &str, suffix: &str) -> io::Result<AtomicFile> {
         let tmp = tempfile::Builder::new()
             .prefix(prefix)
             .suffix(suffix)
@@ -35,7 +35,7 @@ impl AtomicFile {
 
     /// A new temporary file at exactly `tmp` (which must not exist), mode 0600, not
     /// following a symlink: for a name that itself tells what it will become.
-    pub fn named(tmp: &Path) -> io::Result<AtomicFile> {
+    pub(crate) fn named(tmp: &Path) -> io::Result<AtomicFile> {
         let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
         let file =
             OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(flags).open(tmp)?;
@@ -47,30 +47,31 @@ impl AtomicFile {
     }
 
     /// The open temporary file (to set its owner or mode).
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 
     /// Sets its permission bits, whatever the umask.
-    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_mode(&self, mode: u32) -> io::Result<()> {
         self.file.set_permissions(fs::Permissions::from_mode(mode))
     }
 
     /// Writes all of `body` and syncs it to disk.
-    pub fn write_synced(&mut self, body: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_synced(&mut self, body: &[u8]) -> io::Result<()> {
         self.file.write_all(body)?;
         self.file.sync_all()
     }
 
     /// Renames it over `target`. On error the temporary file is removed.
-    pub fn rename_to(mut self, target: &Path) -> io::Result<Committed> {
+    pub(crate) fn rename_to(mut self, target: &Path) -> io::Result<Committed> {
         fs::rename(&self.tmp, target)?;
         self.committed = true;
         Ok(Committed { folder: std::mem::take(&mut self.folder) })
     }
 
     /// [`AtomicFile::rename_to`] and [`Committed::sync`] in one.
-    pub fn commit(self, target: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn commit(self, target: &Path) -> io::Result<()> {
         self.rename_to(target)?.sync()
     }
 }
@@ -86,18 +87,19 @@ impl Drop for AtomicFile {
 /// A file renamed into place whose folder is still to be synced.
 #[derive(Debug)]
 #[must_use = "sync the folder, or say why not"]
-pub struct Committed {
+pub(crate) struct Committed {
     folder: PathBuf,
 }
 
 impl Committed {
     /// Syncs the folder, so the rename itself survives a crash.
-    pub fn sync(self) -> io::Result<()> {
+    pub(crate) fn sync(self) -> io::Result<()> {
         sync_dir(&self.folder)
     }
 
     /// The folder that holds the file.
-    pub fn folder(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn folder(&self) -> &Path {
         &self.folder
     }
 }

@@ -14,7 +14,7 @@ fn flags() -> i32 {
 }
 
 /// Opens (creating, mode 0600) the lock file at `path`.
-pub fn open_or_create(path: &Path) -> io::Result<File> {
+pub(crate) fn open_or_create(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -26,38 +26,35 @@ pub fn open_or_create(path: &Path) -> io::Result<File> {
 }
 
 /// Creates a new lock file at `path` (which must not exist), mode 0600.
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).custom_flags(flags()).open(path)
 }
 
 /// Opens an existing lock file at `path` for reading (to test whether it is held).
-pub fn open_existing(path: &Path) -> io::Result<File> {
+pub(crate) fn open_existing(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).custom_flags(flags()).open(path)
 }
 
 /// Takes an exclusive lock on `file` if it is free: `Ok(false)` when another holds it.
-pub fn try_exclusive(file: &File) -> io::Result<bool> {
-    use rustix::fs::{flock, FlockOperation};
-    loop {
-        match flock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
+pub(crate) fn try_exclusive(file: &File) -> io::Result<bool> {
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
 }
 
 /// Whether another process holds an exclusive lock on the file `file` opens: tested
 /// with a shared lock, so two processes testing at once do not take each other for
 /// the holder.
-pub fn held_by_other(file: &File) -> io::Result<bool> {
-    use rustix::fs::{flock, FlockOperation};
+pub(crate) fn held_by_other(file: &File) -> io::Result<bool> {
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockShared).map(|got| !got)
+}
+
+/// Tries the non-blocking `flock` `op` (again when a signal interrupts it): whether
+/// it got the lock, `Ok(false)` when another process holds a conflicting one.
+fn try_flock(file: &File, op: rustix::fs::FlockOperation) -> io::Result<bool> {
     loop {
-        match flock(file, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => return Ok(false),
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(true),
             Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }
@@ -67,7 +64,7 @@ pub fn held_by_other(file: &File) -> io::Result<bool> {
 /// let go: `Ok(false)` when it still held it then.
 ///
 /// Polling, not a blocking flock: the wait stays bounded without signals.
-pub fn exclusive_waiting(file: &File, wait: Duration) -> io::Result<bool> {
+pub(crate) fn exclusive_waiting(file: &File, wait: Duration) -> io::Result<bool> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {

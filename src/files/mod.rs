@@ -9,7 +9,7 @@
 //!   written, synced, renamed, folder synced), so a crash leaves the old or the new file.
 //! - [`lock`]: exclusive `flock(2)` locks on lock files, dropped with the process.
 
-pub mod atomic;
-pub mod lock;
-pub mod private_dir;
-pub mod rules;
+pub(crate) mod atomic;
+pub(crate) mod lock;
+pub(crate) mod private_dir;
+pub(crate) mod rules;

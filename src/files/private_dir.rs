@@ -9,11 +9,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The mode of every private folder.
-pub const MODE: u32 = 0o700;
+pub(crate) const MODE: u32 = 0o700;
 
 /// What [`create`] found.
 #[derive(Debug)]
-pub enum Created {
+pub(crate) enum Created {
     /// The folder was made, mode 0700 (and its parent synced).
     New,
     /// Something was already there: its metadata (followed if asked), for the caller
@@ -25,7 +25,7 @@ pub enum Created {
 /// Creates `path` as a 0700 folder, or, when it exists, tightens it if it is a folder
 /// of ours and returns what is there. `follow_symlink`: whether an existing `path`
 /// may be a symlink to a folder.
-pub fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
+pub(crate) fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
     match fs::DirBuilder::new().mode(MODE).create(path) {
         Ok(()) => {
             // The umask can only remove bits; set the mode anyway, as rbw does.
@@ -45,7 +45,7 @@ pub fn create(path: &Path, follow_symlink: bool) -> io::Result<Created> {
 }
 
 /// Creates `dir` and any missing parents, each new one 0700 (a config's folder).
-pub fn create_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_all(dir: &Path) -> io::Result<()> {
     if dir.exists() {
         return Ok(());
     }
@@ -55,7 +55,7 @@ pub fn create_all(dir: &Path) -> io::Result<()> {
 /// Sets a folder of ours back to exactly 0700 when its mode differs; whether it did.
 /// Anything else (another user's folder, not a folder) is left alone for the
 /// caller's rule to judge.
-pub fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
+pub(crate) fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
     if meta.is_dir() && meta.uid() == rules::euid() && meta.mode() & 0o7777 != MODE {
         fs::set_permissions(path, fs::Permissions::from_mode(MODE))?;
         return Ok(true);
@@ -64,7 +64,7 @@ pub fn tighten(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
 }
 
 /// fsync of a folder, so a rename or removal in it is on disk.
-pub fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path).and_then(|d| d.sync_all())
 }
 
@@ -72,7 +72,7 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 /// than you (and root) could swap what it holds, e.g. plant a fake agent that hands
 /// out its own token and base URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnsafePath {
+pub(crate) enum UnsafePath {
     /// A folder (or symlink) on the path belongs to another user.
     #[error("{} is owned by uid {owner}, not by you (uid {me}) or root, so that user could plant a fake agent there; remove it (as root: `rm -rf {}`), or point XDG_RUNTIME_DIR or --socket / LOOKER_AGENT_SOCKET at a folder of your own", path.display(), path.display())]
     ForeignOwner {
@@ -138,7 +138,7 @@ const MAX_SYMLINKS: usize = 40;
 /// A folder created here is made with mode 0700 at once (`mkdir` is atomic); if
 /// someone else creates it first, the check that follows refuses it.
 /// POSIX ACLs are not looked at.
-pub fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath> {
+pub(crate) fn check_private_dir(dir: &Path, create: bool) -> Result<PathBuf, UnsafePath> {
     use std::collections::VecDeque;
     let me = rules::euid();
     let io = |what: &'static str, path: &Path, e: std::io::Error| UnsafePath::Io {
@@ -239,16 +239,27 @@ mod tests {
 
     fn mkdir(p: &Path, mode: u32) {
         std::fs::create_dir(p).unwrap();
+        chmod(p, mode);
+    }
+
+    fn chmod(p: &Path, mode: u32) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A folder `name` of mode `mode` in a fresh temporary folder, and a private
+    /// (0700) folder `mine` in it.
+    fn mine_inside(name: &str, mode: u32) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let outer = t.path().join(name);
+        mkdir(&outer, mode);
+        let mine = outer.join("mine");
+        mkdir(&mine, 0o700);
+        (t, outer, mine)
     }
 
     #[test]
     fn a_private_folder_below_a_sticky_shared_one_is_safe() {
-        let t = tempfile::tempdir().unwrap();
-        let shared = t.path().join("tmp");
-        mkdir(&shared, 0o1777);
-        let mine = shared.join("mine");
-        mkdir(&mine, 0o700);
+        let (_t, shared, mine) = mine_inside("tmp", 0o1777);
         assert_eq!(check_private_dir(&mine, false).unwrap(), std::fs::canonicalize(&mine).unwrap());
         // The sticky folder itself is no private folder.
         assert!(matches!(check_private_dir(&shared, false), Err(UnsafePath::Writable { .. })));
@@ -256,20 +267,16 @@ mod tests {
 
     #[test]
     fn a_writable_folder_on_the_way_is_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let open = t.path().join("open");
-        mkdir(&open, 0o777);
-        let mine = open.join("mine");
-        mkdir(&mine, 0o700);
+        let (_t, open, mine) = mine_inside("open", 0o777);
         match check_private_dir(&mine, false) {
             Err(UnsafePath::Writable { path, mode }) => assert_eq!((path, mode), (open.clone(), 0o777)),
             other => panic!("{other:?}"),
         }
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o770)).unwrap();
+        chmod(&open, 0o770);
         assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
         // The folder itself, group-writable.
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o720)).unwrap();
+        chmod(&open, 0o755);
+        chmod(&mine, 0o720);
         assert!(matches!(check_private_dir(&mine, false), Err(UnsafePath::Writable { .. })));
     }
 
@@ -310,12 +317,9 @@ mod tests {
             eprintln!("skipped: needs root to give a folder away");
             return;
         }
-        let t = tempfile::tempdir().unwrap();
-        let theirs = t.path().join("theirs");
-        mkdir(&theirs, 0o755);
+        let (_t, theirs, mine) = mine_inside("theirs", 0o755);
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-        mkdir(&theirs.join("mine"), 0o700);
-        match check_private_dir(&theirs.join("mine"), true) {
+        match check_private_dir(&mine, true) {
             Err(UnsafePath::ForeignOwner { path, owner, .. }) => assert_eq!((path, owner), (theirs, 65534)),
             other => panic!("{other:?}"),
         }
@@ -327,7 +331,7 @@ mod tests {
         let d = t.path().join("d");
         assert!(matches!(create(&d, false).unwrap(), Created::New));
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700);
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chmod(&d, 0o755);
         assert!(matches!(create(&d, false).unwrap(), Created::Existing(_)));
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700);
         // A symlink is reported as one unless followed.

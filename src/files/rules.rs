@@ -9,16 +9,16 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
 /// The effective uid: the owner of every file this process creates.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// Mode bits that let the group or others write.
-pub const WRITABLE_BY_OTHERS: u32 = 0o022;
+pub(crate) const WRITABLE_BY_OTHERS: u32 = 0o022;
 /// Mode bits that give the group or others any access.
-pub const ACCESSIBLE_BY_OTHERS: u32 = 0o077;
+pub(crate) const ACCESSIBLE_BY_OTHERS: u32 = 0o077;
 /// The sticky bit: in such a folder only an entry's owner may rename or remove it.
-pub const STICKY: u32 = 0o1000;
+pub(crate) const STICKY: u32 = 0o1000;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -28,7 +28,7 @@ const S_IFSOCK: u32 = 0o140000;
 
 /// What kind of entry a rule expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A regular file.
     File,
     /// Anything but a folder or symlink; mode bits are checked only on a regular file
@@ -42,7 +42,7 @@ pub enum Kind {
 
 /// Who may own a trusted entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owners {
+pub(crate) enum Owners {
     /// You (the effective uid) only.
     You,
     /// You or root.
@@ -51,29 +51,29 @@ pub enum Owners {
 
 impl Owners {
     /// True when `owner` is allowed, `me` being you.
-    pub fn allow(self, owner: u32, me: u32) -> bool {
+    pub(crate) fn allow(self, owner: u32, me: u32) -> bool {
         owner == me || (self == Owners::YouOrRoot && owner == 0)
     }
 }
 
 /// One rule (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// The kind of entry expected.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Who may own it.
-    pub owners: Owners,
+    pub(crate) owners: Owners,
     /// Mode bits refused when you own it.
-    pub refused: u32,
+    pub(crate) refused: u32,
     /// Mode bits refused when root owns it (with [`Owners::YouOrRoot`]).
-    pub refused_if_root: u32,
+    pub(crate) refused_if_root: u32,
     /// A folder with the sticky bit may have the refused bits (like /tmp).
-    pub sticky_ok: bool,
+    pub(crate) sticky_ok: bool,
 }
 
 /// Why an entry breaks a rule, first problem first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// A symbolic link where a file or folder was expected.
     Symlink,
     /// Not the kind of entry expected.
@@ -97,7 +97,7 @@ pub enum Finding {
 
 impl Rule {
     /// A file only you own and nobody else can access (the file store's files).
-    pub const PRIVATE_FILE: Rule = Rule {
+    pub(crate) const PRIVATE_FILE: Rule = Rule {
         kind: Kind::File,
         owners: Owners::You,
         refused: ACCESSIBLE_BY_OTHERS,
@@ -106,7 +106,7 @@ impl Rule {
     };
 
     /// A folder only you own and nobody else can write into (the file store's folders).
-    pub const PRIVATE_DIR: Rule = Rule {
+    pub(crate) const PRIVATE_DIR: Rule = Rule {
         kind: Kind::Dir,
         owners: Owners::You,
         refused: WRITABLE_BY_OTHERS,
@@ -116,7 +116,7 @@ impl Rule {
 
     /// A folder you or root own that nobody else can change entries of: not writable
     /// by others, unless sticky (a config file's folder, a credentials folder).
-    pub const TRUSTED_DIR: Rule = Rule {
+    pub(crate) const TRUSTED_DIR: Rule = Rule {
         kind: Kind::Dir,
         owners: Owners::YouOrRoot,
         refused: WRITABLE_BY_OTHERS,
@@ -125,12 +125,12 @@ impl Rule {
     };
 
     /// Checks an entry's metadata (from `symlink_metadata` to see a link itself).
-    pub fn check(&self, meta: &Metadata) -> Result<(), Finding> {
+    pub(crate) fn check(&self, meta: &Metadata) -> Result<(), Finding> {
         self.check_mode(meta.uid(), meta.mode(), euid())
     }
 
     /// [`Rule::check`] on raw values: `mode` with its file type bits (`st_mode`).
-    pub fn check_mode(&self, owner: u32, mode: u32, me: u32) -> Result<(), Finding> {
+    pub(crate) fn check_mode(&self, owner: u32, mode: u32, me: u32) -> Result<(), Finding> {
         let ty = mode & S_IFMT;
         if ty == S_IFLNK {
             return Err(Finding::Symlink);
@@ -162,7 +162,7 @@ impl Rule {
 }
 
 /// Who, besides the owner, may write with `mode`: for messages.
-pub fn writable_by(mode: u32) -> Option<&'static str> {
+pub(crate) fn writable_by(mode: u32) -> Option<&'static str> {
     match (mode & 0o020 != 0, mode & 0o002 != 0) {
         (true, true) => Some("group and others"),
         (true, false) => Some("group"),

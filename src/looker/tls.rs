@@ -56,6 +56,21 @@ struct PinnedCaVerifier {
     pinned: Vec<CertificateDer<'static>>,
 }
 
+/// The signature checks of [`ServerCertVerifier`] (one per TLS version, the same
+/// signature), each handed to webpki's verifier as it is.
+macro_rules! delegate_to_webpki {
+    ($($check:ident),+) => {$(
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.$check(message, cert, dss)
+        }
+    )+};
+}
+
 impl ServerCertVerifier for PinnedCaVerifier {
     fn verify_server_cert(
         &self,
@@ -78,23 +93,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
+    // The handshake signatures are webpki's to check: only the certificate differs.
+    delegate_to_webpki!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()

@@ -8,25 +8,25 @@
 use serde::{Deserialize, Serialize};
 
 /// `lookerctl` exit statuses (docs/reference.md "lookerctl"): part of the interface.
-pub mod exit {
+pub(crate) mod exit {
     /// Success.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// Any other failure.
-    pub const FAILURE: u8 = 1;
+    pub(crate) const FAILURE: u8 = 1;
     /// Usage error, or a request the agent found malformed.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// The agent is not reachable.
-    pub const AGENT_UNREACHABLE: u8 = 3;
+    pub(crate) const AGENT_UNREACHABLE: u8 = 3;
     /// Unknown profile or credential.
-    pub const UNKNOWN: u8 = 4;
+    pub(crate) const UNKNOWN: u8 = 4;
     /// Looker rejected the credentials.
-    pub const REJECTED: u8 = 5;
+    pub(crate) const REJECTED: u8 = 5;
     /// Looker unreachable or failing.
-    pub const UPSTREAM: u8 = 6;
+    pub(crate) const UPSTREAM: u8 = 6;
 }
 
 /// The prefix of the D-Bus error names.
-pub const DBUS_ERROR_PREFIX: &str = "io.github.lookeragent.Agent1.Error";
+pub(crate) const DBUS_ERROR_PREFIX: &str = "io.github.lookeragent.Agent1.Error";
 
 /// The stable error codes of the API.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -55,20 +55,20 @@ pub enum ErrorCode {
 
 /// One row of the error table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorRow {
+pub(crate) struct ErrorRow {
     /// The snake_case code on the socket (`{"error":{"code":…}}`).
-    pub wire: &'static str,
+    pub(crate) wire: &'static str,
     /// The HTTP status on the socket.
-    pub http_status: u16,
+    pub(crate) http_status: u16,
     /// The last part of the D-Bus error name (after [`DBUS_ERROR_PREFIX`]).
-    pub dbus: &'static str,
+    pub(crate) dbus: &'static str,
     /// The `lookerctl` exit status.
-    pub exit: u8,
+    pub(crate) exit: u8,
 }
 
 impl ErrorCode {
     /// Every code, for reverse lookups.
-    pub const ALL: [ErrorCode; 9] = [
+    pub(crate) const ALL: [ErrorCode; 9] = [
         ErrorCode::UnknownProfile,
         ErrorCode::UnknownCredential,
         ErrorCode::BadRequest,
@@ -81,7 +81,7 @@ impl ErrorCode {
     ];
 
     /// The table: everything a door needs to say about an error.
-    pub const fn row(self) -> ErrorRow {
+    pub(crate) const fn row(self) -> ErrorRow {
         use exit::*;
         let (wire, http_status, dbus, exit) = match self {
             ErrorCode::UnknownProfile => ("unknown_profile", 404, "UnknownProfile", UNKNOWN),
@@ -98,22 +98,22 @@ impl ErrorCode {
     }
 
     /// The HTTP status the socket API answers with.
-    pub const fn http_status(self) -> u16 {
+    pub(crate) const fn http_status(self) -> u16 {
         self.row().http_status
     }
 
     /// The `lookerctl` exit status this error means.
-    pub const fn exit_status(self) -> u8 {
+    pub(crate) const fn exit_status(self) -> u8 {
         self.row().exit
     }
 
     /// The full D-Bus error name (`io.github.lookeragent.Agent1.Error.UnknownProfile`).
-    pub fn dbus_name(self) -> String {
+    pub(crate) fn dbus_name(self) -> String {
         format!("{DBUS_ERROR_PREFIX}.{}", self.row().dbus)
     }
 
     /// The code a D-Bus error name stands for; `None` for a name not of this API.
-    pub fn from_dbus_name(name: &str) -> Option<ErrorCode> {
+    pub(crate) fn from_dbus_name(name: &str) -> Option<ErrorCode> {
         let short = name.strip_prefix(DBUS_ERROR_PREFIX)?.strip_prefix('.')?;
         ErrorCode::ALL.into_iter().find(|c| c.row().dbus == short)
     }
@@ -125,37 +125,37 @@ impl ErrorCode {
 #[error("{message}")]
 pub struct ApiError {
     /// What kind of failure (drives status, D-Bus name and exit status).
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// What went wrong and what to do next.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
     /// An error with `code`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError { code, message: message.into() }
     }
 
     /// A malformed request.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::BadRequest, message)
     }
 }
 
 /// `{"error":{"code":"…","message":"…"}}`: how the socket carries an [`ApiError`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The error itself.
-    pub error: ErrorDetail,
+    pub(crate) error: ErrorDetail,
 }
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable machine-readable code.
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// What went wrong and what to do next, for people.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl From<&ApiError> for ErrorBody {

@@ -7,11 +7,11 @@
 //!   D-Bus error name and `lookerctl` exit status derive;
 //! - here: the answers' wire types.
 
-pub mod error;
-pub mod request;
+pub(crate) mod error;
+pub(crate) mod request;
 
 /// The D-Bus API's names (docs/reference.md "D-Bus API").
-pub mod dbus {
+pub(crate) mod dbus {
     /// The well-known bus name.
     pub const BUS_NAME: &str = "io.github.lookeragent.Agent1";
     /// The object path.
@@ -23,25 +23,25 @@ pub mod dbus {
 }
 
 pub use error::{ApiError, ErrorCode};
-pub use request::{Request, Route};
+pub(crate) use request::{Request, Route};
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// Path segment that stands for "the default profile" in `/v1/profiles/{profile}/...`.
 /// Profile names cannot start with `_`, so it never collides with a real one.
-pub const DEFAULT_PROFILE_SEGMENT: &str = "_";
+pub(crate) const DEFAULT_PROFILE_SEGMENT: &str = "_";
 
 /// Default `min_ttl` in seconds when a client names none.
-pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
+pub(crate) const DEFAULT_MIN_TTL_SECS: u64 = 60;
 
 /// Characters of a name (profile, credential, path) echoed back in an error message;
 /// a longer one is cut there and marked with an ellipsis, so a 5,000-character
 /// name does not come back whole.
-pub const MAX_ECHO_CHARS: usize = 64;
+pub(crate) const MAX_ECHO_CHARS: usize = 64;
 
 /// `s` as an error message may repeat it: at most `max` characters, `…` marking a cut.
-pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> Cow<'_, str> {
     match s.char_indices().nth(max) {
         None => Cow::Borrowed(s),
         Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
@@ -49,7 +49,7 @@ pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
 }
 
 /// A name from a request as error messages repeat it ([`MAX_ECHO_CHARS`]).
-pub fn echo(s: &str) -> Cow<'_, str> {
+pub(crate) fn echo(s: &str) -> Cow<'_, str> {
     clip(s, MAX_ECHO_CHARS)
 }
 
@@ -84,9 +84,9 @@ impl Drop for TokenObject {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Health {
     /// `ok` when serving.
-    pub status: String,
+    pub(crate) status: String,
     /// The agent's version.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// `POST /v1/profiles/{profile}/invalidate` body. `Debug` hides the token.
@@ -120,35 +120,35 @@ impl std::fmt::Debug for InvalidateRequest {
 /// `POST /v1/revoke` body; both fields optional (absent means "all").
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     /// Only this profile's tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Only this credential set's tokens (needs `profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
+    pub(crate) credential: Option<String>,
 }
 
 /// `POST /v1/revoke` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RevokeResponse {
+pub(crate) struct RevokeResponse {
     /// How many live tokens were revoked at Looker.
-    pub revoked: u32,
+    pub(crate) revoked: u32,
 }
 
 /// `GET /v1/status` answer. Never holds a token value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The agent's version.
-    pub version: String,
+    pub(crate) version: String,
     /// Process id of the daemon.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Which secret store serves, and why when `auto` chose it.
-    pub secret_store: String,
+    pub(crate) secret_store: String,
     /// The default profile, if any.
-    pub default_profile: Option<String>,
+    pub(crate) default_profile: Option<String>,
     /// Seconds since the daemon started.
-    pub uptime_secs: u64,
+    pub(crate) uptime_secs: u64,
     /// One entry per profile, in name order.
     pub profiles: Vec<ProfileStatus>,
     /// The Looker API gateway: where it listens and its live sessions.
@@ -251,9 +251,9 @@ impl Drop for GatewayCredentialAnswer {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProfileStatus {
     /// Profile name.
-    pub name: String,
+    pub(crate) name: String,
     /// Looker base URL.
-    pub base_url: String,
+    pub(crate) base_url: String,
     /// Credential sets in configured order.
     pub credentials: Vec<CredentialStatus>,
 }
@@ -295,33 +295,33 @@ impl CredentialState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CredentialStatus {
     /// Credential set name.
-    pub name: String,
+    pub(crate) name: String,
     /// The Looker client_id (not a secret).
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// What the set is doing now.
     pub state: CredentialState,
     /// Seconds left on the current token, if one is cached.
     pub expires_in: Option<u64>,
     /// Wall-clock expiry of the current token (RFC 3339).
-    pub expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
     /// When the last successful login happened (RFC 3339).
-    pub last_login: Option<String>,
+    pub(crate) last_login: Option<String>,
     /// The last error, in plain words.
     pub last_error: Option<String>,
     /// When the last error happened (RFC 3339).
-    pub last_error_at: Option<String>,
+    pub(crate) last_error_at: Option<String>,
     /// Until when logins are held back after failures (RFC 3339).
-    pub backoff_until: Option<String>,
+    pub(crate) backoff_until: Option<String>,
     /// Since when Looker has rejected this set (RFC 3339); it is skipped until retried.
     #[serde(default)]
-    pub rejected_since: Option<String>,
+    pub(crate) rejected_since: Option<String>,
     /// When the current token is due to be replaced (RFC 3339).
     #[serde(default)]
-    pub refresh_at: Option<String>,
+    pub(crate) refresh_at: Option<String>,
     /// Logins made since the daemon started.
-    pub logins: u64,
+    pub(crate) logins: u64,
     /// Tokens obtained and not yet revoked or expired.
-    pub live_tokens: u32,
+    pub(crate) live_tokens: u32,
     /// The command that prints this set's secret (`pass show looker/prod`), when the
     /// secret comes from one instead of the secret store. Never its output.
     #[serde(default, skip_serializing_if = "Option::is_none")]

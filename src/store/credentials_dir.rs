@@ -33,45 +33,45 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The environment variable systemd sets to the service's credentials folder.
-pub const ENV: &str = "CREDENTIALS_DIRECTORY";
+pub(crate) const ENV: &str = "CREDENTIALS_DIRECTORY";
 
 /// The first part of every credential name this store reads.
-pub const NAME_PREFIX: &str = "looker-agent";
+pub(crate) const NAME_PREFIX: &str = "looker-agent";
 
 /// No client secret comes near this; a bigger file is not read.
 const MAX_LEN: u64 = 64 * 1024;
 
 /// The credential name (file name) that holds the secret of `key`:
 /// `looker-agent.PROFILE.CREDENTIAL`.
-pub fn credential_name(key: &SecretKey) -> String {
+pub(crate) fn credential_name(key: &SecretKey) -> String {
     format!("{NAME_PREFIX}.{}.{}", key.profile, key.credential)
 }
 
 /// Client secrets from a systemd credentials folder (see the module documentation).
 #[derive(Debug, Clone)]
-pub struct CredentialsDirStore {
+pub(crate) struct CredentialsDirStore {
     dir: PathBuf,
 }
 
 impl CredentialsDirStore {
     /// A store reading `dir`.
-    pub fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         CredentialsDirStore { dir }
     }
 
     /// The store for `$CREDENTIALS_DIRECTORY`, when it is set to an absolute path.
-    pub fn from_env() -> Option<Self> {
+    pub(crate) fn from_env() -> Option<Self> {
         let dir = PathBuf::from(std::env::var_os(ENV)?);
         dir.is_absolute().then(|| CredentialsDirStore::new(dir))
     }
 
     /// The folder read.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The names of the `looker-agent.*` credentials present (for the start-up log).
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&self.dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -223,14 +223,14 @@ impl SecretStore for CredentialsDirStore {
 
 /// A read-only source in front of a writable store: reads try `first`, then `rest`;
 /// everything else goes to `rest`.
-pub struct LayeredStore {
+pub(crate) struct LayeredStore {
     first: CredentialsDirStore,
     rest: SharedStore,
 }
 
 impl LayeredStore {
     /// `first` in front of `rest`.
-    pub fn new(first: CredentialsDirStore, rest: SharedStore) -> Self {
+    pub(crate) fn new(first: CredentialsDirStore, rest: SharedStore) -> Self {
         LayeredStore { first, rest }
     }
 }
@@ -291,7 +291,7 @@ impl SecretStore for LayeredStore {
 
 /// Puts `$CREDENTIALS_DIRECTORY` (when set) in front of `store`, logging which
 /// credentials it offers; returns the store and its description unchanged otherwise.
-pub fn layer_from_env(store: SharedStore, description: String) -> (SharedStore, String) {
+pub(crate) fn layer_from_env(store: SharedStore, description: String) -> (SharedStore, String) {
     let Some(creds) = CredentialsDirStore::from_env() else {
         return (store, description);
     };

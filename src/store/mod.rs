@@ -8,9 +8,10 @@
 //!
 //! [`open`] turns a [`StoreChoice`] into a store, `auto` included.
 
-pub mod credentials_dir;
+pub(crate) mod credentials_dir;
 pub mod file;
 pub mod memory;
+mod record;
 pub mod secret_service;
 
 use crate::secret::Secret;
@@ -143,12 +144,12 @@ pub struct OwnerLock {
 
 impl OwnerLock {
     /// A lock for `owner` that lasts as long as `held` (a locked file, a bus connection).
-    pub fn new(owner: &str, held: Box<dyn Send + Sync>) -> Self {
+    pub(crate) fn new(owner: &str, held: Box<dyn Send + Sync>) -> Self {
         OwnerLock { owner: owner.to_string(), _held: Some(held) }
     }
 
     /// For stores no other agent can share (process memory): nothing to hold.
-    pub fn unshared(owner: &str) -> Self {
+    pub(crate) fn unshared(owner: &str) -> Self {
         OwnerLock { owner: owner.to_string(), _held: None }
     }
 
@@ -165,7 +166,7 @@ impl std::fmt::Debug for OwnerLock {
 }
 
 /// Owner ids become file and bus names: `[A-Za-z0-9]{1,64}` only.
-pub fn valid_owner(owner: &str) -> bool {
+pub(crate) fn valid_owner(owner: &str) -> bool {
     (1..=64).contains(&owner.len()) && owner.bytes().all(|c| c.is_ascii_alphanumeric())
 }
 
@@ -238,11 +239,14 @@ pub trait SecretStore: Send + Sync + 'static {
 }
 
 /// A shared handle to a store.
-pub type SharedStore = Arc<dyn SecretStore>;
+pub(crate) type SharedStore = Arc<dyn SecretStore>;
 
 /// Opens the store a [`StoreChoice`] names. `data_dir` is where the file store keeps
 /// its files. For `auto`, the returned string says which one was chosen and why.
-pub async fn open(choice: StoreChoice, data_dir: PathBuf) -> Result<(SharedStore, String), StoreError> {
+pub(crate) async fn open(
+    choice: StoreChoice,
+    data_dir: PathBuf,
+) -> Result<(SharedStore, String), StoreError> {
     match choice {
         StoreChoice::Memory => Ok((Arc::new(memory::MemoryStore::new()), "memory".into())),
         StoreChoice::File => {

@@ -2,20 +2,13 @@
 //! (see the parent module's docs for the attributes), written, listed and removed.
 
 use super::*;
+use crate::store::record::{parse_json, JournalToken};
 
 /// A journal item's secret as written. No `Debug`: it holds the token.
 #[derive(Serialize)]
 pub(super) struct JournalSecretOut<'a> {
     base_url: &'a str,
     token: &'a str,
-    expires_at_unix: i64,
-}
-
-/// A journal item's secret as read back. No `Debug`: it holds the token.
-#[derive(Deserialize)]
-pub(super) struct JournalSecretIn {
-    base_url: String,
-    token: String,
     expires_at_unix: i64,
 }
 
@@ -131,26 +124,9 @@ pub(super) fn journal_entry(
     };
     let (id, profile, credential) =
         (attribute("journal_id")?, attribute("profile")?, attribute("credential")?);
-    // serde_json's messages can quote the input, so only the position is reported.
-    let parsed: JournalSecretIn = serde_json::from_slice(secret).map_err(|e| {
-        format!(
-            "the secret is not a JSON object with base_url, token and expires_at_unix (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let token = Secret::new(parsed.token);
-    if token.is_empty() {
-        return Err("the token is empty".into());
-    }
-    Ok(JournalEntry {
-        id,
-        profile,
-        credential,
-        base_url: parsed.base_url,
-        token,
-        expires_at_unix: parsed.expires_at_unix,
-        // Absent on items of versions before owners existed.
-        owner: attributes.get("owner").filter(|o| !o.is_empty()).cloned(),
-    })
+    let parsed: JournalToken = parse_json(secret, "base_url, token and expires_at_unix")
+        .map_err(|m| format!("the secret is {m}"))?;
+    // Absent on items of versions before owners existed.
+    let owner = attributes.get("owner").filter(|o| !o.is_empty()).cloned();
+    parsed.into_entry(id, profile, credential, owner)
 }

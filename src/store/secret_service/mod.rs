@@ -44,7 +44,7 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use secret_service::{Collection, EncryptionType, Item, SearchItemsResult, SecretService};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -53,9 +53,9 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 use zeroize::{Zeroize, Zeroizing};
 
 /// The attribute value that marks this program's items.
-pub const APPLICATION: &str = "looker-agent";
+pub(crate) const APPLICATION: &str = "looker-agent";
 /// The attribute value that marks this program's token journal items.
-pub const JOURNAL_APPLICATION: &str = "looker-agent-journal";
+pub(crate) const JOURNAL_APPLICATION: &str = "looker-agent-journal";
 const SECRETS_NAME: &str = "org.freedesktop.secrets";
 const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
@@ -69,10 +69,10 @@ use unlock::*;
 
 const COLLECTION_IFACE: &str = "org.freedesktop.Secret.Collection";
 /// Prefix of the bus names that mark running agent instances (see the module docs).
-pub const OWNER_NAME_PREFIX: &str = "io.github.lookeragent.Journal.i";
+pub(crate) const OWNER_NAME_PREFIX: &str = "io.github.lookeragent.Journal.i";
 
 /// The bus name that agent instance `owner` holds while it lives.
-pub fn owner_bus_name(owner: &str) -> Option<String> {
+pub(crate) fn owner_bus_name(owner: &str) -> Option<String> {
     valid_owner(owner).then(|| format!("{OWNER_NAME_PREFIX}{owner}"))
 }
 
@@ -120,15 +120,9 @@ impl SecretServiceStore {
         Ok(SecretServiceStore { current: Mutex::new(Arc::new(connection)), unlock_timeout })
     }
 
-    /// Sets how long [`get`](SecretStore::get) and friends wait for the provider's
-    /// unlock prompt before answering [`StoreError::Locked`]. Defaults to 5 s without
-    /// a display (`DISPLAY`/`WAYLAND_DISPLAY`) and 60 s with one.
-    pub fn with_unlock_timeout(mut self, timeout: Duration) -> Self {
-        self.unlock_timeout = timeout;
-        self
-    }
-
-    /// How long an unlock prompt is waited for (see [`Self::with_unlock_timeout`]).
+    /// How long [`get`](SecretStore::get) and friends wait for the provider's unlock
+    /// prompt before answering [`StoreError::Locked`]: 5 s without a display
+    /// (`DISPLAY`/`WAYLAND_DISPLAY`), 60 s with one.
     pub fn unlock_timeout(&self) -> Duration {
         self.unlock_timeout
     }

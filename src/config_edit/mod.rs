@@ -20,12 +20,21 @@
 //! Only non-default settings are written: `verify_tls = false` appears only when
 //! false, `timeout` only when set, as a DURATION string such as `"45s"`.
 
+mod comments;
+mod lock;
+mod values;
+
+pub use lock::{lock_path, LOCK_WAIT};
+
 use crate::config::{self, Config, ConfigError, Credential, Profile};
 use crate::files::atomic::AtomicFile;
-use crate::files::{lock, private_dir};
+use crate::files::private_dir;
+use comments::{keep_detached_comments, keep_header_above, remove_root_value, Seg};
+use lock::{parent_or_dot, resolve_symlinks, EditLock};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
+use values::{set_value, settings_values, update_client_id};
 
 /// The settings of a profile, as `lookerctl profile add` or `import` gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,62 +106,6 @@ pub enum EditError {
     Config(#[from] ConfigError),
 }
 
-/// How long [`ConfigEditor::open`] waits for another edit of the same config to end.
-/// An edit holds the lock for milliseconds (a Secret Service unlock prompt aside).
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
-
-/// An exclusive `flock(2)` on the config's lock file; released when dropped (or when
-/// the process dies, however it dies).
-#[derive(Debug)]
-struct EditLock {
-    _file: std::fs::File,
-}
-
-/// The lock file of the config at `path`: `.NAME.lock` next to the file it finally names.
-pub fn lock_path(path: &Path) -> std::io::Result<PathBuf> {
-    let target = resolve_symlinks(path)?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(parent_or_dot(&target).join(format!(".{name}.lock")))
-}
-
-fn parent_or_dot(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-impl EditLock {
-    /// Takes the lock of the config at `path`, creating its folder (0700) and lock
-    /// file (0600) when missing; waits up to `wait` for another holder to let go.
-    fn take(path: &Path, wait: Duration) -> Result<EditLock, ConfigError> {
-        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
-        let lock = lock_path(path).map_err(write_err)?;
-        private_dir::create_all(&parent_or_dot(&lock)).map_err(write_err)?;
-        let file = lock::open_or_create(&lock).map_err(|e| {
-            write_err(std::io::Error::new(
-                e.kind(),
-                format!("cannot open its lock file {}: {e}", lock.display()),
-            ))
-        })?;
-        match lock::exclusive_waiting(&file, wait) {
-            Ok(true) => Ok(EditLock { _file: file }),
-            Ok(false) => Err(write_err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "another edit (lookerctl profile/credential/import) still holds its lock {} after {} s; \
-                     let it finish, then run the command again",
-                    lock.display(),
-                    wait.as_secs_f32()
-                ),
-            ))),
-            Err(e) => {
-                Err(write_err(std::io::Error::new(e.kind(), format!("cannot lock {}: {e}", lock.display()))))
-            }
-        }
-    }
-}
-
 /// An open config file being edited, locked against other edits until dropped.
 /// Nothing reaches the disk before [`ConfigEditor::save`].
 #[derive(Debug)]
@@ -189,13 +142,8 @@ impl ConfigEditor {
         Ok(ConfigEditor { path: path.to_path_buf(), doc, original, _lock: lock })
     }
 
-    /// The config file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether the document differs from the file as read (a save would change it).
-    pub fn is_changed(&self) -> bool {
+    pub(crate) fn is_changed(&self) -> bool {
         self.original.as_deref() != Some(self.doc.to_string().as_str())
     }
 
@@ -487,248 +435,6 @@ fn explain_write(e: std::io::Error, from_tempfile: bool) -> std::io::Error {
     }
 }
 
-/// The keys a profile's settings write; `None` removes the key (its default).
-fn settings_values(name: &str, s: &ProfileSettings) -> Result<Vec<(&'static str, Option<Value>)>, EditError> {
-    let invalid = |m: String| EditError::Invalid(format!("profile {name:?}: {m}"));
-    let base_url = config::normalize_base_url(&s.base_url).map_err(invalid)?;
-    let url = url::Url::parse(&base_url).map_err(|e| invalid(e.to_string()))?;
-    if url.scheme() == "http" && !crate::looker::client::is_loopback(&url) && !s.allow_insecure_http {
-        return Err(invalid(format!(
-            "{base_url} is plain http: client secrets and tokens would cross the network unencrypted; \
-             use https, or allow it explicitly (--allow-insecure-http) on a network you trust"
-        )));
-    }
-    let ca_file = match &s.ca_file {
-        None => None,
-        Some(p) => {
-            let abs = std::path::absolute(p).map_err(|e| invalid(format!("ca_file {}: {e}", p.display())))?;
-            let text = abs.to_str().ok_or_else(|| {
-                invalid(format!("ca_file {} is not valid UTF-8; move it to a plain path", abs.display()))
-            })?;
-            Some(Value::from(text))
-        }
-    };
-    let timeout = match s.timeout {
-        None => None,
-        Some(d) if d.as_secs() == 0 => return Err(invalid("timeout must be at least 1s".into())),
-        Some(d) => Some(Value::from(crate::duration::format(d))),
-    };
-    Ok(vec![
-        ("base_url", Some(Value::from(base_url))),
-        ("verify_tls", (!s.verify_tls).then(|| Value::from(false))),
-        ("ca_file", ca_file),
-        ("timeout", timeout),
-        ("allow_insecure_http", s.allow_insecure_http.then(|| Value::from(true))),
-    ])
-}
-
-/// Replaces a value keeping its comments (Table::insert would reset the key's decor).
-fn set_value(t: &mut dyn TableLike, key: &str, v: Value) {
-    match t.get_mut(key) {
-        Some(Item::Value(old)) => {
-            let decor = old.decor().clone();
-            *old = v;
-            *old.decor_mut() = decor;
-        }
-        _ => {
-            t.insert(key, Item::Value(v));
-        }
-    }
-}
-
-fn update_client_id(t: &mut dyn TableLike, client_id: &str) -> CredentialChange {
-    if t.get("client_id").and_then(Item::as_str) == Some(client_id) {
-        return CredentialChange::Unchanged;
-    }
-    set_value(t, "client_id", Value::from(client_id));
-    CredentialChange::Updated
-}
-
-/// One step of a path to a table in the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// Every table printed with a header, in document order (as toml_edit prints them).
-fn tables_in_order(doc: &DocumentMut) -> Vec<Vec<Seg>> {
-    fn walk(t: &Table, path: &mut Vec<Seg>, last: &mut isize, out: &mut Vec<(isize, Vec<Seg>)>) {
-        if !t.is_dotted() {
-            if let Some(p) = t.position() {
-                *last = p;
-            }
-            let hidden = path.is_empty() || (t.is_implicit() && t.get_values().is_empty());
-            if !hidden {
-                out.push((*last, path.clone()));
-            }
-        }
-        for (key, item) in t.iter() {
-            match item {
-                Item::Table(sub) => {
-                    path.push(Seg::Key(key.to_string()));
-                    walk(sub, path, last, out);
-                    path.pop();
-                }
-                Item::ArrayOfTables(aot) => {
-                    for (i, sub) in aot.iter().enumerate() {
-                        path.push(Seg::Key(key.to_string()));
-                        path.push(Seg::Index(i));
-                        walk(sub, path, last, out);
-                        path.pop();
-                        path.pop();
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(doc.as_table(), &mut Vec::new(), &mut 0, &mut out);
-    out.sort_by_key(|(pos, _)| *pos);
-    out.into_iter().map(|(_, p)| p).collect()
-}
-
-fn table_at_mut<'a>(doc: &'a mut DocumentMut, path: &[Seg]) -> Option<&'a mut Table> {
-    let mut t = doc.as_table_mut();
-    let mut i = 0;
-    while i < path.len() {
-        let Seg::Key(k) = &path[i] else { return None };
-        t = match (t.get_mut(k)?, path.get(i + 1)) {
-            (Item::ArrayOfTables(aot), Some(Seg::Index(n))) => {
-                i += 1;
-                aot.get_mut(*n)?
-            }
-            (Item::Table(sub), _) => sub,
-            _ => return None,
-        };
-        i += 1;
-    }
-    Some(t)
-}
-
-/// Before tables are removed: comments above the first of them that are separated from
-/// its header by a blank line describe what came before (a file header, a section
-/// note), not the table, so they move to the next table that stays, or to the end.
-fn keep_detached_comments(doc: &mut DocumentMut, removed: impl Fn(&[Seg]) -> bool) {
-    let order = tables_in_order(doc);
-    let Some(first) = order.iter().position(|p| removed(p)) else { return };
-    let next = order[first + 1..].iter().find(|p| !removed(p)).cloned();
-    let Some(first_table) = table_at_mut(doc, &order[first]) else { return };
-    let prefix = raw_str(first_table.decor().prefix());
-    let (detached, attached) = split_detached(&prefix);
-    if !has_comment(detached) {
-        return;
-    }
-    first_table.decor_mut().set_prefix(attached);
-    match next.and_then(|p| table_at_mut(doc, &p)) {
-        Some(t) => {
-            let new = prepend(detached, &raw_str(t.decor().prefix()));
-            t.decor_mut().set_prefix(new);
-        }
-        None => {
-            let old = doc.trailing().as_str().unwrap_or("").to_string();
-            doc.set_trailing(format!("{detached}{old}"));
-        }
-    }
-}
-
-/// Removes a top-level key; its detached comments (a file header, say) move to what
-/// follows: the next top-level key, else the first table, else the end of the file.
-fn remove_root_value(doc: &mut DocumentMut, key: &str) {
-    let prefix = raw_str(doc.as_table().key(key).and_then(|k| k.leaf_decor().prefix()));
-    let values: Vec<String> =
-        doc.as_table().iter().filter(|(_, item)| item.is_value()).map(|(k, _)| k.to_string()).collect();
-    if doc.remove(key).is_none() {
-        return;
-    }
-    let (detached, _) = split_detached(&prefix);
-    if !has_comment(detached) {
-        return;
-    }
-    let next_key = values.iter().skip_while(|k| k.as_str() != key).nth(1);
-    if let Some(mut k) = next_key.and_then(|k| doc.as_table_mut().key_mut(k)) {
-        let new = prepend(detached, &raw_str(k.leaf_decor().prefix()));
-        k.leaf_decor_mut().set_prefix(new);
-        return;
-    }
-    if let Some(t) = tables_in_order(doc).first().cloned().and_then(|p| table_at_mut(doc, &p)) {
-        let new = prepend(detached, &raw_str(t.decor().prefix()));
-        t.decor_mut().set_prefix(new);
-        return;
-    }
-    let old = doc.trailing().as_str().unwrap_or("").to_string();
-    doc.set_trailing(format!("{detached}{old}"));
-}
-
-/// A new first top-level `key` is printed above every table: keep a file header
-/// (the first table's detached comments) above it, and a blank line below it.
-fn keep_header_above(doc: &mut DocumentMut, key: &str) {
-    let Some(t) = tables_in_order(doc).first().cloned().and_then(|p| table_at_mut(doc, &p)) else { return };
-    let prefix = raw_str(t.decor().prefix());
-    let (detached, attached) = split_detached(&prefix);
-    let header = detached.to_string();
-    t.decor_mut().set_prefix(format!("\n{}", skip_blank_lines(attached)));
-    if let Some(mut k) = doc.as_table_mut().key_mut(key) {
-        k.leaf_decor_mut().set_prefix(header);
-    }
-}
-
-fn raw_str(raw: Option<&toml_edit::RawString>) -> String {
-    raw.and_then(|r| r.as_str()).unwrap_or("").to_string()
-}
-
-fn has_comment(s: &str) -> bool {
-    s.lines().any(|l| l.trim_start().starts_with('#'))
-}
-
-/// `detached` (which ends with a blank line) above `existing`, without doubling the blank line.
-fn prepend(detached: &str, existing: &str) -> String {
-    format!("{detached}{}", skip_blank_lines(existing))
-}
-
-/// Splits a table's prefix after its last blank line.
-fn split_detached(prefix: &str) -> (&str, &str) {
-    let mut cut = 0;
-    let mut at = 0;
-    for line in prefix.split_inclusive('\n') {
-        at += line.len();
-        if line.trim().is_empty() && line.ends_with('\n') {
-            cut = at;
-        }
-    }
-    prefix.split_at(cut)
-}
-
-fn skip_blank_lines(s: &str) -> &str {
-    let mut at = 0;
-    for line in s.split_inclusive('\n') {
-        if !line.trim().is_empty() || !line.ends_with('\n') {
-            break;
-        }
-        at += line.len();
-    }
-    &s[at..]
-}
-
-/// The file a path finally names, following symlinks (up to 40, like the kernel).
-fn resolve_symlinks(path: &Path) -> std::io::Result<PathBuf> {
-    let mut p = path.to_path_buf();
-    for _ in 0..40 {
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let link = std::fs::read_link(&p)?;
-                p = match p.parent() {
-                    Some(parent) if link.is_relative() => parent.join(link),
-                    _ => link,
-                };
-            }
-            _ => return Ok(p),
-        }
-    }
-    Err(std::io::Error::other("too many levels of symbolic links"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -842,13 +548,5 @@ mod tests {
             ed.to_toml_string(),
             "default_profile = \"a\"\n\n[profiles.a]\nbase_url = \"https://a.b\"\n"
         );
-    }
-
-    #[test]
-    fn detached_comment_split() {
-        assert_eq!(split_detached("# a\n\n# b\n"), ("# a\n\n", "# b\n"));
-        assert_eq!(split_detached("\n# b\n"), ("\n", "# b\n"));
-        assert_eq!(split_detached("# b\n"), ("", "# b\n"));
-        assert_eq!(skip_blank_lines("\n \n# x\n"), "# x\n");
     }
 }

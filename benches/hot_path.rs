@@ -130,6 +130,7 @@ fn benches(c: &mut Criterion) {
         profile: PROFILE.into(),
         credential: "default".into(),
         base_url: "https://example.looker.com".into(),
+        issued: now,
     };
     c.bench_function("token/to_json", |b| b.iter(|| black_box(issued.to_json(now))));
 

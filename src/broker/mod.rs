@@ -396,17 +396,18 @@ impl Broker {
         credential: Option<&str>,
         min_ttl: Duration,
     ) -> Result<IssuedToken, BrokerError> {
-        let issue = |slot: &CredSlot, token| IssuedToken {
+        let issue = |slot: &CredSlot, token, issued| IssuedToken {
             token,
             profile: slot.profile.clone(),
             credential: slot.name.clone(),
             base_url: p.base_url.clone(),
+            issued,
         };
         if let Some(c) = credential.filter(|c| !c.is_empty()) {
             let slot = p.creds.iter().find(|s| *s.name == *c).ok_or_else(|| {
                 BrokerError::UnknownCredential { profile: pname.to_string(), credential: c.to_string() }
             })?;
-            return slot.get(min_ttl).await.map(|t| issue(slot, t));
+            return slot.get(min_ttl).await.map(|t| issue(slot, t, self.now()));
         }
         if p.creds.is_empty() {
             return Err(BrokerError::UnknownCredential {
@@ -422,14 +423,16 @@ impl Broker {
         let now = self.now();
         for slot in &p.creds {
             if let Some(t) = slot.cached(min_ttl, now) {
-                return Ok(issue(slot, t));
+                // The stamp the lookup used: the answer's time left is counted from it,
+                // without another clock read.
+                return Ok(issue(slot, t, now));
             }
         }
         let mut first_err = None;
         let any_healthy = p.creds.iter().any(|s| !s.is_rejected(now));
         for slot in p.creds.iter().filter(|s| !any_healthy || !s.is_rejected(now)) {
             match slot.get(min_ttl).await {
-                Ok(t) => return Ok(issue(slot, t)),
+                Ok(t) => return Ok(issue(slot, t, self.now())),
                 Err(e @ BrokerError::Rejected { .. }) | Err(e @ BrokerError::Store(_)) => {
                     first_err.get_or_insert(e);
                 }

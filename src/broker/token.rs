@@ -90,6 +90,8 @@ pub struct IssuedToken {
     pub credential: Arc<str>,
     /// The profile's base URL.
     pub base_url: Arc<str>,
+    /// When it was handed out, on the broker's clock: its time left is counted from here.
+    pub issued: Stamp,
 }
 
 impl IssuedToken {
@@ -188,6 +190,7 @@ mod tests {
             profile: "prod".into(),
             credential: "c\\1\n\u{1}é".into(),
             base_url: "https://x".into(),
+            issued: now,
         };
         let o: TokenObject = serde_json::from_slice(&t.to_json(now)).unwrap();
         assert_eq!(o.access_token, "tok\"en");

@@ -120,6 +120,7 @@ impl Broker {
             profile: slot.profile.clone(),
             credential: slot.name.clone(),
             base_url: p.base_url.clone(),
+            issued: self.now(),
         };
         let fresh = |v: &VariantSlot| {
             let now = self.now();

@@ -158,7 +158,7 @@ impl Service {
                     .await;
                 match got {
                     Ok(t) => {
-                        let now = self.broker.now();
+                        let now = t.issued;
                         // At debug so cache hits stay quiet by default:
                         // enable it with RUST_LOG=info,looker_agent::audit=debug.
                         if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {

@@ -267,7 +267,15 @@ impl Service {
         let minted = self
             .gateway
             .mint(&self.broker, &profile, credential, ttl, bound, r.session)
-            .map_err(|m| ApiError::new(ErrorCode::UpstreamUnavailable, m))?;
+            .map_err(|m| {
+                ApiError::new(
+                    ErrorCode::UpstreamUnavailable,
+                    format!(
+                        "{m}; set [gateway] listen to a free loopback port (not \"off\") and reload, \
+                         or use `lookerctl exec --direct` for a real token"
+                    ),
+                )
+            })?;
         Ok(GatewayCredentialAnswer {
             base_url: minted.base_url,
             client_id: minted.credential.client_id.clone(),

@@ -271,7 +271,7 @@ impl Service {
                 ApiError::new(
                     ErrorCode::UpstreamUnavailable,
                     format!(
-                        "{m}; set [gateway] listen to a free loopback port (not \"off\") and reload, \
+                        "{m}; set [gateway] listen to a free loopback port (not \"off\") and restart the agent, \
                          or use `lookerctl exec --direct` for a real token"
                     ),
                 )

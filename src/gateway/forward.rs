@@ -12,8 +12,10 @@ use crate::config::Profile;
 use crate::looker::client::is_loopback;
 use crate::looker::tls;
 use crate::secret::Secret;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -177,17 +179,31 @@ impl ForwardError {
     }
 }
 
-/// Removes the headers of one hop: `Connection`, every header it names, and the
-/// fixed hop-by-hop set. Used on the way to Looker and on the way back.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// True for a header of the fixed hop-by-hop set.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// The header names a `Connection` header lists (they belong to this hop too).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+        .collect()
+}
+
+/// Removes the headers of one hop: `Connection`, every header it names, and the
+/// fixed hop-by-hop set. Used on the way to Looker and on the way back.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Per call on every answer: most have none of them (and any `Connection` is one),
+    // so one look at the names spares the removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    for name in connection_named(headers) {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
@@ -195,13 +211,58 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The headers sent to Looker: the client's, without those of its hop, its `Host`,
+/// its `Authorization` and the agent's own (`Looker-Agent-*`); then `host`. Built in
+/// one pass (the values are shared, not copied) rather than copied whole and pruned.
+fn upstream_headers(client: &HeaderMap, host: HeaderValue) -> HeaderMap {
+    let named = if client.contains_key(CONNECTION) { connection_named(client) } else { Vec::new() };
+    let mut out = HeaderMap::with_capacity(client.keys_len() + 2);
+    for (name, value) in client {
+        let dropped = name == AUTHORIZATION
+            || name == HOST
+            || is_hop_by_hop(name)
+            || name.as_str().starts_with(AGENT_HEADER_PREFIX)
+            || named.contains(name);
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out.insert(HOST, host);
+    out
+}
+
+/// `Authorization: token <t>`, marked sensitive; built in one buffer (the value is the
+/// only copy of the token it makes).
+fn token_header(token: &Secret) -> Result<HeaderValue, ForwardError> {
+    let t = token.expose().as_bytes();
+    let mut v = Vec::with_capacity(6 + t.len());
+    v.extend_from_slice(b"token ");
+    v.extend_from_slice(t);
+    let mut v = HeaderValue::from_maybe_shared(Bytes::from(v)).map_err(|_| ForwardError::BadToken)?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// The process's upstream clients, one per distinct TLS settings (a root store and
 /// TLS session cache are the costly part; each client pools per host anyway).
 /// Cheap to clone; clones share the clients and their pools.
 #[derive(Clone, Default)]
 pub struct Forwarder {
-    clients: Arc<Mutex<HashMap<ClientSettings, UpstreamClient>>>,
+    state: Arc<Mutex<State>>,
 }
+
+/// The clients, and the base URLs already parsed (one lock per call for both).
+#[derive(Default)]
+struct State {
+    /// Behind an `Arc`: a call borrows its client, where a clone of one would copy
+    /// (and drop) every part of its connector.
+    clients: HashMap<ClientSettings, Arc<UpstreamClient>>,
+    bases: HashMap<String, Result<Arc<Base>, ForwardError>>,
+}
+
+/// At most this many parsed base URLs are kept (one per profile in practice; a config
+/// reload that changes them leaves old ones behind, so the map is emptied past this).
+const MAX_BASES: usize = 64;
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,11 +281,20 @@ struct ClientSettings {
     connect_timeout: Duration,
 }
 
-/// Where a call goes: the full URI, the `Host` header, and the origin for messages.
-struct Target {
-    uri: Uri,
+/// A profile's base URL, parsed and checked once: what every call to it needs.
+#[derive(Debug)]
+struct Base {
+    scheme: Scheme,
+    /// Host and port (the port only when it is not the scheme's default).
+    authority: Authority,
+    /// The `Host` header.
     host: HeaderValue,
+    /// Scheme, host and port, for messages.
     origin: String,
+    /// The URL's path without its trailing `/` (usually empty).
+    prefix: String,
+    /// Plain http to a host that is not loopback (refused unless the profile allows it).
+    remote_plain_http: bool,
 }
 
 impl Forwarder {
@@ -241,84 +311,110 @@ impl Forwarder {
         profile: &Profile,
         out: Outbound<'_>,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let target = target(profile, out.path_and_query)?;
+        let base = self.base(profile)?;
+        if base.remote_plain_http && !profile.allow_insecure_http {
+            return Err(ForwardError::Config(format!(
+                "refusing plain http to {}: tokens would cross the network unencrypted; \
+                 use https, or set allow_insecure_http = true in the profile if you really mean it",
+                base.origin
+            )));
+        }
+        let uri = base.uri(out.path_and_query)?;
         let settings = settings(profile)?;
         let connect_timeout = settings.connect_timeout;
         let client = self.client(settings)?;
-        let mut headers = out.headers.clone();
-        strip_hop_by_hop(&mut headers);
-        headers.remove(AUTHORIZATION);
-        let agent_headers: Vec<HeaderName> =
-            headers.keys().filter(|n| n.as_str().starts_with(AGENT_HEADER_PREFIX)).cloned().collect();
-        for name in agent_headers {
-            headers.remove(name);
-        }
-        headers.insert(HOST, target.host);
+        let mut headers = upstream_headers(out.headers, base.host.clone());
         if let Some(token) = out.auth {
-            let mut v = HeaderValue::from_str(&format!("token {}", token.expose()))
-                .map_err(|_| ForwardError::BadToken)?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            headers.insert(AUTHORIZATION, token_header(token)?);
         }
         let mut req = Request::new(out.body);
         *req.method_mut() = out.method;
-        *req.uri_mut() = target.uri;
+        *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         client
             .request(req)
             .await
-            .map_err(|e| classify(&e, target.origin, connect_timeout, profile.ca_file.as_deref()))
+            .map_err(|e| classify(&e, base.origin.clone(), connect_timeout, profile.ca_file.as_deref()))
     }
 
-    fn client(&self, settings: ClientSettings) -> Result<UpstreamClient, ForwardError> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&settings) {
+    /// The profile's base URL, parsed on first use.
+    fn base(&self, profile: &Profile) -> Result<Arc<Base>, ForwardError> {
+        let mut state = self.lock();
+        if let Some(b) = state.bases.get(profile.base_url.as_str()) {
+            return b.clone();
+        }
+        if state.bases.len() >= MAX_BASES {
+            state.bases.clear();
+        }
+        let parsed = Base::parse(&profile.base_url).map(Arc::new);
+        state.bases.insert(profile.base_url.clone(), parsed.clone());
+        parsed
+    }
+
+    fn client(&self, settings: ClientSettings) -> Result<Arc<UpstreamClient>, ForwardError> {
+        let mut state = self.lock();
+        if let Some(c) = state.clients.get(&settings) {
             return Ok(c.clone());
         }
-        let client = build_client(&settings)?;
-        clients.insert(settings, client.clone());
+        let client = Arc::new(build_client(&settings)?);
+        state.clients.insert(settings, client.clone());
         Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every entry is whole at each unlock: a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Checks the profile's base URL (the plain-http rule of `LookerClient::new`) and
-/// joins the target to it.
-fn target(profile: &Profile, path_and_query: &str) -> Result<Target, ForwardError> {
-    let base = url::Url::parse(&profile.base_url)
-        .map_err(|e| ForwardError::Config(format!("invalid base_url {:?}: {e}", profile.base_url)))?;
-    let scheme = base.scheme();
-    if scheme != "http" && scheme != "https" {
-        return Err(ForwardError::Config(format!("base_url {:?} is not http or https", profile.base_url)));
+impl Base {
+    /// Parses and checks a base URL (the checks of `LookerClient::new`; the plain-http
+    /// rule, which also depends on the profile's `allow_insecure_http`, is applied per call).
+    fn parse(base_url: &str) -> Result<Base, ForwardError> {
+        let base = url::Url::parse(base_url)
+            .map_err(|e| ForwardError::Config(format!("invalid base_url {base_url:?}: {e}")))?;
+        let scheme = base.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(ForwardError::Config(format!("base_url {base_url:?} is not http or https")));
+        }
+        let host = base
+            .host_str()
+            .ok_or_else(|| ForwardError::Config(format!("base_url {base_url:?} has no host")))?;
+        // The URL's port when it is not the scheme's default; userinfo is left out.
+        let authority = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let unusable = || ForwardError::Config(format!("base_url {base_url:?} has an unusable host"));
+        Ok(Base {
+            scheme: if scheme == "https" { Scheme::HTTPS } else { Scheme::HTTP },
+            host: HeaderValue::from_str(&authority).map_err(|_| unusable())?,
+            origin: format!("{scheme}://{authority}"),
+            authority: Authority::from_maybe_shared(Bytes::from(authority)).map_err(|_| unusable())?,
+            prefix: base.path().trim_end_matches('/').to_string(),
+            remote_plain_http: scheme == "http" && !is_loopback(&base),
+        })
     }
-    let host = base
-        .host_str()
-        .ok_or_else(|| ForwardError::Config(format!("base_url {:?} has no host", profile.base_url)))?;
-    // The URL's port when it is not the scheme's default; userinfo is left out.
-    let authority = match base.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
-    let origin = format!("{scheme}://{authority}");
-    if scheme == "http" && !is_loopback(&base) && !profile.allow_insecure_http {
-        return Err(ForwardError::Config(format!(
-            "refusing plain http to {origin}: tokens would cross the network unencrypted; \
-             use https, or set allow_insecure_http = true in the profile if you really mean it"
-        )));
+
+    /// The full URI of `path_and_query` (which must start with `/`) at this base.
+    /// Scheme and authority are the base's own, set apart from the path: a target
+    /// cannot move the call elsewhere (`//host/x` stays a path).
+    fn uri(&self, path_and_query: &str) -> Result<Uri, ForwardError> {
+        if !path_and_query.starts_with('/') {
+            return Err(ForwardError::BadTarget);
+        }
+        let pq = if self.prefix.is_empty() {
+            PathAndQuery::try_from(path_and_query)
+        } else {
+            PathAndQuery::try_from([self.prefix.as_str(), path_and_query].concat())
+        }
+        .map_err(|_| ForwardError::BadTarget)?;
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).map_err(|_| ForwardError::BadTarget)
     }
-    if !path_and_query.starts_with('/') {
-        return Err(ForwardError::BadTarget);
-    }
-    let prefix = base.path().trim_end_matches('/');
-    let uri: Uri =
-        format!("{origin}{prefix}{path_and_query}").parse().map_err(|_| ForwardError::BadTarget)?;
-    // The target cannot move the call elsewhere (`//host` in a path parses as a path here,
-    // but check the outcome rather than trust the parse).
-    if uri.authority().map(|a| a.as_str()) != Some(authority.as_str()) {
-        return Err(ForwardError::BadTarget);
-    }
-    let host = HeaderValue::from_str(&authority)
-        .map_err(|_| ForwardError::Config(format!("base_url {:?} has an unusable host", profile.base_url)))?;
-    Ok(Target { uri, host, origin })
 }
 
 fn settings(profile: &Profile) -> Result<ClientSettings, ForwardError> {

@@ -192,10 +192,12 @@ impl Gateway {
         door: Door<'_>,
         req: hyper::Request<Incoming>,
     ) -> Response<Body> {
-        let started = tokio::time::Instant::now();
+        // Checked once per call, before it: the clock is read only when the call is logged.
+        let audit = tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG);
+        let started = audit.then(tokio::time::Instant::now);
         let (parts, body) = req.into_parts();
         let answer = self.route(broker, door, &parts, body).await;
-        if tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG) {
+        if let Some(started) = started {
             let bytes = answer
                 .headers()
                 .get(hyper::header::CONTENT_LENGTH)
@@ -254,13 +256,15 @@ impl Gateway {
             Some(q) => Cow::Owned(format!("{path}?{q}")),
             None => Cow::Borrowed(path),
         };
+        // The rare calls' futures are boxed: this one's state, moved into place on every
+        // call, is then no larger than a forwarded call needs.
         match call {
-            Call::Login => small(self.login(hint.as_deref(), parts, body).await),
+            Call::Login => small(Box::pin(self.login(hint.as_deref(), parts, body)).await),
             Call::Open => self.forward(broker, &Who::Nobody, parts, &target, body).await,
             _ if matches!(who, Who::Nobody) => small(answer::requires_authentication()),
             Call::Logout => small(self.logout(broker, &who, presented)),
-            Call::Sudo(user) => small(self.sudo(broker, &who, &user).await),
-            Call::SetWorkspace => self.set_workspace(broker, &who, parts, &target, body).await,
+            Call::Sudo(user) => small(Box::pin(self.sudo(broker, &who, &user)).await),
+            Call::SetWorkspace => Box::pin(self.set_workspace(broker, &who, parts, &target, body)).await,
             Call::Api => self.forward(broker, &who, parts, &target, body).await,
         }
     }
@@ -469,18 +473,18 @@ impl Gateway {
                         };
                         tracing::info!(profile = %t.profile, credential = %t.credential,
                             "Looker refused a token mid-run; replayed the call once with a new one");
-                        self.forwarder
-                            .send(
-                                &profile,
-                                Outbound {
-                                    method: parts.method.clone(),
-                                    path_and_query: target,
-                                    headers: &parts.headers,
-                                    body: again,
-                                    auth: Some(&t.token.token),
-                                },
-                            )
-                            .await
+                        // Boxed: rare, and it would double this future's size.
+                        Box::pin(self.forwarder.send(
+                            &profile,
+                            Outbound {
+                                method: parts.method.clone(),
+                                path_and_query: target,
+                                headers: &parts.headers,
+                                body: again,
+                                auth: Some(&t.token.token),
+                            },
+                        ))
+                        .await
                     }
                 }
             }
@@ -537,19 +541,19 @@ fn session_token(parts: &Parts) -> Option<&str> {
 /// a web page that makes its own name resolve to 127.0.0.1 still sends its name.
 fn loopback_host(parts: &Parts) -> Result<(), String> {
     let host = match parts.headers.get(HOST) {
-        Some(h) => h.to_str().map_err(|_| "(not text)".to_string())?.to_string(),
+        Some(h) => h.to_str().map_err(|_| "(not text)".to_string())?,
         None => match parts.uri.authority() {
-            Some(a) => a.as_str().to_string(),
+            Some(a) => a.as_str(),
             None => return Err("(none)".into()),
         },
     };
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host.as_str(), |(h, port)| {
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 h
             } else {
-                host.as_str()
+                host
             }
         }),
     };
@@ -558,7 +562,7 @@ fn loopback_host(parts: &Parts) -> Result<(), String> {
     if loopback {
         Ok(())
     } else {
-        Err(host)
+        Err(host.to_string())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod import;
 pub mod manage;
 pub mod output;
+pub mod rotate;
 pub mod source;
 pub mod token;
 pub mod verify;

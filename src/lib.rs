@@ -36,6 +36,7 @@ pub mod name;
 pub mod netrc;
 pub mod paths;
 pub mod protocol;
+pub mod rotation;
 pub mod secret;
 pub mod secret_source;
 pub mod store;

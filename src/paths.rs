@@ -58,6 +58,11 @@ pub(crate) fn default_data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share").join(APP)
 }
 
+/// Default state folder: `$XDG_STATE_HOME/looker-agent/` (rotation records).
+pub fn default_state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join(APP)
+}
+
 impl Paths {
     /// Resolves paths from explicit overrides (flags, already merged with their
     /// environment variables by clap) and the XDG defaults.

@@ -67,6 +67,17 @@ Examples:
     vault kv get -field=client_secret kv/looker/prod
   lookerctl credential add prod me --client-id AbC123 --source -- op read op://Looker/prod/credential";
 
+const ROTATE_EXAMPLES: &str = "\
+Logs in to Looker directly with the stored secret, creates a new API key for the
+key's own user (POST /api/4.0/users/{id}/credentials_api3), checks that it logs in,
+stores its secret, points the config at its client_id and only then deletes the
+old key at Looker. An interrupted rotation is finished or undone by the next run.
+Needs API key self-service in Looker, or a credential of an admin.
+
+Examples:
+  lookerctl credential rotate prod
+  lookerctl credential rotate prod reporting --json";
+
 const VERIFY_EXAMPLES: &str = "\
 Logs in to Looker directly with the stored secret (no running agent needed), reads
 GET /api/4.0/user and the user's roles, then logs the token out again. Warns when
@@ -366,6 +377,14 @@ pub enum CredentialCommand {
     /// Log in with a credential set and show which Looker user it acts as.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify {
+        /// Profile name.
+        profile: String,
+        /// Credential set name (default: the profile's first).
+        name: Option<String>,
+    },
+    /// Replace a credential set's API key with a new one of the same Looker user.
+    #[command(after_help = ROTATE_EXAMPLES)]
+    Rotate {
         /// Profile name.
         profile: String,
         /// Credential set name (default: the profile's first).

@@ -423,6 +423,9 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
         CredentialCommand::Verify { profile, name } => {
             super::verify::verify(cli, profile, name.as_deref()).await
         }
+        CredentialCommand::Rotate { profile, name } => {
+            super::rotate::rotate(cli, profile, name.as_deref()).await
+        }
         CredentialCommand::Remove { profile, name } => {
             let mut ed = ConfigEditor::open(&config_path(cli))?;
             ed.remove_credential(profile, name)?;

@@ -13,6 +13,7 @@ pub(crate) mod exit;
 pub(crate) mod import;
 pub(crate) mod manage;
 pub(crate) mod output;
+pub(crate) mod rotate;
 pub(crate) mod source;
 pub(crate) mod token;
 pub(crate) mod verify;

@@ -70,7 +70,6 @@ impl AtomicFile {
     }
 
     /// [`AtomicFile::rename_to`] and [`Committed::sync`] in one.
-    #[cfg(test)]
     pub(crate) fn commit(self, target: &Path) -> io::Result<()> {
         self.rename_to(target)?.sync()
     }

@@ -1,6 +1,6 @@
 //! [`LookerClient`]: the real Looker API over reqwest + rustls.
 
-use super::{LoginToken, LookerApi, LookerError, LookerUser, Role};
+use super::{Api3Key, LoginToken, LookerApi, LookerError, LookerUser, NewApi3Key, Role};
 use crate::config::Profile;
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -366,6 +366,92 @@ impl LookerApi for LookerClient {
             _ => Err(answer.error(false)),
         }
     }
+
+    async fn api3_keys(&self, access_token: &Secret, user_id: &str) -> Result<Vec<Api3Key>, LookerError> {
+        let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+        let req = self
+            .http
+            .get(self.api(&format!("users/{id}/credentials_api3")))
+            .header(AUTHORIZATION, auth_header(access_token)?);
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
+            200 => serde_json::from_slice(&answer.body).map_err(|e| LookerError::BadAnswer {
+                reason: format!("the list of API keys is not the expected JSON ({e})"),
+            }),
+            401 => Err(LookerError::TokenExpired),
+            403 | 404 => Err(LookerError::Rejected {
+                status: answer.status.as_u16(),
+                message: looker_message(&answer.body),
+            }),
+            _ => Err(answer.error(false)),
+        }
+    }
+
+    async fn create_api3_key(
+        &self,
+        access_token: &Secret,
+        user_id: &str,
+        purpose: &str,
+    ) -> Result<NewApi3Key, LookerError> {
+        let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+        let req = self
+            .http
+            .post(self.api(&format!("users/{id}/credentials_api3")))
+            .header(AUTHORIZATION, auth_header(access_token)?)
+            .json(&serde_json::json!({ "purpose": purpose }));
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
+            200 => parse_new_api3_key(&answer.body),
+            401 => Err(LookerError::TokenExpired),
+            400 | 403 | 404 | 422 => Err(LookerError::Rejected {
+                status: answer.status.as_u16(),
+                message: looker_message(&answer.body),
+            }),
+            _ => Err(answer.error(false)),
+        }
+    }
+
+    async fn delete_api3_key(
+        &self,
+        access_token: &Secret,
+        user_id: &str,
+        key_id: &str,
+    ) -> Result<bool, LookerError> {
+        let id: String = url::form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+        let key: String = url::form_urlencoded::byte_serialize(key_id.as_bytes()).collect();
+        let req = self
+            .http
+            .delete(self.api(&format!("users/{id}/credentials_api3/{key}")))
+            .header(AUTHORIZATION, auth_header(access_token)?);
+        let answer = self.exchange(req).await?;
+        match answer.status.as_u16() {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            401 => Err(LookerError::TokenExpired),
+            403 => Err(LookerError::Rejected { status: 403, message: looker_message(&answer.body) }),
+            _ => Err(answer.error(false)),
+        }
+    }
+}
+
+/// Parses the answer to `POST …/credentials_api3`. Errors never quote the body: it
+/// holds the new secret.
+pub fn parse_new_api3_key(body: &[u8]) -> Result<NewApi3Key, LookerError> {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        #[serde(flatten)]
+        key: Api3Key,
+        #[serde(default)]
+        client_secret: Option<String>,
+    }
+    let bad = |what: &str| LookerError::BadAnswer { reason: format!("the new API key's answer {what}") };
+    let created: Created = serde_json::from_slice(body).map_err(|_| bad("is not the expected JSON"))?;
+    let secret =
+        created.client_secret.filter(|s| !s.is_empty()).ok_or_else(|| bad("has no client_secret"))?;
+    if created.key.client_id.is_empty() || created.key.id.is_empty() {
+        return Err(bad("has no id or client_id"));
+    }
+    Ok(NewApi3Key { key: created.key, client_secret: Secret::new(secret) })
 }
 
 #[cfg(test)]

@@ -122,6 +122,34 @@ impl Role {
     }
 }
 
+/// One API3 key of a user, as `GET /api/4.0/users/{id}/credentials_api3` lists it
+/// (the fields used; never a secret).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, Default, PartialEq, Eq)]
+pub struct Api3Key {
+    /// Looker's id of the key (digits), what `DELETE …/credentials_api3/{id}` takes.
+    #[serde(default, deserialize_with = "id_as_string")]
+    pub id: String,
+    /// The key's client_id.
+    #[serde(default)]
+    pub client_id: String,
+    /// When Looker created it (`2024-01-01T00:00:00.000+00:00`).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// The `purpose` given at creation.
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+/// The answer to `POST /api/4.0/users/{id}/credentials_api3`: the new key and the
+/// only copy of its secret Looker ever hands out.
+#[derive(Debug, Clone)]
+pub struct NewApi3Key {
+    /// The key.
+    pub key: Api3Key,
+    /// Its client_secret.
+    pub client_secret: Secret,
+}
+
 /// One Looker instance's API, as the agent uses it.
 #[async_trait]
 pub trait LookerApi: Send + Sync + 'static {
@@ -153,5 +181,37 @@ pub trait LookerApi: Send + Sync + 'static {
     async fn set_workspace(&self, access_token: &Secret, workspace: &str) -> Result<(), LookerError> {
         let _ = (access_token, workspace);
         Err(LookerError::BadAnswer { reason: "this client cannot change workspaces".into() })
+    }
+
+    /// `GET /api/4.0/users/{id}/credentials_api3`: the user's API keys. Looker's
+    /// refusal (403: another user's keys, or self-service off) is
+    /// [`LookerError::Rejected`] with its status.
+    async fn api3_keys(&self, access_token: &Secret, user_id: &str) -> Result<Vec<Api3Key>, LookerError> {
+        let _ = (access_token, user_id);
+        Err(LookerError::BadAnswer { reason: "this client cannot list API keys".into() })
+    }
+
+    /// `POST /api/4.0/users/{id}/credentials_api3 {"purpose": …}`: a new API key for
+    /// the user, with its secret. Refusals as for [`LookerApi::api3_keys`].
+    async fn create_api3_key(
+        &self,
+        access_token: &Secret,
+        user_id: &str,
+        purpose: &str,
+    ) -> Result<NewApi3Key, LookerError> {
+        let _ = (access_token, user_id, purpose);
+        Err(LookerError::BadAnswer { reason: "this client cannot create API keys".into() })
+    }
+
+    /// `DELETE /api/4.0/users/{id}/credentials_api3/{key_id}`; `Ok(false)` when
+    /// Looker knows no such key (already deleted).
+    async fn delete_api3_key(
+        &self,
+        access_token: &Secret,
+        user_id: &str,
+        key_id: &str,
+    ) -> Result<bool, LookerError> {
+        let _ = (access_token, user_id, key_id);
+        Err(LookerError::BadAnswer { reason: "this client cannot delete API keys".into() })
     }
 }

@@ -29,8 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The dev profile's name.
+#[cfg(feature = "dev-emulator")]
 pub(crate) const DEV_PROFILE: &str = "dev";
 /// The dev credential's name.
+#[cfg(feature = "dev-emulator")]
 pub(crate) const DEV_CREDENTIAL: &str = "default";
 
 /// Runs dev mode until `shutdown`. `socket` overrides the private socket path.

@@ -34,6 +34,7 @@ pub mod looker;
 pub mod looker_ini;
 pub mod name;
 pub mod netrc;
+pub mod oauth;
 pub mod paths;
 pub mod protocol;
 pub mod rotation;

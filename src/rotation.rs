@@ -104,6 +104,14 @@ pub enum RotateError {
         /// Credential set.
         credential: String,
     },
+    /// The credential is an OAuth grant: it has no API key to rotate.
+    #[error("{profile}/{credential} is an OAuth grant from `lookerctl login`, not an API key: there is no key to rotate (sign in again with `lookerctl login {profile} --name {credential}` to get a new grant)")]
+    OAuthCredential {
+        /// Profile.
+        profile: String,
+        /// Credential set.
+        credential: String,
+    },
     /// Looker refused to manage the user's keys (403).
     #[error("Looker refused to {action} user {user_id} (HTTP {status}): self-service API keys are off and this user is not an admin; ask an admin, or rotate in Looker's admin panel. Nothing was changed")]
     Refused {
@@ -293,6 +301,9 @@ fn configured(cfg: &Config, profile: &str, name: Option<&str>) -> Result<(String
             credential: "(none: the profile has no credential set)".into(),
         })?,
     };
+    if c.kind == crate::config::CredentialKind::Oauth {
+        return Err(RotateError::OAuthCredential { profile: profile.into(), credential: c.name.clone() });
+    }
     if c.secret_source().is_some() {
         return Err(RotateError::SourceCredential { profile: profile.into(), credential: c.name.clone() });
     }

@@ -43,6 +43,19 @@ pub enum BrokerError {
         /// Looker's message.
         message: String,
     },
+    /// Looker refused an OAuth credential set's grant (revoked, expired, rotated
+    /// away): only the person can fix it, by signing in again.
+    #[error("Looker refused the OAuth grant of credential {credential:?} of profile {profile:?} (HTTP {status}: {message}); it was revoked or has expired: {}", crate::oauth::grant::sign_in_again(.profile, .credential))]
+    SignInAgain {
+        /// Profile name.
+        profile: String,
+        /// Credential set name.
+        credential: String,
+        /// Looker's HTTP status.
+        status: u16,
+        /// Looker's message.
+        message: String,
+    },
     /// Looker unreachable, failing, or the profile's connection settings cannot work.
     #[error("Looker for profile {profile:?} is unavailable: {reason}")]
     Unavailable {
@@ -101,7 +114,7 @@ impl BrokerError {
             }
             BrokerError::UnknownCredential { .. } => ErrorCode::UnknownCredential,
             BrokerError::BadRequest(_) => ErrorCode::BadRequest,
-            BrokerError::Rejected { .. } => ErrorCode::CredentialsRejected,
+            BrokerError::Rejected { .. } | BrokerError::SignInAgain { .. } => ErrorCode::CredentialsRejected,
             BrokerError::Unavailable { .. } | BrokerError::ShuttingDown => ErrorCode::UpstreamUnavailable,
             BrokerError::Store(_) => ErrorCode::SecretStore,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,

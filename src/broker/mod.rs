@@ -241,6 +241,7 @@ impl Broker {
                             *s.name == *c.name
                                 && s.client_id == c.client_id
                                 && s.source() == c.secret_source().as_ref()
+                                && s.kind() == c.kind
                         })
                     });
                     match reuse {
@@ -263,7 +264,8 @@ impl Broker {
                                 self.inner.store.clone(),
                                 self.inner.shared.clone(),
                             )
-                            .with_source(c.secret_source()),
+                            .with_source(c.secret_source())
+                            .with_kind(c.kind),
                         ),
                     }
                 })
@@ -433,7 +435,9 @@ impl Broker {
         for slot in p.creds.iter().filter(|s| !any_healthy || !s.is_rejected(now)) {
             match slot.get(min_ttl).await {
                 Ok(t) => return Ok(issue(slot, t, self.now())),
-                Err(e @ BrokerError::Rejected { .. }) | Err(e @ BrokerError::Store(_)) => {
+                Err(e @ BrokerError::Rejected { .. })
+                | Err(e @ BrokerError::SignInAgain { .. })
+                | Err(e @ BrokerError::Store(_)) => {
                     first_err.get_or_insert(e);
                 }
                 Err(e) => return Err(e),

@@ -8,7 +8,9 @@ use super::error::BrokerError;
 use super::tasks::{Counted, Tasks};
 use super::token::LiveToken;
 use super::{BrokerEvent, BrokerSettings};
+use crate::config::CredentialKind;
 use crate::looker::{LoginToken, LookerApi, LookerError};
+use crate::oauth::grant::{GrantError, GrantKeeper};
 use crate::protocol::{CredentialState, CredentialStatus};
 use crate::secret_source::SecretSource;
 use crate::store::{JournalEntry, SecretKey, SharedStore};
@@ -41,6 +43,9 @@ pub struct CredSlot {
     store: SharedStore,
     /// Where the secret comes from when not from the store (run at each login).
     source: Option<SecretSource>,
+    /// An API key or an OAuth grant (whose refresh token `grant` keeps).
+    kind: CredentialKind,
+    grant: GrantKeeper,
     shared: Arc<Shared>,
     state: Mutex<SlotState>,
 }
@@ -118,6 +123,8 @@ impl CredSlot {
             api,
             store,
             source: None,
+            kind: CredentialKind::ApiKey,
+            grant: GrantKeeper::new(),
             shared,
             state: Mutex::new(SlotState::default()),
         }
@@ -132,6 +139,17 @@ impl CredSlot {
     /// The external source of the secret, if any.
     pub fn source(&self) -> Option<&SecretSource> {
         self.source.as_ref()
+    }
+
+    /// The slot of an OAuth grant (`kind = "oauth"`) or of an API key.
+    pub fn with_kind(mut self, kind: CredentialKind) -> CredSlot {
+        self.kind = kind;
+        self
+    }
+
+    /// What the set logs in with.
+    pub fn kind(&self) -> CredentialKind {
+        self.kind
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotState> {
@@ -255,6 +273,14 @@ impl CredSlot {
     }
 
     fn rejected_error(&self, status: u16, message: &str) -> BrokerError {
+        if self.kind == CredentialKind::Oauth {
+            return BrokerError::SignInAgain {
+                profile: self.profile.to_string(),
+                credential: self.name.to_string(),
+                status,
+                message: message.to_string(),
+            };
+        }
         BrokerError::Rejected {
             profile: self.profile.to_string(),
             credential: self.name.to_string(),
@@ -292,6 +318,17 @@ impl CredSlot {
     async fn login_once(&self) -> Result<Arc<LiveToken>, LoginFailure> {
         let api = self.api.clone().map_err(LoginFailure::Looker)?;
         let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
+        if self.kind == CredentialKind::Oauth {
+            let sent = self.shared.clock.now();
+            let answer =
+                self.grant.refresh(api.as_ref(), self.store.as_ref(), &key, &self.client_id).await.map_err(
+                    |e| match e {
+                        GrantError::Looker(e) => LoginFailure::Looker(e),
+                        GrantError::Store(m) => LoginFailure::Store(m),
+                    },
+                )?;
+            return Ok(self.adopt(answer, sent).await);
+        }
         let secret = match &self.source {
             Some(source) => source.fetch().await.map_err(|e| LoginFailure::Store(e.to_string()))?,
             None => {
@@ -382,8 +419,15 @@ impl CredSlot {
                 }
                 Err(LoginFailure::Looker(LookerError::Rejected { status, message })) => {
                     let err = self.rejected_error(status, &message);
-                    st.last_error =
-                        Some((wall, format!("Looker rejected the credentials (HTTP {status}: {message})")));
+                    st.last_error = Some((wall, match self.kind {
+                        CredentialKind::Oauth => format!(
+                            "Looker refused the OAuth grant (HTTP {status}: {message}): it was revoked or expired; {}",
+                            crate::oauth::grant::sign_in_again(&self.profile, &self.name)
+                        ),
+                        CredentialKind::ApiKey => {
+                            format!("Looker rejected the credentials (HTTP {status}: {message})")
+                        }
+                    }));
                     st.rejected = Some(Rejection {
                         at: wall,
                         retry_at: now + self.shared.settings.rejected_retry,
@@ -539,6 +583,7 @@ impl CredSlot {
         CredentialStatus {
             name: self.name.to_string(),
             client_id: self.client_id.clone(),
+            kind: self.kind,
             state,
             expires_in: current.map(|t| t.remaining(now).as_secs()),
             expires_at: current.map(|t| rfc3339(wall + t.remaining(now))),

@@ -67,6 +67,20 @@ Examples:
     vault kv get -field=client_secret kv/looker/prod
   lookerctl credential add prod me --client-id AbC123 --source -- op read op://Looker/prod/credential";
 
+const LOGIN_EXAMPLES: &str = "\
+Opens Looker's sign-in and consent page in the browser ($BROWSER, else xdg-open;
+--no-browser only prints the link), waits for the redirect on 127.0.0.1:PORT, and
+stores the OAuth refresh token in the secret store as the credential set NAME of
+the profile (never in the config). The agent then keeps its tokens fresh like any
+credential set's. A Looker admin registers the OAuth client app once, with the
+redirect URI http://127.0.0.1:7777 (docs/oauth.md). Over SSH, forward the port:
+ssh -L 7777:127.0.0.1:7777 HOST.
+
+Examples:
+  lookerctl login prod
+  lookerctl login prod --no-browser
+  lookerctl login prod --name work --client-guid my-company-cli --port 8085";
+
 const ROTATE_EXAMPLES: &str = "\
 Logs in to Looker directly with the stored secret, creates a new API key for the
 key's own user (POST /api/4.0/users/{id}/credentials_api3), checks that it logs in,
@@ -191,6 +205,10 @@ pub enum Command {
     /// Import a profile and credential from a looker.ini, LOOKERSDK_* variables or ~/.netrc.
     #[command(after_help = IMPORT_HELP)]
     Import(ImportArgs),
+    /// Sign in with Looker's OAuth in a browser (no API key needed); the grant is
+    /// stored as a credential set of the profile.
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(LoginArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -251,6 +269,29 @@ pub struct ExecArgs {
 /// `lookerctl status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
+
+/// `lookerctl login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Profile (the Looker instance) to sign in to.
+    #[arg(value_parser = crate::name::profile_arg)]
+    pub profile: String,
+    /// Name of the credential set that keeps the grant.
+    #[arg(long, default_value = crate::oauth::DEFAULT_CREDENTIAL_NAME, value_parser = crate::name::credential_arg)]
+    pub name: String,
+    /// The OAuth client app registered in Looker (its client_guid).
+    #[arg(long, value_name = "GUID", default_value = crate::oauth::DEFAULT_CLIENT_GUID)]
+    pub client_guid: String,
+    /// Only print the sign-in link; open it in any browser that reaches this port.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Loopback port of the redirect URI registered for the app (`http://127.0.0.1:PORT`).
+    #[arg(long, default_value_t = crate::oauth::DEFAULT_REDIRECT_PORT)]
+    pub port: u16,
+    /// How long to wait for the sign-in to come back from the browser.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
 
 /// `lookerctl gateway …`.
 #[derive(Debug, Subcommand)]

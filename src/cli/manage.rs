@@ -128,6 +128,12 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
             let cmd = c.secret_source.as_deref().unwrap_or_default();
             output::line(&format!("{}/{}: the secret comes from the command `{cmd}`", p.name, c.name))?;
         }
+        for c in p.credentials.iter().filter(|c| c.kind == crate::config::CredentialKind::Oauth) {
+            output::line(&format!(
+                "{}/{}: an OAuth sign-in (app {}); the refresh token is in the secret store",
+                p.name, c.name, c.client_id
+            ))?;
+        }
     }
     if let Some(g) = &report.gateway {
         let url = g.url.as_deref().unwrap_or("not listening on TCP (see the agent's log)");
@@ -289,7 +295,7 @@ fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> ser
         "ca_file": p.ca_file,
         "timeout_secs": p.timeout().as_secs(),
         "allow_insecure_http": p.allow_insecure_http,
-        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id, "source": c.source})).collect::<Vec<_>>(),
+        "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id, "kind": c.kind, "source": c.source})).collect::<Vec<_>>(),
     })
 }
 
@@ -385,24 +391,21 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
                     return Err(unknown_profile(p));
                 }
             }
-            let items: Vec<(String, String, String, Option<Vec<String>>)> = cfg
+            let items: Vec<(String, &crate::config::Credential)> = cfg
                 .profiles
                 .iter()
                 .filter(|(n, _)| profile.as_deref().is_none_or(|p| p == n.as_str()))
-                .flat_map(|(n, p)| {
-                    p.credentials
-                        .iter()
-                        .map(move |c| (n.clone(), c.name.clone(), c.client_id.clone(), c.source.clone()))
-                })
+                .flat_map(|(n, p)| p.credentials.iter().map(move |c| (n.clone(), c)))
                 .collect();
             if cli.json {
                 let v: Vec<_> = items
                     .iter()
-                    .map(|(p, n, id, src)| {
+                    .map(|(p, c)| {
                         serde_json::json!({
-                            "profile": p, "name": n, "client_id": id,
-                            "secret": if src.is_some() { "command" } else { "store" },
-                            "source": src,
+                            "profile": p, "name": c.name, "client_id": c.client_id,
+                            "kind": c.kind,
+                            "secret": if c.source.is_some() { "command" } else { "store" },
+                            "source": c.source,
                         })
                     })
                     .collect();
@@ -414,7 +417,17 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
             } else {
                 let rows: Vec<Vec<String>> = items
                     .into_iter()
-                    .map(|(p, n, id, src)| vec![p, n, id, super::source::secret_column(src.as_deref())])
+                    .map(|(p, c)| {
+                        let secret = match c.kind {
+                            crate::config::CredentialKind::Oauth => {
+                                "OAuth refresh token (secret store)".into()
+                            }
+                            crate::config::CredentialKind::ApiKey => {
+                                super::source::secret_column(c.source.as_deref())
+                            }
+                        };
+                        vec![p, c.name.clone(), c.client_id.clone(), secret]
+                    })
                     .collect();
                 output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID", "SECRET"], &rows))?;
             }

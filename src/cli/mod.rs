@@ -11,6 +11,7 @@ pub mod args;
 pub(crate) mod context;
 pub(crate) mod exit;
 pub(crate) mod import;
+pub(crate) mod login;
 pub(crate) mod manage;
 pub(crate) mod output;
 pub(crate) mod rotate;
@@ -76,6 +77,7 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
             Command::Profile(p) => manage::profile(&cli, p).await,
             Command::Credential(c) => manage::credential(&cli, c).await,
             Command::Import(i) => import::import(&cli, i).await,
+            Command::Login(l) => login::login(&cli, l).await,
             Command::Completions(_) | Command::Man(_) => Ok(exit::OK),
         }
     })

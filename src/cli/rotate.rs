@@ -24,6 +24,7 @@ fn cli_error(e: RotateError) -> CliError {
         RotateError::Edit(c) => c.into(),
         RotateError::Store { .. } => CliError::failure(e.to_string()),
         RotateError::Refused { .. } => CliError::new(exit::REJECTED, e.to_string()),
+        RotateError::OAuthCredential { .. } => CliError::usage(e.to_string()),
         e => match e.looker() {
             Some(l) => CliError::new(exit::for_looker(l), e.to_string()),
             None => CliError::failure(e.to_string()),

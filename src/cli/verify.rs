@@ -16,9 +16,10 @@ use super::args::Cli;
 use super::context::{config_path, open_store, unknown_profile};
 use super::exit::{self, CliError};
 use super::output;
-use crate::config::Config;
+use crate::config::{Config, CredentialKind};
 use crate::looker::client::LookerClient;
 use crate::looker::{LookerApi, LookerError, LookerUser, Role};
+use crate::oauth::grant::{GrantError, GrantKeeper};
 use crate::secret::Secret;
 use crate::store::SecretKey;
 
@@ -118,18 +119,38 @@ pub(crate) async fn verify(cli: &Cli, profile_name: &str, name: Option<&str>) ->
         })?,
     };
     let (cname, client_id) = (cred.name.as_str(), cred.client_id.as_str());
-    let secret = match cred.secret_source() {
-        Some(source) => source.fetch().await.map_err(|e| CliError::failure(e.to_string()))?,
-        None => open_store(cli).await?.get(&SecretKey::new(profile_name, cname), client_id).await?,
-    };
     let client = LookerClient::new(profile).map_err(|e| {
         CliError::failure(format!(
             "profile {profile_name:?}: {e} (`lookerctl profile show {profile_name}` shows its settings)"
         ))
     })?;
     let fail = |e: &LookerError, what: &str| looker_failure(e, what, profile_name, cname, client_id);
-    let token = client.login(client_id, &secret).await.map_err(|e| fail(&e, "cannot log in with"))?;
-    drop(secret);
+    let key = SecretKey::new(profile_name, cname);
+    let token = match (cred.kind, cred.secret_source()) {
+        // An OAuth grant: a refresh, whose rotated refresh token is stored as the agent would.
+        (CredentialKind::Oauth, _) => {
+            let store = open_store(cli).await?;
+            GrantKeeper::new().refresh(&client, store.as_ref(), &key, client_id).await.map_err(|e| match e {
+                GrantError::Looker(e @ LookerError::Rejected { .. }) => CliError::new(
+                    exit::REJECTED,
+                    format!(
+                        "Looker refused the OAuth grant of {profile_name}/{cname} ({e}): it was revoked or has \
+                         expired; {}",
+                        crate::oauth::grant::sign_in_again(profile_name, cname)
+                    ),
+                ),
+                GrantError::Looker(e) => fail(&e, "cannot refresh the OAuth grant of"),
+                GrantError::Store(m) => CliError::failure(m),
+            })?
+        }
+        (CredentialKind::ApiKey, source) => {
+            let secret = match source {
+                Some(source) => source.fetch().await.map_err(|e| CliError::failure(e.to_string()))?,
+                None => open_store(cli).await?.get(&key, client_id).await?,
+            };
+            client.login(client_id, &secret).await.map_err(|e| fail(&e, "cannot log in with"))?
+        }
+    };
 
     let looked_up = look_up(&client, &token.access_token).await;
     // The token was only for this check: revoke it whatever happened.

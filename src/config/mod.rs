@@ -124,25 +124,57 @@ pub struct Profile {
     pub credentials: Vec<Credential>,
 }
 
-/// One client_id/client_secret pair (the secret lives in the secret store, or is
-/// printed by the command `source` names).
+/// One credential set: an API key (client_id + client_secret; the secret lives in
+/// the secret store, or is printed by the command `source` names), or an OAuth grant
+/// from `lookerctl login` (`kind = "oauth"`, client_id the OAuth app's client_guid,
+/// the refresh token in the secret store).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// Name, unique within the profile.
     pub name: String,
-    /// Looker API client_id.
+    /// Looker API client_id (for an OAuth grant: the OAuth client app's client_guid).
     pub client_id: String,
+    /// What the secret store holds for it (default: an API key's client secret).
+    #[serde(default)]
+    pub kind: CredentialKind,
     /// A command (program first, run without a shell) whose standard output is the
     /// client secret; then nothing is in the secret store ([`crate::secret_source`]).
     #[serde(default)]
     pub source: Option<Vec<String>>,
 }
 
+/// What kind of secret a credential set logs in with.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// An API key: `POST /api/4.0/login` with client_id and client_secret.
+    #[default]
+    ApiKey,
+    /// An OAuth grant (`lookerctl login`): `POST /api/token` with
+    /// `grant_type=refresh_token`; Looker may rotate the refresh token at each use.
+    Oauth,
+}
+
+impl CredentialKind {
+    /// The config's word for it (`api_key`, `oauth`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::Oauth => "oauth",
+        }
+    }
+}
+
 impl Credential {
     /// A credential whose secret is in the secret store.
     pub fn new(name: impl Into<String>, client_id: impl Into<String>) -> Credential {
-        Credential { name: name.into(), client_id: client_id.into(), source: None }
+        Credential {
+            name: name.into(),
+            client_id: client_id.into(),
+            kind: CredentialKind::ApiKey,
+            source: None,
+        }
     }
 
     /// The external source of its secret, if it has one (checked on load).
@@ -284,6 +316,14 @@ impl Config {
                 }
                 if c.client_id.trim().is_empty() {
                     return Err(format!("profile {pname:?}: credential {:?} has an empty client_id", c.name));
+                }
+                if c.kind == CredentialKind::Oauth && c.source.is_some() {
+                    return Err(format!(
+                        "profile {pname:?}: credential {:?} is an OAuth grant (kind = \"oauth\") and cannot have a source: \
+                         its refresh token changes at each use and lives in the secret store; remove `source`, \
+                         or `kind` for an API key",
+                        c.name
+                    ));
                 }
                 if let Some(argv) = &c.source {
                     crate::secret_source::SecretSource::check(argv)

@@ -278,22 +278,7 @@ impl ConfigEditor {
         if let Some(argv) = source {
             crate::secret_source::SecretSource::check(argv).map_err(EditError::Invalid)?;
         }
-        let unknown =
-            || EditError::UnknownCredential { profile: profile.to_string(), credential: name.to_string() };
-        let table = self.profile_table_mut(profile)?;
-        let named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
-        let entry: &mut dyn TableLike = match table.get_mut("credentials") {
-            Some(Item::ArrayOfTables(aot)) => {
-                aot.iter_mut().find(|t| named(*t)).map(|t| t as &mut dyn TableLike).ok_or_else(unknown)?
-            }
-            Some(Item::Value(Value::Array(arr))) => arr
-                .iter_mut()
-                .filter_map(Value::as_inline_table_mut)
-                .find(|t| named(*t))
-                .map(|t| t as &mut dyn TableLike)
-                .ok_or_else(unknown)?,
-            _ => return Err(unknown()),
-        };
+        let entry = self.credential_entry_mut(profile, name)?;
         let current: Option<Vec<String>> = entry
             .get("source")
             .and_then(Item::as_array)
@@ -308,6 +293,49 @@ impl ConfigEditor {
             }
         }
         Ok(true)
+    }
+
+    /// Sets the `kind` of an existing credential set (the default, an API key, is
+    /// written as no `kind` at all); returns whether anything changed.
+    pub fn set_credential_kind(
+        &mut self,
+        profile: &str,
+        name: &str,
+        kind: config::CredentialKind,
+    ) -> Result<bool, EditError> {
+        let entry = self.credential_entry_mut(profile, name)?;
+        let current =
+            entry.get("kind").and_then(Item::as_str).unwrap_or(config::CredentialKind::ApiKey.as_str());
+        if current == kind.as_str() {
+            return Ok(false);
+        }
+        match kind {
+            config::CredentialKind::ApiKey => {
+                entry.remove("kind");
+            }
+            k => set_value(entry, "kind", Value::from(k.as_str())),
+        }
+        Ok(true)
+    }
+
+    /// The table of one credential set, array-of-tables or inline.
+    fn credential_entry_mut(&mut self, profile: &str, name: &str) -> Result<&mut dyn TableLike, EditError> {
+        let unknown =
+            || EditError::UnknownCredential { profile: profile.to_string(), credential: name.to_string() };
+        let table = self.profile_table_mut(profile)?;
+        let named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        match table.get_mut("credentials") {
+            Some(Item::ArrayOfTables(aot)) => {
+                aot.iter_mut().find(|t| named(*t)).map(|t| t as &mut dyn TableLike).ok_or_else(unknown)
+            }
+            Some(Item::Value(Value::Array(arr))) => arr
+                .iter_mut()
+                .filter_map(Value::as_inline_table_mut)
+                .find(|t| named(*t))
+                .map(|t| t as &mut dyn TableLike)
+                .ok_or_else(unknown),
+            _ => Err(unknown()),
+        }
     }
 
     /// Removes a credential set from a profile and returns it (the caller deletes its secret).

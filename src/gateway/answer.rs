@@ -65,7 +65,7 @@ pub fn from_broker(e: &BrokerError) -> Response<Full<Bytes>> {
         | BrokerError::UnknownCredential { .. } => StatusCode::NOT_FOUND,
         BrokerError::BadRequest(_) => StatusCode::BAD_REQUEST,
         BrokerError::Forbidden(_) => StatusCode::FORBIDDEN,
-        BrokerError::Rejected { .. } => StatusCode::BAD_GATEWAY,
+        BrokerError::Rejected { .. } | BrokerError::SignInAgain { .. } => StatusCode::BAD_GATEWAY,
         BrokerError::Unavailable { .. } | BrokerError::Store(_) | BrokerError::ShuttingDown => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -1,6 +1,6 @@
 //! [`LookerClient`]: the real Looker API over reqwest + rustls.
 
-use super::{Api3Key, LoginToken, LookerApi, LookerError, LookerUser, NewApi3Key, Role};
+use super::{Api3Key, LoginToken, LookerApi, LookerError, LookerUser, NewApi3Key, OAuthTokens, Role};
 use crate::config::Profile;
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -198,11 +198,19 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     when.duration_since(std::time::SystemTime::now()).ok()
 }
 
-/// Looker's `message` field, or the start of the body.
+/// Looker's `message` field (OAuth's `error: error_description` at `/api/token`),
+/// or the start of the body.
 fn looker_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
             return m.chars().take(200).collect();
+        }
+        if let Some(e) = v.get("error").and_then(|m| m.as_str()) {
+            let text = match v.get("error_description").and_then(|m| m.as_str()) {
+                Some(d) => format!("{e}: {d}"),
+                None => e.to_string(),
+            };
+            return text.chars().filter(|c| !c.is_control()).take(200).collect();
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -287,8 +295,76 @@ pub fn parse_login_answer(body: &[u8]) -> Result<LoginToken, LookerError> {
     Ok(LoginToken { access_token: Secret::new(token), token_type, expires_in: expires_in as u64 })
 }
 
+/// Parses a `200` answer of `POST /api/token`: a login answer plus an optional
+/// `refresh_token` (printable, as an access token must be).
+pub fn parse_oauth_answer(body: &[u8]) -> Result<OAuthTokens, LookerError> {
+    let token = parse_login_answer(body)?;
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| LookerError::BadAnswer { reason: format!("token answer is not JSON ({e})") })?;
+    let refresh_token = match v.get("refresh_token") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(t)) if t.is_empty() => None,
+        Some(serde_json::Value::String(t))
+            if t.len() <= 4096 && t.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+        {
+            Some(Secret::new(t.as_str()))
+        }
+        Some(_) => {
+            return Err(LookerError::BadAnswer {
+                reason: "token answer's refresh_token is not a printable token".into(),
+            })
+        }
+    };
+    Ok(OAuthTokens { token, refresh_token })
+}
+
+impl LookerClient {
+    /// `POST /api/token` with a JSON body; OAuth's refusals (400 `invalid_grant`,
+    /// 401 `invalid_client`) are [`LookerError::Rejected`].
+    async fn token_grant(&self, body: serde_json::Value) -> Result<OAuthTokens, LookerError> {
+        let req = self.http.post(format!("{}/api/token", self.base_url)).json(&body);
+        drop(body);
+        let answer = self.exchange(req).await?;
+        if answer.status == StatusCode::OK {
+            parse_oauth_answer(&answer.body)
+        } else {
+            Err(answer.error(true))
+        }
+    }
+}
+
 #[async_trait]
 impl LookerApi for LookerClient {
+    async fn refresh_grant(
+        &self,
+        client_guid: &str,
+        refresh_token: &Secret,
+    ) -> Result<OAuthTokens, LookerError> {
+        self.token_grant(serde_json::json!({
+            "grant_type": "refresh_token",
+            "client_id": client_guid,
+            "refresh_token": refresh_token.expose(),
+        }))
+        .await
+    }
+
+    async fn exchange_code(
+        &self,
+        client_guid: &str,
+        redirect_uri: &str,
+        code: &Secret,
+        code_verifier: &Secret,
+    ) -> Result<OAuthTokens, LookerError> {
+        self.token_grant(serde_json::json!({
+            "grant_type": "authorization_code",
+            "client_id": client_guid,
+            "redirect_uri": redirect_uri,
+            "code": code.expose(),
+            "code_verifier": code_verifier.expose(),
+        }))
+        .await
+    }
+
     async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError> {
         let req = self
             .http

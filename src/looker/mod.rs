@@ -24,6 +24,16 @@ pub struct LoginToken {
     pub expires_in: u64,
 }
 
+/// A successful answer of `POST /api/token` (an OAuth grant used).
+#[derive(Debug, Clone)]
+pub struct OAuthTokens {
+    /// The access token, as a login would give it.
+    pub token: LoginToken,
+    /// The refresh token Looker handed back: a new one when it rotates them (the
+    /// old one then no longer works), absent or the same one when it does not.
+    pub refresh_token: Option<Secret>,
+}
+
 /// Why a Looker call failed; the variant decides what the broker does next.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LookerError {
@@ -155,6 +165,31 @@ pub struct NewApi3Key {
 pub trait LookerApi: Send + Sync + 'static {
     /// `POST /api/4.0/login` with the form body.
     async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError>;
+    /// `POST /api/token` with `grant_type=refresh_token` (JSON body, as Looker's own
+    /// looker-cli sends it): a fresh access token from an OAuth grant. A revoked,
+    /// expired or rotated-away refresh token is [`LookerError::Rejected`].
+    async fn refresh_grant(
+        &self,
+        client_guid: &str,
+        refresh_token: &Secret,
+    ) -> Result<OAuthTokens, LookerError> {
+        let _ = (client_guid, refresh_token);
+        Err(LookerError::BadAnswer { reason: "this client cannot use OAuth grants".into() })
+    }
+
+    /// `POST /api/token` with `grant_type=authorization_code`: the code the browser
+    /// brought back, with the PKCE verifier and the same redirect URI.
+    async fn exchange_code(
+        &self,
+        client_guid: &str,
+        redirect_uri: &str,
+        code: &Secret,
+        code_verifier: &Secret,
+    ) -> Result<OAuthTokens, LookerError> {
+        let _ = (client_guid, redirect_uri, code, code_verifier);
+        Err(LookerError::BadAnswer { reason: "this client cannot use OAuth grants".into() })
+    }
+
     /// `DELETE /api/4.0/logout`; a token already gone (404) counts as success.
     async fn logout(&self, access_token: &Secret) -> Result<(), LookerError>;
     /// `GET /alive` at the root.

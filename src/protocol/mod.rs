@@ -296,8 +296,11 @@ impl CredentialState {
 pub struct CredentialStatus {
     /// Credential set name.
     pub(crate) name: String,
-    /// The Looker client_id (not a secret).
+    /// The Looker client_id (not a secret); for an OAuth grant, the app's client_guid.
     pub(crate) client_id: String,
+    /// `api_key` or `oauth` (a grant from `lookerctl login`).
+    #[serde(default)]
+    pub kind: crate::config::CredentialKind,
     /// What the set is doing now.
     pub state: CredentialState,
     /// Seconds left on the current token, if one is cached.

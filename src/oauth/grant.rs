@@ -1,0 +1,186 @@
+//! Using a stored OAuth grant: the login of a credential set of `kind = "oauth"`.
+//!
+//! Looker may rotate refresh tokens: each refresh answers a new one and the one
+//! sent stops working. The rule that keeps a grant from being lost is that the new
+//! refresh token is in the secret store before anything else happens (before the
+//! access token is handed to anyone). If storing it fails, this keeper holds it in
+//! memory (it is then the only working copy), uses it for the next refresh and tries
+//! to store it again first. Refreshes of one set run one at a time: two concurrent
+//! refreshes with the same token would make Looker refuse the second.
+//!
+//! What no client can close is the moment between Looker applying a rotation and
+//! its answer arriving: a crash (or a dropped connection) exactly there loses the
+//! grant, and the set then says "sign in again".
+
+use crate::looker::{LoginToken, LookerApi, LookerError};
+use crate::secret::Secret;
+use crate::store::{SecretKey, SecretStore, StoreError};
+use tokio::sync::Mutex;
+
+/// Why a refresh gave no token.
+#[derive(Debug)]
+pub enum GrantError {
+    /// Looker refused or failed; [`LookerError::Rejected`] means the grant is gone.
+    Looker(LookerError),
+    /// The refresh token could not be read from the store.
+    Store(String),
+}
+
+/// One OAuth credential set's refresh token in use (see the module documentation).
+#[derive(Default)]
+pub struct GrantKeeper {
+    /// A rotated refresh token the store did not take, held until it does.
+    unstored: Mutex<Option<Secret>>,
+}
+
+impl GrantKeeper {
+    /// A keeper with nothing held.
+    pub fn new() -> GrantKeeper {
+        GrantKeeper::default()
+    }
+
+    /// Exchanges the set's refresh token for an access token, storing a rotated
+    /// refresh token before returning.
+    pub async fn refresh(
+        &self,
+        api: &dyn LookerApi,
+        store: &dyn SecretStore,
+        key: &SecretKey,
+        client_guid: &str,
+    ) -> Result<LoginToken, GrantError> {
+        let mut unstored = self.unstored.lock().await;
+        if let Some(held) = unstored.as_ref() {
+            if store.set(key, client_guid, held).await.is_ok() {
+                tracing::info!(profile = %key.profile, credential = %key.credential,
+                    "stored the rotated OAuth refresh token that the secret store refused before");
+                *unstored = None;
+            }
+        }
+        let current = match unstored.as_ref() {
+            Some(held) => held.clone(),
+            None => {
+                store.get(key, client_guid).await.map_err(|e| GrantError::Store(not_found_hint(e, key)))?
+            }
+        };
+        let answer = api.refresh_grant(client_guid, &current).await.map_err(GrantError::Looker)?;
+        if let Some(new) = answer.refresh_token.filter(|n| n != &current) {
+            match store.set(key, client_guid, &new).await {
+                Ok(()) => *unstored = None,
+                Err(e) => {
+                    tracing::warn!(profile = %key.profile, credential = %key.credential, error = %e,
+                        "Looker rotated the OAuth refresh token but the secret store refused the new one: \
+                         it is kept in memory and stored again at the next refresh; if the agent stops \
+                         before then, sign in again with `lookerctl login`");
+                    *unstored = Some(new);
+                }
+            }
+        }
+        Ok(answer.token)
+    }
+}
+
+/// A store error, with "no refresh token" said in OAuth's words.
+fn not_found_hint(e: StoreError, key: &SecretKey) -> String {
+    match e {
+        StoreError::NotFound { .. } => format!(
+            "no OAuth refresh token stored for {}/{}: sign in again: lookerctl login {} --name {}",
+            key.profile, key.credential, key.profile, key.credential
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// The words for a grant Looker refused (revoked, expired, rotated away).
+pub fn sign_in_again(profile: &str, credential: &str) -> String {
+    if credential == super::DEFAULT_CREDENTIAL_NAME {
+        format!("sign in again: lookerctl login {profile}")
+    } else {
+        format!("sign in again: lookerctl login {profile} --name {credential}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::looker::OAuthTokens;
+    use crate::store::memory::MemoryStore;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Looker with strict rotation: refresh token `rt-N` gives `rt-(N+1)`.
+    struct Rotating {
+        live: std::sync::Mutex<String>,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl LookerApi for Rotating {
+        async fn login(&self, _: &str, _: &Secret) -> Result<LoginToken, LookerError> {
+            unreachable!("an OAuth set never logs in with a secret")
+        }
+        async fn logout(&self, _: &Secret) -> Result<(), LookerError> {
+            Ok(())
+        }
+        async fn alive(&self) -> Result<(), LookerError> {
+            Ok(())
+        }
+        async fn user(&self, _: &Secret) -> Result<crate::looker::LookerUser, LookerError> {
+            Ok(Default::default())
+        }
+        async fn refresh_grant(&self, guid: &str, rt: &Secret) -> Result<OAuthTokens, LookerError> {
+            assert_eq!(guid, "looker-agent");
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut live = self.live.lock().unwrap();
+            if rt.expose() != live.as_str() {
+                return Err(LookerError::Rejected { status: 400, message: "invalid_grant".into() });
+            }
+            *live = format!("rt-{}", n + 1);
+            Ok(OAuthTokens {
+                token: LoginToken {
+                    access_token: Secret::new(format!("at-{n}")),
+                    token_type: "Bearer".into(),
+                    expires_in: 3600,
+                },
+                refresh_token: Some(Secret::new(live.clone())),
+            })
+        }
+    }
+
+    fn rotating() -> Rotating {
+        Rotating { live: std::sync::Mutex::new("rt-0".into()), calls: AtomicUsize::new(0) }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_is_stored_before_the_access_token_is_returned() {
+        let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
+        store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
+        let keeper = GrantKeeper::new();
+        for n in 0..3 {
+            let t = keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
+            assert_eq!(t.access_token.expose(), format!("at-{n}"));
+            assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), format!("rt-{}", n + 1));
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_refreshes_take_turns() {
+        let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
+        store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
+        let keeper = GrantKeeper::new();
+        let (a, b) = tokio::join!(
+            keeper.refresh(&api, &store, &key, "looker-agent"),
+            keeper.refresh(&api, &store, &key, "looker-agent")
+        );
+        assert!(a.is_ok() && b.is_ok(), "the second refresh used the rotated token");
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_says_sign_in_again() {
+        let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "work"));
+        let Err(GrantError::Store(m)) = GrantKeeper::new().refresh(&api, &store, &key, "looker-agent").await
+        else {
+            panic!("a store error")
+        };
+        assert!(m.contains("lookerctl login p --name work"), "{m}");
+    }
+}

@@ -174,6 +174,54 @@ mod tests {
         assert!(a.is_ok() && b.is_ok(), "the second refresh used the rotated token");
     }
 
+    /// A store whose writes fail while `refuse` is set (a locked keyring).
+    #[derive(Default)]
+    struct Refusing {
+        inner: MemoryStore,
+        refuse: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl SecretStore for Refusing {
+        fn describe(&self) -> String {
+            "refusing".into()
+        }
+        async fn get(&self, key: &SecretKey, id: &str) -> Result<Secret, StoreError> {
+            self.inner.get(key, id).await
+        }
+        async fn set(&self, key: &SecretKey, id: &str, secret: &Secret) -> Result<(), StoreError> {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(StoreError::Locked { collection: "login".into() });
+            }
+            self.inner.set(key, id, secret).await
+        }
+        async fn delete(&self, key: &SecretKey) -> Result<bool, StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_client_id(&self, key: &SecretKey, id: &str) -> Result<bool, StoreError> {
+            self.inner.delete_client_id(key, id).await
+        }
+        async fn delete_other_client_ids(&self, key: &SecretKey, keep: &str) -> Result<usize, StoreError> {
+            self.inner.delete_other_client_ids(key, keep).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_the_store_refuses_is_kept_and_stored_later() {
+        let (api, store, key) = (rotating(), Refusing::default(), SecretKey::new("p", "oauth"));
+        store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
+        let keeper = GrantKeeper::new();
+        store.refuse.store(true, Ordering::SeqCst);
+        keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
+        assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), "rt-0", "the store refused");
+        // The held token (rt-1) is the only working one: the next refresh uses it.
+        keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
+        store.refuse.store(false, Ordering::SeqCst);
+        keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
+        assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), "rt-3");
+        assert!(keeper.unstored.lock().await.is_none(), "nothing held once stored");
+    }
+
     #[tokio::test]
     async fn a_missing_token_says_sign_in_again() {
         let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "work"));

@@ -92,11 +92,20 @@ impl Setup {
 
     /// `lookerctl login … --no-browser` started; returns it and the link it printed.
     fn start_login(&self, extra: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+        self.start_login_env(extra, &[])
+    }
+
+    /// [`Setup::start_login`] with extra environment variables.
+    fn start_login_env(
+        &self,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Child, String, mpsc::Receiver<String>) {
         let mut args = self.login_args();
         args.push("--no-browser".into());
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = self.env.ctl_command(&args, &[], None);
+        let mut cmd = self.env.ctl_command(&args, env, None);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -117,7 +126,14 @@ impl Setup {
             }
             seen.push(line);
         };
-        (child, url, rx)
+        // What came before the link goes back in front of the rest.
+        let (tx, rest) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in seen.into_iter().chain(rx.iter()) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, url, rest)
     }
 
     /// What a browser does with the link: the consent page, the decision, the redirect.
@@ -391,9 +407,11 @@ fn an_answer_lost_after_rotation_is_reported_as_sign_in_again() {
 #[test]
 fn deny_stores_nothing_and_says_so() {
     let s = Setup::new("file", HOUR);
-    let (child, url, rx) = s.start_login(&[]);
+    let (child, url, rx) = s.start_login_env(&[], &[("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22")]);
     s.answer_consent(&url, "deny");
     let out = finish(child, rx);
+    let forward = format!("ssh -L {}:127.0.0.1:{}", s.port, s.port);
+    assert!(err(&out).contains(&forward), "tells SSH users which port to forward: {}", err(&out));
     assert_eq!(out.status.code(), Some(5), "{}", err(&out));
     assert!(err(&out).contains("access_denied") && err(&out).contains("nothing was stored"), "{}", err(&out));
     assert!(!read(&s.env.config).contains("oauth"), "{}", read(&s.env.config));

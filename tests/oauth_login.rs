@@ -16,6 +16,8 @@
 //! The non-browser tests drive the consent page with curl, as a browser would.
 
 mod common;
+#[path = "clients/real_clients.rs"]
+mod real_clients;
 
 use common::*;
 use looker_agent::store::file::FileStore;
@@ -39,24 +41,6 @@ trap 'rm -rf "$profile"' EXIT
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$profile" --dump-dom "$1" > "$BROWSER_DOM" 2>/dev/null
 "#;
-
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("LOOKER_AGENT_CHROMIUM").map(PathBuf::from).or_else(|| {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-        assert!(
-            !ci,
-            "{test}: chromium is not installed (scripts/test.sh installs it); CI must run this test"
-        );
-        eprintln!("{test}: SKIPPED: chromium is not installed (scripts/test.sh installs it)");
-    }
-    found
-}
 
 /// A loopback port free right now (the redirect URI must name a fixed port).
 fn free_port() -> u16 {
@@ -215,27 +199,9 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// Every file under `dir`, for "the secret is nowhere on disk".
-fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(p),
-                Ok(t) if t.is_file() => out.push((p.clone(), std::fs::read(&p).unwrap_or_default())),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn headless_chromium_signs_in_and_the_agent_acts_as_that_user() {
-    let Some(chromium) = chromium_or_skip("headless_chromium_signs_in_and_the_agent_acts_as_that_user")
+    let Some(chromium) = real_clients::chromium("headless_chromium_signs_in_and_the_agent_acts_as_that_user")
     else {
         return;
     };
@@ -298,13 +264,7 @@ fn headless_chromium_signs_in_and_the_agent_acts_as_that_user() {
     {
         assert!(!text.contains(&refresh), "the refresh token is in the {what}");
     }
-    for (path, body) in files_under(s.env.dir.path()) {
-        assert!(
-            !String::from_utf8_lossy(&body).contains(&refresh),
-            "the refresh token is in {}",
-            path.display()
-        );
-    }
+    assert_nowhere_under(s.env.dir.path(), &refresh, "refresh token");
     let _ = Command::new("secret-tool")
         .args(["clear", "application", "looker-agent", "profile", &s.profile])
         .status();

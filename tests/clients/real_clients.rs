@@ -72,6 +72,11 @@ pub fn mcp_server(test: &str) -> Option<PathBuf> {
     locate("LOOKER_AGENT_MCP", "looker-mcp-server (PyPI)", test)
 }
 
+/// Debian's `chromium`, the real browser of the OAuth sign-in tests.
+pub fn chromium(test: &str) -> Option<PathBuf> {
+    locate("LOOKER_AGENT_CHROMIUM", "Debian's chromium", test)
+}
+
 /// tests/clients/node_sdk.js, the Node SDK script.
 pub fn node_script() -> PathBuf {
     repo().join("tests/clients/node_sdk.js")

@@ -190,6 +190,32 @@ pub fn require_secret_service() -> bool {
     panic!("no Secret Service on the session bus: run the suite with scripts/test.sh (or set LOOKER_AGENT_SKIP_SECRET_SERVICE=1)");
 }
 
+/// Every regular file under `dir`, with its bytes, sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() => out.push((p.clone(), std::fs::read(&p).unwrap_or_default())),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Fails when `secret` (named `what` in the message) is in any file under `dir`.
+pub fn assert_nowhere_under(dir: &Path, secret: &str, what: &str) {
+    for (path, body) in files_under(dir) {
+        assert!(!String::from_utf8_lossy(&body).contains(secret), "the {what} is in {}", path.display());
+    }
+}
+
 /// Reads a file as text (empty when absent).
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()

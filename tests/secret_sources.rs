@@ -224,7 +224,7 @@ fn the_source_runs_when_a_login_needs_it_and_its_failure_is_explained() {
     // A failing source: its exit status and first stderr line, and what to do.
     let errors = env.dir.path().join("errors.txt");
     std::fs::write(&errors, "gpg: decryption failed: No secret key\nsecond line\n").unwrap();
-    let failing = format!("cat '{}' >&2; exit 1", errors.display());
+    let failing = format!("echo fail >> '{}'; cat '{}' >&2; exit 1", runs.display(), errors.display());
     env.ctl_ok(
         &[
             "credential",
@@ -254,12 +254,22 @@ fn the_source_runs_when_a_login_needs_it_and_its_failure_is_explained() {
     assert!(!msg.contains("second line"), "{msg}");
     let status = env.ctl_ok(&["status"], None);
     assert!(status.contains("decryption failed"), "{status}");
+    // A failing source is not rerun at every request: it rests (5 s, doubling), and
+    // the clients meanwhile get its last error at once.
+    let again = env.ctl(&["token", "prod"], None);
+    assert!(!again.status.success());
+    assert!(err(&again).contains("runs the secret source again in"), "{}", err(&again));
+    assert_eq!(read(&runs), "run\nfail\n", "the failing source ran once");
+    assert!(env.ctl_ok(&["status"], None).contains("backing_off"));
 
     // Back to the store: `credential add` without --source drops the source.
     env.ctl_ok(&["credential", "add", "prod", "cmd", "--client-id", "src-id"], Some("from-a-file-9"));
     assert!(!read(&env.config).contains("source"), "{}", read(&env.config));
     let listed = env.ctl_ok(&["credential", "list"], None);
     assert!(listed.contains("secret store"), "{listed}");
+    // The change ends the rest at once.
+    let token = env.ctl_ok(&["token", "prod"], None);
+    assert_eq!(looker_user(&emu.url(), token.trim()).0, 200);
 }
 
 #[test]

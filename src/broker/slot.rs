@@ -83,6 +83,9 @@ struct SlotState {
     last_error: Option<(SystemTime, String)>,
     failures: u32,
     backoff_until: Option<(Stamp, SystemTime)>,
+    /// The backoff is for a failed secret source, not for Looker: clients get a
+    /// secret-store error, and a config change ends it.
+    backoff_for_source: bool,
     rejected: Option<Rejection>,
     last_used: Option<Stamp>,
     /// When the last login started: logins are spaced by `min_login_interval`.
@@ -174,7 +177,12 @@ impl CredSlot {
 
     /// Forgets a rejection (after a config change the secret may be fixed).
     pub fn clear_rejection(&self) {
-        self.lock().rejected = None;
+        let mut st = self.lock();
+        st.rejected = None;
+        if st.backoff_for_source {
+            st.backoff_until = None;
+            st.backoff_for_source = false;
+        }
     }
 
     /// The cached token if it has at least `min_ttl` left (and marks the set in use).
@@ -218,6 +226,13 @@ impl CredSlot {
                         if now < until {
                             let last =
                                 st.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or("earlier failures");
+                            if st.backoff_for_source {
+                                return Err(BrokerError::Store(format!(
+                                    "{last} (the agent runs the secret source again in {}s, or at once \
+                                     after the credential set changes)",
+                                    until.saturating_duration_since(now).as_secs().max(1)
+                                )));
+                            }
                             return Err(BrokerError::Unavailable {
                                 profile: self.profile.to_string(),
                                 reason: format!(
@@ -406,6 +421,7 @@ impl CredSlot {
                     st.last_login = Some(wall);
                     st.failures = 0;
                     st.backoff_until = None;
+                    st.backoff_for_source = false;
                     st.rejected = None;
                     let expires_at = wall + token.remaining(now);
                     let _ = self.shared.events.send(BrokerEvent::TokenRefreshed {
@@ -439,6 +455,7 @@ impl CredSlot {
                 }
                 Err(LoginFailure::Looker(e)) => {
                     st.failures = st.failures.saturating_add(1);
+                    st.backoff_for_source = false;
                     let retry_after = match &e {
                         LookerError::Unavailable { retry_after, .. } => *retry_after,
                         _ => None,
@@ -452,6 +469,14 @@ impl CredSlot {
                     Err(err)
                 }
                 Err(LoginFailure::Store(message)) => {
+                    if self.source.is_some() {
+                        // A source is a program (pass waiting on a pinentry may take its whole
+                        // timeout): not rerun at every request while it keeps failing.
+                        st.failures = st.failures.saturating_add(1);
+                        let delay = source_backoff(st.failures);
+                        st.backoff_until = Some((now + delay, wall + delay));
+                        st.backoff_for_source = true;
+                    }
                     st.last_error = Some((wall, message.clone()));
                     let err = BrokerError::Store(message);
                     self.failed(&err);
@@ -598,6 +623,13 @@ impl CredSlot {
             secret_source: self.source.as_ref().map(SecretSource::display),
         }
     }
+}
+
+/// How long a failing secret source rests after its `failures`th failure in a row:
+/// 5 s, doubling, at most a minute (a person fixing it should not wait long; a
+/// config change ends it at once).
+fn source_backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64 << failures.saturating_sub(1).min(4)).min(Duration::from_secs(60))
 }
 
 /// The login's outcome, or `None` when the broker closes first (or the login task died).

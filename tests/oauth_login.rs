@@ -419,3 +419,22 @@ fn a_name_taken_by_an_api_key_is_refused_before_the_browser() {
     let rot = s.env.ctl(&["credential", "rotate", &s.profile, "nope"], None);
     assert_ne!(rot.status.code(), Some(0));
 }
+
+#[test]
+fn an_oauth_set_takes_over_when_the_api_key_before_it_is_rejected() {
+    let s = Setup::new("file", HOUR);
+    s.emu.emu().add_credential("id-1", "secret-1", EmulatorUser::new("10", "Svc", "svc@example.com"));
+    s.env.ctl_ok(&["credential", "add", &s.profile, "key", "--client-id", "id-1"], Some("secret-1"));
+    s.login_ok();
+    let _agent = s.env.start_agent(&[]);
+    let first = s.token();
+    assert!(matches!(s.emu.emu().token_info(&first).unwrap().kind, TokenKind::ApiLogin { .. }));
+    // The key is deleted at Looker: the next login fails over to the grant.
+    s.emu.emu().remove_credential("id-1");
+    s.env.ctl_ok(&["revoke", &s.profile], None);
+    let next = s.token();
+    assert_eq!(s.emu.emu().token_info(&next).unwrap().kind, TokenKind::OAuth { client_guid: GUID.into() });
+    let (status, body) = looker_user(&s.emu.url(), &next);
+    assert_eq!(status, 200);
+    assert!(body.contains("Ada Lovelace"), "{body}");
+}

@@ -99,25 +99,14 @@ impl Setup {
                 let _ = tx.send(line);
             }
         });
-        let mut seen = Vec::new();
-        let url = loop {
-            let line =
-                rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no link: {seen:?}"));
-            if let Some(at) = line.find("http://") {
-                if line.contains("/auth?") {
-                    break line[at..].trim().to_string();
-                }
-            }
-            seen.push(line);
-        };
-        // What came before the link goes back in front of the rest.
-        let (tx, rest) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in seen.into_iter().chain(rx.iter()) {
-                let _ = tx.send(line);
-            }
-        });
-        (child, url, rest)
+        // With --no-browser the link is the first line of standard output, alone.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut url = String::new();
+        stdout.read_line(&mut url).unwrap();
+        let url = url.trim().to_string();
+        assert!(url.starts_with(&self.emu.url()) && url.contains("/auth?"), "the link: {url:?}");
+        child.stdout = Some(stdout.into_inner());
+        (child, url, rx)
     }
 
     /// What a browser does with the link: the consent page, the decision, the redirect.

@@ -58,7 +58,14 @@ pub(crate) async fn login(cli: &Cli, a: &LoginArgs) -> Result<u8, CliError> {
             profile.base_url
         )),
         None if a.no_browser => {
-            output::note(&format!("signing in to {}: open this link in a browser:\n  {url}", profile.base_url))
+            output::note(&format!("signing in to {}: open this link in a browser:", profile.base_url));
+            // The link alone on standard output, for a person to copy or a script to read
+            // (with --json, standard output holds only the final object).
+            if cli.json {
+                output::note(&format!("  {url}"));
+            } else {
+                output::line(&url)?;
+            }
         }
         None => output::note(&format!(
             "signing in to {}: could not start a browser (set $BROWSER, or install xdg-open); open this link:\n  {url}",

@@ -30,6 +30,10 @@ use std::time::Duration;
 /// Default refresh window: a set used within it is kept fresh.
 pub(crate) const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3600);
 
+/// The shortest `rotate_after` accepted: keys rotated more often than daily are a
+/// misreading (`rotate_after = "90"` is 90 seconds), not a policy.
+pub(crate) const MIN_ROTATE_AFTER: Duration = Duration::from_secs(86_400);
+
 /// Default per-request timeout towards Looker.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -138,6 +142,10 @@ pub struct Credential {
     /// What the secret store holds for it (default: an API key's client secret).
     #[serde(default)]
     pub kind: CredentialKind,
+    /// Rotate the API key by itself once the key is this old (`rotate_after = "90d"`;
+    /// at least a day). Only for API keys kept in the secret store.
+    #[serde(default, with = "crate::duration::serde_opt")]
+    pub rotate_after: Option<Duration>,
     /// A command (program first, run without a shell) whose standard output is the
     /// client secret; then nothing is in the secret store ([`crate::secret_source`]).
     #[serde(default)]
@@ -173,6 +181,7 @@ impl Credential {
             name: name.into(),
             client_id: client_id.into(),
             kind: CredentialKind::ApiKey,
+            rotate_after: None,
             source: None,
         }
     }
@@ -324,6 +333,20 @@ impl Config {
                          or `kind` for an API key",
                         c.name
                     ));
+                }
+                if let Some(after) = c.rotate_after {
+                    let why = if c.kind == CredentialKind::Oauth {
+                        Some("it is an OAuth grant, which has no API key to rotate")
+                    } else if c.source.is_some() {
+                        Some("its secret comes from a command, where the agent cannot write a new one")
+                    } else if after < MIN_ROTATE_AFTER {
+                        Some("rotate_after must be at least a day (e.g. \"90d\"); a bare number is seconds")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(format!("profile {pname:?}: credential {:?} has rotate_after, but {why}", c.name));
+                    }
                 }
                 if let Some(argv) = &c.source {
                     crate::secret_source::SecretSource::check(argv)

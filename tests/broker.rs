@@ -145,13 +145,20 @@ async fn broker(fake: &Arc<Fake>, creds: &[(&str, &str, &str)]) -> Broker {
 
 /// [`broker`] on `store`, without maintenance (a daemon starts its own).
 async fn broker_on(fake: &Arc<Fake>, creds: &[(&str, &str, &str)], store: Arc<MemoryStore>) -> Broker {
+    let cfg = prod_config(&store, creds).await;
+    Broker::new(cfg, store, "memory".into(), Arc::new(FakeUpstream(fake.clone())), BrokerSettings::default())
+}
+
+/// Stores the secrets of the credential sets `(name, client_id, secret)` in `store`
+/// and returns a config with the one profile `prod` that names them.
+async fn prod_config(store: &MemoryStore, creds: &[(&str, &str, &str)]) -> Config {
     for (n, id, s) in creds {
         store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
     }
     let mut cfg = Config::default();
     cfg.profiles
         .insert("prod".into(), profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>()));
-    Broker::new(cfg, store, "memory".into(), Arc::new(FakeUpstream(fake.clone())), BrokerSettings::default())
+    cfg
 }
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -381,38 +388,29 @@ async fn a_get_invalidate_loop_cannot_hammer_looker() {
     assert!(start.elapsed() >= S(19), "{:?}", start.elapsed());
 }
 
-/// [`broker`] on an injected clock, the profile kept fresh or not.
-async fn broker_on_clock(
-    fake: &Arc<Fake>,
-    creds: &[(&str, &str, &str)],
-    clock: Arc<TestClock>,
-    always_fresh: bool,
-) -> Broker {
+/// A broker over one credential set on an injected clock (so that a test can suspend
+/// the machine), the profile kept fresh or not; with its fake Looker and the clock.
+async fn broker_on_clock(always_fresh: bool) -> (Arc<Fake>, Arc<TestClock>, Broker) {
+    let fake = Fake::new(3600, &[("id", "sec")]);
+    let clock = TestClock::new();
     let store = MemoryStore::new();
-    for (n, id, s) in creds {
-        store.set(&SecretKey::new("prod", *n), id, &Secret::new(*s)).await.unwrap();
-    }
-    let mut cfg = Config::default();
-    let mut p = profile(&creds.iter().map(|(n, id, _)| (*n, *id)).collect::<Vec<_>>());
-    p.always_fresh = always_fresh;
-    cfg.profiles.insert("prod".into(), p);
+    let mut cfg = prod_config(&store, &[("c", "id", "sec")]).await;
+    cfg.profiles.get_mut("prod").unwrap().always_fresh = always_fresh;
     let b = Broker::with_clock(
         cfg,
         Arc::new(store),
         "memory".into(),
         Arc::new(FakeUpstream(fake.clone())),
         BrokerSettings::default(),
-        clock,
+        clock.clone(),
     );
     b.spawn_maintenance();
-    b
+    (fake, clock, b)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_night_in_suspend_does_not_hand_out_a_dead_token() {
-    let fake = Fake::new(3600, &[("id", "sec")]);
-    let clock = TestClock::new();
-    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), false).await;
+    let (fake, clock, b) = broker_on_clock(false).await;
     let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
     // The lid closes for eight hours: tokio's (monotonic) time stays put.
     let before = Instant::now();
@@ -431,9 +429,7 @@ async fn a_night_in_suspend_does_not_hand_out_a_dead_token() {
 
 #[tokio::test(start_paused = true)]
 async fn a_short_suspend_shortens_the_time_left_it_reports() {
-    let fake = Fake::new(3600, &[("id", "sec")]);
-    let clock = TestClock::new();
-    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), false).await;
+    let (_fake, clock, b) = broker_on_clock(false).await;
     let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
     clock.suspend(S(50 * 60));
     // 3570 s of usable life less 3000 s asleep: about 570 s left, not 3570.
@@ -453,9 +449,7 @@ async fn a_short_suspend_shortens_the_time_left_it_reports() {
 
 #[tokio::test(start_paused = true)]
 async fn maintenance_rechecks_soon_after_a_resume() {
-    let fake = Fake::new(3600, &[("id", "sec")]);
-    let clock = TestClock::new();
-    let b = broker_on_clock(&fake, &[("c", "id", "sec")], clock.clone(), true).await;
+    let (fake, clock, b) = broker_on_clock(true).await;
     let t0 = b.token(Some("prod"), None, S(60)).await.unwrap();
     tokio::time::sleep(S(1)).await;
     // Asleep past the refresh point (two thirds of the life): on waking, the kept-fresh
@@ -492,9 +486,7 @@ async fn a_client_waiting_on_a_login_is_answered_at_close() {
 async fn brokers_sharing_a_store_recover_only_dead_owners_entries() {
     let fake = Fake::new(3600, &[("id", "sec")]);
     let store = Arc::new(MemoryStore::new());
-    store.set(&SecretKey::new("prod", "c"), "id", &Secret::new("sec")).await.unwrap();
-    let mut cfg = Config::default();
-    cfg.profiles.insert("prod".into(), profile(&[("c", "id")]));
+    let cfg = prod_config(&store, &[("c", "id", "sec")]).await;
     let make = || {
         Broker::new(
             cfg.clone(),
@@ -558,15 +550,16 @@ async fn shutdown_wakes_the_moment_a_login_in_flight_ends() {
     assert_eq!(pending.await.unwrap().unwrap_err(), BrokerError::ShuttingDown);
 }
 
+/// A running daemon: what it returns when it stops.
+type DaemonRun =
+    tokio::task::JoinHandle<Result<looker_agent::daemon::RunSummary, looker_agent::daemon::DaemonError>>;
+
 /// The daemon over `broker` (no D-Bus unless `bus` is given), stopped by the returned sender.
 fn run_daemon(
     dir: &tempfile::TempDir,
     broker: Broker,
     bus: Option<String>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<looker_agent::daemon::RunSummary, looker_agent::daemon::DaemonError>>,
-) {
+) -> (tokio::sync::oneshot::Sender<()>, DaemonRun) {
     let mut opts = looker_agent::daemon::DaemonOptions::new(dir.path().join("agent.sock"));
     opts.dbus = bus.is_some();
     if let Some(address) = bus {
@@ -580,8 +573,21 @@ fn run_daemon(
     (stop, run)
 }
 
-#[tokio::test(start_paused = true)]
-async fn shutdown_awaits_a_background_revocation_in_flight() {
+/// A daemon told to stop while a background revocation is in flight: a client saw
+/// the daemon's one token rejected, and Looker takes `logout_delay` to revoke it.
+struct StoppedDuringRevocation {
+    fake: Arc<Fake>,
+    store: Arc<MemoryStore>,
+    /// The token being revoked.
+    tok: String,
+    /// When the daemon was told to stop.
+    stopping: Instant,
+    run: DaemonRun,
+    /// Holds the daemon's socket until the test ends.
+    _dir: tempfile::TempDir,
+}
+
+async fn stop_during_revocation(logout_delay: Duration) -> StoppedDuringRevocation {
     let fake = Fake::new(3600, &[("id", "sec")]);
     let store = Arc::new(MemoryStore::new());
     let b = broker_on(&fake, &[("c", "id", "sec")], store.clone()).await;
@@ -589,11 +595,17 @@ async fn shutdown_awaits_a_background_revocation_in_flight() {
     let (stop, run) = run_daemon(&dir, b.clone(), None);
     let t = b.token(Some("prod"), None, S(60)).await.unwrap();
     let tok = t.token.token.expose().to_string();
-    // A client saw the token rejected: it is revoked in the background, slowly.
-    fake.set_logout_delay(S(3));
+    fake.set_logout_delay(logout_delay);
     b.invalidate(Some("prod"), &tok).unwrap();
     let stopping = Instant::now();
     stop.send(()).unwrap();
+    StoppedDuringRevocation { fake, store, tok, stopping, run, _dir: dir }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_awaits_a_background_revocation_in_flight() {
+    let StoppedDuringRevocation { fake, store, tok, stopping, run, _dir } =
+        stop_during_revocation(S(3)).await;
     let summary = run.await.unwrap().unwrap();
     assert_eq!(summary.revoked.revoked, 0, "the agent itself held no token any more");
     assert!(!fake.is_live(&tok), "the agent exited with a revocation still running");
@@ -603,18 +615,9 @@ async fn shutdown_awaits_a_background_revocation_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn a_background_revocation_is_cut_at_the_revoke_deadline() {
-    let fake = Fake::new(3600, &[("id", "sec")]);
-    let store = Arc::new(MemoryStore::new());
-    let b = broker_on(&fake, &[("c", "id", "sec")], store.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (stop, run) = run_daemon(&dir, b.clone(), None);
-    let t = b.token(Some("prod"), None, S(60)).await.unwrap();
-    let tok = t.token.token.expose().to_string();
     // Looker hangs on the logout far beyond the revoke deadline.
-    fake.set_logout_delay(S(600));
-    b.invalidate(Some("prod"), &tok).unwrap();
-    let stopping = Instant::now();
-    stop.send(()).unwrap();
+    let StoppedDuringRevocation { fake, store, tok, stopping, run, _dir } =
+        stop_during_revocation(S(600)).await;
     run.await.unwrap().unwrap();
     assert_eq!(
         stopping.elapsed(),

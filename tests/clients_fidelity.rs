@@ -13,7 +13,8 @@ mod real_clients;
 use std::process::Output;
 use std::time::Duration;
 
-use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser, TokenKind, Workspace};
+use looker_emulator::{Counters, Emulator, TokenKind, Workspace};
+use real_clients::calls;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -23,26 +24,7 @@ const CLIENT_SECRET: &str = "fidelity-secret/with+odd&chars=";
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 async fn emulator() -> Emulator {
-    let emu = Emulator::start(EmulatorConfig::default()).await.expect("start emulator");
-    emu.add_credential(
-        CLIENT_ID,
-        CLIENT_SECRET,
-        EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"),
-    );
-    emu.add_credential(
-        "other-client",
-        "other-secret",
-        EmulatorUser::new("7", "Alan Turing", "alan@example.com"),
-    );
-    emu
-}
-
-/// The calls the emulator answered, as `"METHOD /path STATUS"`.
-fn calls(emu: &Emulator) -> Vec<String> {
-    emu.requests()
-        .iter()
-        .map(|r| format!("{} {}", r.call(), r.status.map_or_else(|| "dropped".to_owned(), |s| s.to_string())))
-        .collect()
+    real_clients::emulator_with_ada_and_alan(CLIENT_ID, CLIENT_SECRET).await
 }
 
 async fn run(what: &str, mut cmd: tokio::process::Command) -> Output {

@@ -22,7 +22,7 @@ use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser, TlsIdentity};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -44,6 +44,16 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 
 async fn body_bytes(resp: Response<Incoming>) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// The client sent no headers (`Outbound` borrows them, so they must outlive it).
+static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+
+/// A request with no client headers, no body and no token. Most tests vary one or
+/// two of those: they set them with struct update syntax over this, so what a test
+/// changes is all that its request spells out.
+fn outbound(method: Method, path_and_query: &str) -> Outbound<'_> {
+    Outbound { method, path_and_query, headers: &NO_HEADERS, body: OutBody::empty(), auth: None }
 }
 
 // ---------------------------------------------------------------------------
@@ -418,13 +428,7 @@ async fn without_auth_the_clients_authorization_is_still_removed() {
     let up = Upstream::start().await;
     let mut h = HeaderMap::new();
     h.insert("authorization", HeaderValue::from_static("token leaked?"));
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/versions",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
+    let out = Outbound { headers: &h, ..outbound(Method::GET, "/versions") };
     let resp = Forwarder::new().send(&plain_profile(up.addr), out).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&up.seen()[0].headers, "authorization"), None);
@@ -438,16 +442,8 @@ async fn ten_sequential_calls_share_one_upstream_connection() {
     let up = Upstream::start().await;
     let fwd = Forwarder::new();
     let p = plain_profile(up.addr);
-    let h = HeaderMap::new();
     for _ in 0..10 {
-        let out = Outbound {
-            method: Method::GET,
-            path_and_query: "/x",
-            headers: &h,
-            body: OutBody::empty(),
-            auth: None,
-        };
-        let resp = fwd.send(&p, out).await.unwrap();
+        let resp = fwd.send(&p, outbound(Method::GET, "/x")).await.unwrap();
         assert_eq!(&body_bytes(resp).await[..], b"ok");
     }
     assert_eq!(up.seen().len(), 10);
@@ -457,14 +453,7 @@ async fn ten_sequential_calls_share_one_upstream_connection() {
 #[tokio::test]
 async fn a_redirect_is_answered_not_followed() {
     let up = Upstream::start().await;
-    let h = HeaderMap::new();
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/redirect",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
+    let out = outbound(Method::GET, "/redirect");
     let resp = Forwarder::new().send(&plain_profile(up.addr), out).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert_eq!(header(resp.headers(), "location").as_deref(), Some("/redirected"));
@@ -477,15 +466,9 @@ async fn a_closed_port_is_refused_with_503_and_no_secret_in_the_message() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let h = HeaderMap::new();
     let token = Secret::new("sekrit-token-value");
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/api/4.0/login?client_secret=sekrit-query",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: Some(&token),
-    };
+    let out =
+        Outbound { auth: Some(&token), ..outbound(Method::GET, "/api/4.0/login?client_secret=sekrit-query") };
     let err = Forwarder::new().send(&plain_profile(addr), out).await.unwrap_err();
     assert!(matches!(err, ForwardError::Refused { .. }), "{err:?}");
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -507,14 +490,7 @@ async fn an_upstream_that_hangs_up_before_answering_is_closed_early() {
             drop(tcp);
         }
     });
-    let h = HeaderMap::new();
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/x",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
+    let out = outbound(Method::GET, "/x");
     let err = Forwarder::new().send(&plain_profile(addr), out).await.unwrap_err();
     assert!(matches!(err, ForwardError::ClosedEarly { .. }), "{err:?}");
     assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
@@ -533,14 +509,7 @@ async fn a_connection_that_is_never_accepted_times_out_with_504() {
             fillers.push(s);
         }
     }
-    let h = HeaderMap::new();
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/x",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
+    let out = outbound(Method::GET, "/x");
     let p = profile(&format!("base_url = \"http://{addr}\"\ntimeout = \"1s\""));
     let err = tokio::time::timeout(HANG_GUARD, Forwarder::new().send(&p, out)).await.unwrap().unwrap_err();
     assert_eq!(
@@ -584,16 +553,8 @@ fn debug_output_names_no_header_value_query_or_body() {
 
 #[tokio::test]
 async fn plain_http_to_a_remote_host_is_refused_before_any_traffic() {
-    let h = HeaderMap::new();
-    let out = || Outbound {
-        method: Method::GET,
-        path_and_query: "/x",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
     let err = Forwarder::new()
-        .send(&profile("base_url = \"http://user:pw@looker.example.com:19999\""), out())
+        .send(&profile("base_url = \"http://user:pw@looker.example.com:19999\""), outbound(Method::GET, "/x"))
         .await
         .unwrap_err();
     assert!(matches!(err, ForwardError::Config(_)), "{err:?}");
@@ -603,14 +564,8 @@ async fn plain_http_to_a_remote_host_is_refused_before_any_traffic() {
     // A target that is not a path is the client's mistake.
     let up = Upstream::start().await;
     for bad in ["x", "@evil.example/x", ""] {
-        let out = Outbound {
-            method: Method::GET,
-            path_and_query: bad,
-            headers: &h,
-            body: OutBody::empty(),
-            auth: None,
-        };
-        let err = Forwarder::new().send(&plain_profile(up.addr), out).await.unwrap_err();
+        let err =
+            Forwarder::new().send(&plain_profile(up.addr), outbound(Method::GET, bad)).await.unwrap_err();
         assert_eq!(err, ForwardError::BadTarget, "{bad:?}");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
@@ -620,16 +575,8 @@ async fn plain_http_to_a_remote_host_is_refused_before_any_traffic() {
 #[tokio::test]
 async fn a_base_url_path_prefix_is_kept() {
     let up = Upstream::start().await;
-    let h = HeaderMap::new();
-    let out = Outbound {
-        method: Method::GET,
-        path_and_query: "/api/4.0/user",
-        headers: &h,
-        body: OutBody::empty(),
-        auth: None,
-    };
     let p = profile(&format!("base_url = \"http://{}/looker/\"", up.addr));
-    Forwarder::new().send(&p, out).await.unwrap();
+    Forwarder::new().send(&p, outbound(Method::GET, "/api/4.0/user")).await.unwrap();
     assert_eq!(up.seen()[0].uri, "/looker/api/4.0/user");
 }
 
@@ -640,11 +587,9 @@ async fn login_through(fwd: &Forwarder, p: &Profile) -> Secret {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
     let out = Outbound {
-        method: Method::POST,
-        path_and_query: "/api/4.0/login",
         headers: &h,
         body: OutBody::full(Bytes::from_static(b"client_id=fw-id&client_secret=fw-secret")),
-        auth: None,
+        ..outbound(Method::POST, "/api/4.0/login")
     };
     let resp = fwd.send(p, out).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -663,8 +608,7 @@ async fn get(
     if let Some(a) = client_auth {
         h.insert("authorization", HeaderValue::from_str(a).unwrap());
     }
-    let out =
-        Outbound { method: Method::GET, path_and_query: path, headers: &h, body: OutBody::empty(), auth };
+    let out = Outbound { headers: &h, auth, ..outbound(Method::GET, path) };
     let resp = fwd.send(p, out).await.unwrap();
     let status = resp.status();
     (status, body_bytes(resp).await)
@@ -723,15 +667,7 @@ mod tls {
 
         // Without the CA: a typed TLS error with advice, 502.
         let bare = profile(&format!("base_url = \"{}\"", emu.base_url()));
-        let h = HeaderMap::new();
-        let out = Outbound {
-            method: Method::GET,
-            path_and_query: "/versions",
-            headers: &h,
-            body: OutBody::empty(),
-            auth: None,
-        };
-        let err = fwd.send(&bare, out).await.unwrap_err();
+        let err = fwd.send(&bare, outbound(Method::GET, "/versions")).await.unwrap_err();
         assert!(matches!(err, ForwardError::Tls { .. }), "{err:?}");
         assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
         assert!(err.to_string().contains("ca_file"), "{err}");
@@ -831,10 +767,8 @@ async fn a_replay_copy_sends_the_same_bytes_again() {
     let copy = body.replay_copy().unwrap();
     let fwd = Forwarder::new();
     let p = plain_profile(up.addr);
-    let h = HeaderMap::new();
     for b in [OutBody::from(body), copy] {
-        let out =
-            Outbound { method: Method::POST, path_and_query: "/upload", headers: &h, body: b, auth: None };
+        let out = Outbound { body: b, ..outbound(Method::POST, "/upload") };
         assert_eq!(&body_bytes(fwd.send(&p, out).await.unwrap()).await[..], b"6");
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);

@@ -15,6 +15,11 @@ use tokio::net::UnixStream;
 #[path = "../fuzz/src/lib.rs"]
 mod fuzzing;
 
+/// A health check on a keep-alive connection.
+const HEALTH: &[u8] = b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n";
+/// A health check after which the server closes the connection.
+const HEALTH_THEN_CLOSE: &[u8] = b"GET /v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+
 /// An in-process daemon with `limits`, no profiles, no D-Bus.
 struct Agent {
     socket: PathBuf,
@@ -50,9 +55,31 @@ impl Agent {
 
     /// One request on a fresh connection, answered in full.
     async fn healthy(&self) {
-        let r =
-            exchange(&self.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+        let r = exchange(&self.socket, HEALTH_THEN_CLOSE).await;
         assert!(r.starts_with("HTTP/1.1 200") && r.contains("\"status\":\"ok\""), "not healthy: {r}");
+    }
+
+    /// A connection that was served once and is kept open, taking a connection slot.
+    async fn held(&self) -> UnixStream {
+        let mut s = self.connect().await;
+        s.write_all(HEALTH).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        s
+    }
+
+    /// Asks on fresh connections, every `poll`, until one is served: a slot came
+    /// free. Fails saying `why` not after 5 s.
+    async fn served_again(&self, poll: Duration, why: &str) {
+        let start = Instant::now();
+        loop {
+            if exchange(&self.socket, HEALTH_THEN_CLOSE).await.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "{why}");
+            tokio::time::sleep(poll).await;
+        }
     }
 
     async fn stop(mut self) {
@@ -88,6 +115,32 @@ async fn read_until_closed(s: &mut UnixStream, limit: Duration) -> (String, Dura
 
 fn limits() -> Limits {
     Limits::default()
+}
+
+/// Fails unless the server acted `took` after the start, at its `timeout`: not more
+/// than 50 ms early (timer slack), not 2 s late.
+fn assert_at_the_timeout(took: Duration, timeout: Duration, what: &str) {
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < timeout + Duration::from_secs(2),
+        "{what} after {took:?}"
+    );
+}
+
+/// Writes `bytes` one every 50 ms, after each looking for an answer; the trickle a
+/// total timeout must cut. Returns what the server answered (empty when it closed
+/// or refused further bytes), or `None` when it took every byte without a word.
+async fn trickle(s: &mut UnixStream, bytes: impl IntoIterator<Item = u8>) -> Option<String> {
+    for b in bytes {
+        if s.write_all(&[b]).await.is_err() {
+            return Some(String::new());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +235,7 @@ async fn bodies_beyond_the_limit_are_refused() {
 async fn requests_per_connection_are_capped() {
     let agent = Agent::start(Limits { max_requests_per_connection: 3, ..limits() }).await;
     let mut s = agent.connect().await;
-    let one = b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n";
-    s.write_all(&one.repeat(5)).await.unwrap();
+    s.write_all(&HEALTH.repeat(5)).await.unwrap();
     let (r, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert_eq!(r.matches("HTTP/1.1 200").count(), 3, "{r}");
     // The last one served says so, then the server closes.
@@ -202,21 +254,15 @@ async fn idle_connections_are_closed_fresh_or_kept_alive() {
     let mut s = agent.connect().await;
     let (r, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
     assert!(r.is_empty() || r.starts_with("HTTP/1.1 408"), "{r}");
-    assert!(
-        took >= timeout - Duration::from_millis(50) && took < timeout + Duration::from_secs(2),
-        "closed after {took:?}"
-    );
+    assert_at_the_timeout(took, timeout, "closed");
 
     // One request answered, then idle on keep-alive: hyper's header timeout runs
     // again from the end of the answer, so the idle connection is closed too.
     let mut s = agent.connect().await;
-    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
-    let start = Instant::now();
-    let (r, _) = read_until_closed(&mut s, Duration::from_secs(8)).await;
-    let took = start.elapsed();
+    s.write_all(HEALTH).await.unwrap();
+    let (r, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(took < timeout + Duration::from_secs(2), "kept-alive connection closed after {took:?}");
-    assert!(took >= timeout - Duration::from_millis(50), "closed too early ({took:?})");
+    assert_at_the_timeout(took, timeout, "kept-alive connection closed");
     agent.healthy().await;
     agent.stop().await;
 }
@@ -228,24 +274,12 @@ async fn slow_loris_cannot_stretch_the_header_timeout() {
     // A byte every 50 ms, for ever: the timeout is a total for the headers, not per read.
     let mut s = agent.connect().await;
     let start = Instant::now();
-    let request = b"GET /v1/health HTTP/1.1\r\nHost: a\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a'));
-    let mut closed = false;
-    for b in request.take(200) {
-        if s.write_all(&[*b]).await.is_err() {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut buf = [0u8; 512];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
-            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-            assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
-            closed = true;
-            break;
-        }
-    }
+    let request =
+        b"GET /v1/health HTTP/1.1\r\nHost: a\r\nX-Slow: ".iter().copied().chain(std::iter::repeat(b'a'));
+    let answer = trickle(&mut s, request.take(200)).await;
     let took = start.elapsed();
-    assert!(closed, "a slow loris kept its connection for {took:?}");
+    let head = answer.unwrap_or_else(|| panic!("a slow loris kept its connection for {took:?}"));
+    assert!(head.is_empty() || head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(took < timeout + Duration::from_secs(2), "closed only after {took:?}");
 
     // Many of them at once do not keep the agent from others.
@@ -271,27 +305,13 @@ async fn slow_bodies_are_cut_at_the_body_timeout() {
     s.write_all(b"{\"prof").await.unwrap();
     let (r, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
     assert!(r.starts_with("HTTP/1.1 400") && r.contains("not received in time"), "{r}");
-    assert!(
-        took >= timeout - Duration::from_millis(50) && took < timeout + Duration::from_secs(2),
-        "answered after {took:?}"
-    );
+    assert_at_the_timeout(took, timeout, "answered");
 
     // A byte every 50 ms: the timeout is a total for the body, not per read.
     let mut s = agent.connect().await;
     s.write_all(head).await.unwrap();
     let start = Instant::now();
-    let mut answer = String::new();
-    for _ in 0..100 {
-        if s.write_all(b" ").await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut buf = [0u8; 1024];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
-            answer = String::from_utf8_lossy(&buf[..n]).into_owned();
-            break;
-        }
-    }
+    let answer = trickle(&mut s, [b' '; 100]).await.unwrap_or_default();
     let took = start.elapsed();
     assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("not received in time"), "{answer}");
     assert!(took < timeout + Duration::from_secs(2), "a trickled body held the request for {took:?}");
@@ -305,30 +325,16 @@ async fn connections_beyond_the_cap_are_answered_503_and_the_cap_frees_up() {
     // Three clients, each served once and holding its connection open.
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut s = agent.connect().await;
-        s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(s);
+        held.push(agent.held().await);
     }
     // A fourth is told why (a documented code, 503 upstream_unavailable) and closed, not served.
-    let r = exchange(&agent.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = exchange(&agent.socket, HEALTH).await;
     assert!(r.starts_with("HTTP/1.1 503") && r.contains("\"upstream_unavailable\""), "beyond the cap: {r}");
     assert!(r.contains("limit of 3 connections") && !r.contains("\"status\":\"ok\""), "{r}");
 
     // One client leaves: its slot serves the next.
     drop(held.pop());
-    let start = Instant::now();
-    loop {
-        let r =
-            exchange(&agent.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
-        if r.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "the freed slot was not reused");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    agent.served_again(Duration::from_millis(20), "the freed slot was not reused").await;
     drop(held);
     agent.stop().await;
 }
@@ -347,16 +353,7 @@ async fn a_client_that_never_reads_cannot_hold_a_connection_for_ever() {
         stalled.push(s);
     }
     // Both slots are taken by stalled connections; they must not keep them for ever.
-    let start = Instant::now();
-    loop {
-        let r =
-            exchange(&agent.socket, b"GET /v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
-        if r.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "stalled readers hold every connection slot");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    agent.served_again(Duration::from_millis(100), "stalled readers hold every connection slot").await;
     drop(stalled);
     agent.stop().await;
 }
@@ -430,11 +427,7 @@ time.sleep(3)
     }
     let mut held = Vec::new();
     for _ in 0..7 {
-        let mut s = agent.connect().await;
-        s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(s);
+        held.push(agent.held().await);
     }
     let _ = child.wait().await;
     drop(held);

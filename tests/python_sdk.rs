@@ -8,27 +8,22 @@
 //! When neither works the test fails under `CI=true`; otherwise (or with
 //! `LOOKER_AGENT_SKIP_PYTHON=1`) it skips, saying why.
 
+#[path = "clients/real_clients.rs"]
+mod real_clients;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use looker_emulator::{Counters, Emulator, EmulatorConfig, EmulatorUser};
+use looker_emulator::Counters;
+use real_clients::{repo, under_ci};
 use tokio::process::Command;
 
 const CLIENT_ID: &str = "pyclient0123456789ab";
 const CLIENT_SECRET: &str = "py-secret/with+odd&chars=";
 
-/// Whether we run under CI, where a missing client is a failure.
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// The length of the download the script reads: more than one chunk.
 const DOWNLOAD_BYTES: u64 = 3 * 1024 * 1024 + 5;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The python to run the script with, or why there is none.
 async fn find_python() -> Result<PathBuf, String> {
@@ -97,17 +92,7 @@ async fn python_sdk_logs_in_reads_me_and_logs_out() {
         ),
     };
 
-    let emu = Emulator::start(EmulatorConfig::default()).await.expect("start emulator");
-    emu.add_credential(
-        CLIENT_ID,
-        CLIENT_SECRET,
-        EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"),
-    );
-    emu.add_credential(
-        "other-client",
-        "other-secret",
-        EmulatorUser::new("7", "Alan Turing", "alan@example.com"),
-    );
+    let emu = real_clients::emulator_with_ada_and_alan(CLIENT_ID, CLIENT_SECRET).await;
 
     let script = repo().join("tests/python/sdk_fidelity.py");
     let mut cmd = Command::new(&python);
@@ -151,11 +136,7 @@ async fn python_sdk_logs_in_reads_me_and_logs_out() {
         python.display()
     );
     eprint!("{stdout}");
-    let seen: Vec<String> = emu
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.call(), r.status.map_or_else(|| "dropped".to_owned(), |s| s.to_string())))
-        .collect();
+    let seen = real_clients::calls(&emu);
     eprintln!("looker_sdk called: {seen:#?}");
 
     assert_eq!(

@@ -13,7 +13,7 @@ use looker_agent::store::secret_service::SecretServiceStore;
 use looker_agent::store::{JournalEntry, SecretKey, SecretStore, StoreError};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, RwLockReadGuard};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 static KEYRING: RwLock<()> = RwLock::const_new(());
@@ -52,6 +52,14 @@ fn profile(test: &str) -> String {
     format!("t{}-{test}", std::process::id())
 }
 
+/// What a test that shares the keyring starts from: the store, the test's own
+/// profile name, and a read hold on [`KEYRING`] that the test keeps to its end (so
+/// the locking test cannot lock the collection under it). `None` when skipped.
+async fn shared_store(test: &str) -> Option<(SecretServiceStore, String, RwLockReadGuard<'static, ()>)> {
+    let s = store().await?;
+    Some((s, profile(test), KEYRING.read().await))
+}
+
 /// `secret-tool search --all ATTR VALUE...`, as a user would run it.
 fn secret_tool_search(attrs: &[&str]) -> String {
     let out = Command::new("secret-tool")
@@ -68,11 +76,20 @@ fn item_count(listing: &str) -> usize {
     listing.lines().filter(|l| l.starts_with("[/")).count()
 }
 
+/// `secret-tool`'s listing of the client secrets of one profile.
+fn secret_items(profile: &str) -> String {
+    secret_tool_search(&["application", "looker-agent", "profile", profile])
+}
+
+/// `secret-tool`'s listing of the token journal items of one profile.
+fn journal_items(profile: &str) -> String {
+    secret_tool_search(&["application", "looker-agent-journal", "profile", profile])
+}
+
 #[tokio::test]
 async fn round_trip() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let k = SecretKey::new(profile("round-trip"), "default");
+    let Some((s, p, _shared)) = shared_store("round-trip").await else { return };
+    let k = SecretKey::new(&p, "default");
     assert!(matches!(s.get(&k, "client-1").await, Err(StoreError::NotFound { .. })));
     s.set(&k, "client-1", &Secret::new("hunter2-round-trip")).await.unwrap();
     assert_eq!(s.get(&k, "client-1").await.unwrap().expose(), "hunter2-round-trip");
@@ -86,9 +103,7 @@ async fn round_trip() {
 
 #[tokio::test]
 async fn secret_tool_finds_the_item_with_all_four_attributes() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("secret-tool");
+    let Some((s, p, _shared)) = shared_store("secret-tool").await else { return };
     let k = SecretKey::new(&p, "reporting");
     s.set(&k, "abc123clientid", &Secret::new("hunter2-secret-tool")).await.unwrap();
 
@@ -97,7 +112,7 @@ async fn secret_tool_finds_the_item_with_all_four_attributes() {
     assert!(all.contains(&format!("attribute.profile = {p}\n")), "{all}");
     // ...with all four attributes. (secret-tool prints the label on stdout and the
     // attributes on stderr, so only a one-item listing can be read as one block.)
-    let ours = secret_tool_search(&["application", "looker-agent", "profile", &p]);
+    let ours = secret_items(&p);
     assert_eq!(item_count(&ours), 1, "{ours}");
     for line in [
         format!("label = Looker API secret ({p}/reporting)"),
@@ -113,11 +128,9 @@ async fn secret_tool_finds_the_item_with_all_four_attributes() {
 
 #[tokio::test]
 async fn items_are_per_client_id_and_replaced_in_place() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("replace");
+    let Some((s, p, _shared)) = shared_store("replace").await else { return };
     let k = SecretKey::new(&p, "default");
-    let listing = || secret_tool_search(&["application", "looker-agent", "profile", &p]);
+    let listing = || secret_items(&p);
     s.set(&k, "id-1", &Secret::new("first")).await.unwrap();
     s.set(&k, "id-1", &Secret::new("second")).await.unwrap();
     assert_eq!(item_count(&listing()), 1, "the same client_id replaces its item");
@@ -151,16 +164,14 @@ async fn items_are_per_client_id_and_replaced_in_place() {
 
 #[tokio::test]
 async fn delete_removes_the_item() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("delete");
+    let Some((s, p, _shared)) = shared_store("delete").await else { return };
     let k = SecretKey::new(&p, "default");
     assert!(!s.delete(&k).await.unwrap());
     s.set(&k, "id", &Secret::new("gone-soon")).await.unwrap();
     assert!(s.delete(&k).await.unwrap());
     assert!(matches!(s.get(&k, "id").await, Err(StoreError::NotFound { .. })));
     assert!(!s.delete(&k).await.unwrap());
-    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent", "profile", &p])), 0);
+    assert_eq!(item_count(&secret_items(&p)), 0);
 }
 
 fn journal_entry(id: &str, profile: &str, token: &str) -> JournalEntry {
@@ -184,11 +195,17 @@ fn ids(entries: &[JournalEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.id.as_str()).collect()
 }
 
+/// Journals one entry of `profile` holding `token`; its id is derived from the
+/// profile, so it is as unique as the profile. Returns the id.
+async fn journal_one(s: &SecretServiceStore, profile: &str, token: &str) -> String {
+    let id = format!("{profile}-1");
+    s.journal_add(&journal_entry(&id, profile, token)).await.unwrap();
+    id
+}
+
 #[tokio::test]
 async fn journal_round_trip() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("journal");
+    let Some((s, p, _shared)) = shared_store("journal").await else { return };
     let (a, b) = (format!("{p}-a"), format!("{p}-b"));
     s.journal_remove(&format!("{p}-never-added")).await.unwrap();
     assert!(journal_of(&s, &p).await.is_empty());
@@ -219,11 +236,8 @@ async fn journal_round_trip() {
 
 #[tokio::test]
 async fn journal_entries_survive_a_new_connection() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("journal-reopen");
-    let id = format!("{p}-1");
-    s.journal_add(&journal_entry(&id, &p, "tok-reopen")).await.unwrap();
+    let Some((s, p, _shared)) = shared_store("journal-reopen").await else { return };
+    let id = journal_one(&s, &p, "tok-reopen").await;
     drop(s);
 
     let Some(again) = store().await else { return };
@@ -236,15 +250,12 @@ async fn journal_entries_survive_a_new_connection() {
 
 #[tokio::test]
 async fn journal_items_are_apart_from_the_client_secrets() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("journal-secret-tool");
-    let id = format!("{p}-1");
-    s.journal_add(&journal_entry(&id, &p, "tok-secret-tool")).await.unwrap();
+    let Some((s, p, _shared)) = shared_store("journal-secret-tool").await else { return };
+    let id = journal_one(&s, &p, "tok-secret-tool").await;
 
     let secrets = secret_tool_search(&["application", "looker-agent"]);
     assert!(!secrets.contains(&p), "a journal item is listed among the client secrets:\n{secrets}");
-    let ours = secret_tool_search(&["application", "looker-agent-journal", "profile", &p]);
+    let ours = journal_items(&p);
     assert_eq!(item_count(&ours), 1, "{ours}");
     for line in [
         format!("label = looker-agent token journal ({p}/reporting)"),
@@ -262,15 +273,13 @@ async fn journal_items_are_apart_from_the_client_secrets() {
     assert_eq!(json["expires_at_unix"], 1_900_000_000);
 
     s.journal_remove(&id).await.unwrap();
-    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 0);
+    assert_eq!(item_count(&journal_items(&p)), 0);
 }
 
 #[tokio::test]
 async fn listing_while_entries_are_removed_never_fails() {
-    let Some(s) = store().await else { return };
+    let Some((s, p, _shared)) = shared_store("journal-churn").await else { return };
     let Some(other) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("journal-churn");
     let ids: Vec<String> = (0..40).map(|i| format!("{p}-{i}")).collect();
     for id in &ids {
         s.journal_add(&journal_entry(id, &p, "tok-churn")).await.unwrap();
@@ -296,9 +305,7 @@ async fn listing_while_entries_are_removed_never_fails() {
 
 #[tokio::test]
 async fn a_corrupt_journal_item_is_skipped() {
-    let Some(s) = store().await else { return };
-    let _shared = KEYRING.read().await;
-    let p = profile("journal-corrupt");
+    let Some((s, p, _shared)) = shared_store("journal-corrupt").await else { return };
     let (good, bad) = (format!("{p}-good"), format!("{p}-bad"));
     s.journal_add(&journal_entry(&good, &p, "tok-good")).await.unwrap();
 
@@ -315,7 +322,7 @@ async fn a_corrupt_journal_item_is_skipped() {
         stdin.write_all(b"{\"token\": not-json").unwrap();
     }
     assert!(child.wait().unwrap().success());
-    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 2);
+    assert_eq!(item_count(&journal_items(&p)), 2);
 
     let listed = journal_of(&s, &p).await;
     assert_eq!(ids(&listed), [good.as_str()]);
@@ -323,33 +330,27 @@ async fn a_corrupt_journal_item_is_skipped() {
 
     s.journal_remove(&bad).await.unwrap();
     s.journal_remove(&good).await.unwrap();
-    assert_eq!(item_count(&secret_tool_search(&["application", "looker-agent-journal", "profile", &p])), 0);
+    assert_eq!(item_count(&journal_items(&p)), 0);
 }
 
 /// The default collection's object path, through the Secret Service API.
 async fn default_collection(bus: &zbus::Connection) -> OwnedObjectPath {
-    let service = zbus::Proxy::new(
-        bus,
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.freedesktop.Secret.Service",
-    )
-    .await
-    .unwrap();
-    service.call("ReadAlias", &("default",)).await.unwrap()
+    service_object(bus, "org.freedesktop.Secret.Service")
+        .await
+        .call("ReadAlias", &("default",))
+        .await
+        .unwrap()
+}
+
+/// A proxy for one interface of the Secret Service's root object.
+async fn service_object<'a>(bus: &zbus::Connection, interface: &'a str) -> zbus::Proxy<'a> {
+    zbus::Proxy::new(bus, "org.freedesktop.secrets", "/org/freedesktop/secrets", interface).await.unwrap()
 }
 
 /// `Lock` (no prompt needed) or unlock with the test keyring's password through
 /// gnome-keyring's own interface, as headless there is no prompt to answer.
 async fn set_locked(bus: &zbus::Connection, collection: &ObjectPath<'_>, locked: bool) {
-    let service = zbus::Proxy::new(
-        bus,
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.freedesktop.Secret.Service",
-    )
-    .await
-    .unwrap();
+    let service = service_object(bus, "org.freedesktop.Secret.Service").await;
     if locked {
         let (done, _prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) =
             service.call("Lock", &(vec![collection],)).await.unwrap();
@@ -360,14 +361,7 @@ async fn set_locked(bus: &zbus::Connection, collection: &ObjectPath<'_>, locked:
         .expect("LOOKER_AGENT_TEST_KEYRING_PASSWORD is set by scripts/test.sh");
     let (_, session): (OwnedValue, OwnedObjectPath) =
         service.call("OpenSession", &("plain", Value::from(""))).await.unwrap();
-    let internal = zbus::Proxy::new(
-        bus,
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
-    )
-    .await
-    .unwrap();
+    let internal = service_object(bus, "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface").await;
     let master = (session.clone(), Vec::<u8>::new(), password.into_bytes(), "text/plain");
     let _: () = internal.call("UnlockWithMasterPassword", &(collection, master)).await.unwrap();
     let session_proxy =

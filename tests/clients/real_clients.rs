@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser};
 use tokio::process::Command;
 
 /// The repository root.
@@ -75,6 +76,34 @@ pub fn mcp_server(test: &str) -> Option<PathBuf> {
 /// Debian's `chromium`, the real browser of the OAuth sign-in tests.
 pub fn chromium(test: &str) -> Option<PathBuf> {
     locate("LOOKER_AGENT_CHROMIUM", "Debian's chromium", test)
+}
+
+/// An emulator with the two users the client runs meet: Ada Lovelace (id 42,
+/// an admin), as whom the client logs in with `client_id` and `client_secret`;
+/// and Alan Turing (id 7, `other-client` / `other-secret`), a bystander whose
+/// session the client must leave alone, or the user it sudoes as.
+pub async fn emulator_with_ada_and_alan(client_id: &str, client_secret: &str) -> Emulator {
+    let emu = Emulator::start(EmulatorConfig::default()).await.expect("start emulator");
+    emu.add_credential(
+        client_id,
+        client_secret,
+        EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"),
+    );
+    emu.add_credential(
+        "other-client",
+        "other-secret",
+        EmulatorUser::new("7", "Alan Turing", "alan@example.com"),
+    );
+    emu
+}
+
+/// The calls the emulator answered, as `"METHOD /path STATUS"` (`dropped` where
+/// it closed the connection instead): what a client run is checked against.
+pub fn calls(emu: &Emulator) -> Vec<String> {
+    emu.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.call(), r.status.map_or_else(|| "dropped".to_owned(), |s| s.to_string())))
+        .collect()
 }
 
 /// tests/clients/node_sdk.js, the Node SDK script.

@@ -1,7 +1,6 @@
 //! `/api/4.0/users/{id}/credentials_api3[/{key_id}]`: list, create, show and
 //! delete API3 keys, as Looker answers them.
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper::{Method, Request, StatusCode};
 use serde_json::Value;
@@ -9,7 +8,10 @@ use serde_json::Value;
 use bytes::Bytes;
 
 use super::api3::Api3Refusal;
-use super::handler::{bearer, empty, error, json, pause, query_param, Answer, Ctx, Dropped, MAX_LOGIN_BODY};
+use super::handler::{
+    bearer, delay_then_drop, empty, error, fault_status, json, query_param, read_small_body, Answer, Ctx,
+    Dropped,
+};
 use super::{model, OneShotFault};
 
 /// `(user_id, key_id)` of a `credentials_api3` path.
@@ -40,11 +42,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let faults = ctx.state.faults();
-    pause(faults.api_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    delay_then_drop(ctx, |f| f.api_delay).await?;
     let known = matches!(
         (method, key_id),
         (&Method::GET | &Method::HEAD, _) | (&Method::POST, None) | (&Method::DELETE, Some(_))
@@ -65,9 +63,7 @@ where
     let fields = fields.as_deref();
     match (method, key_id) {
         (&Method::POST, None) => {
-            let Ok(body) =
-                Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes())
-            else {
+            let Some(body) = read_small_body(req).await else {
                 return Ok(error(StatusCode::BAD_REQUEST));
             };
             let purpose = if body.iter().all(u8::is_ascii_whitespace) {
@@ -80,7 +76,7 @@ where
             };
             let fault = ctx.state.take_api3_create_fault();
             if let Some(OneShotFault::Status(status)) = fault {
-                return Ok(error(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)));
+                return Ok(fault_status(status));
             }
             let (key, secret) = ctx.state.create_api3_key(user, purpose);
             tracing::debug!(user_id, key_id = %key.id, "emulator: API3 key created");
@@ -94,7 +90,7 @@ where
         (&Method::DELETE, Some(key_id)) => {
             let fault = ctx.state.take_api3_delete_fault();
             if let Some(OneShotFault::Status(status)) = fault {
-                return Ok(error(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)));
+                return Ok(fault_status(status));
             }
             if !ctx.state.delete_api3_key(&user.id, key_id) {
                 return Ok(error(StatusCode::NOT_FOUND));

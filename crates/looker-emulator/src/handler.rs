@@ -16,7 +16,7 @@ use super::body::{EmuBody, PatternCheck};
 use super::request_log::RequestLog;
 use super::state::{LoginOutcome, State, SudoOutcome};
 use super::{api3_http, model, oauth_http, OneShotFault};
-use super::{RequestRecord, Workspace};
+use super::{Faults, RequestRecord, Workspace};
 
 /// The largest login or session body the emulator reads; Looker's are a
 /// few dozen bytes.
@@ -115,20 +115,11 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let query = req.uri().query().map(str::to_owned);
-    let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    let body = Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes());
+    let is_form = is_form(&req);
+    let body = read_small_body(req).await;
 
-    let faults = ctx.state.faults();
-    pause(faults.login_delay).await;
-    if faults.drop_connections {
-        ctx.state.count_failed_login();
-        return Err(Dropped);
-    }
+    let faults =
+        delay_then_drop(ctx, |f| f.login_delay).await.inspect_err(|_| ctx.state.count_failed_login())?;
     if let Some(status) = faults.login_status {
         ctx.state.count_failed_login();
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -152,12 +143,9 @@ where
         return Ok(json(StatusCode::OK, model::access_token(None, expires_in)));
     }
 
-    let body = match body {
-        Ok(body) => body,
-        Err(_) => {
-            ctx.state.count_failed_login();
-            return Ok(error(StatusCode::BAD_REQUEST));
-        }
+    let Some(body) = body else {
+        ctx.state.count_failed_login();
+        return Ok(error(StatusCode::BAD_REQUEST));
     };
     let mut pairs: Vec<(String, String)> = Vec::new();
     if is_form && !body.is_empty() {
@@ -181,7 +169,7 @@ where
     let one_shot = ctx.state.take_login_fault(client_id);
     if let Some(OneShotFault::Status(status)) = one_shot {
         ctx.state.count_failed_login();
-        return Ok(error(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)));
+        return Ok(fault_status(status));
     }
     match ctx.state.login(client_id, client_secret) {
         LoginOutcome::Rejected => {
@@ -195,8 +183,7 @@ where
         }
         LoginOutcome::Issued { token, lifetime } => {
             ctx.state.count_login();
-            let expires_in = faults.bad_expires_in.unwrap_or_else(|| lifetime_secs(lifetime));
-            Ok(json(StatusCode::OK, model::access_token(Some(&token), expires_in)))
+            Ok(issued(&faults, &token, lifetime))
         }
     }
 }
@@ -204,11 +191,7 @@ where
 /// `DELETE /api/4.0/logout` and `DELETE /api/logout`.
 async fn logout<B>(ctx: &Ctx, req: &Request<B>) -> Answer {
     let token = bearer(req);
-    let faults = ctx.state.faults();
-    pause(faults.logout_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    delay_then_drop(ctx, |f| f.logout_delay).await?;
     match token {
         None => Ok(error(StatusCode::UNAUTHORIZED)),
         Some(t) if ctx.state.logout(&t) => Ok(empty(StatusCode::NO_CONTENT)),
@@ -219,11 +202,7 @@ async fn logout<B>(ctx: &Ctx, req: &Request<B>) -> Answer {
 /// `POST /api/4.0/login/{user_id}`: sudo, with an admin's token. An API
 /// call as far as the faults go (`api_delay`, `drop_connections`).
 async fn sudo<B>(ctx: &Ctx, req: &Request<B>, user_id: &str) -> Answer {
-    let faults = ctx.state.faults();
-    pause(faults.api_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    let faults = delay_then_drop(ctx, |f| f.api_delay).await?;
     let Some(token) = bearer(req) else {
         return Ok(error(StatusCode::UNAUTHORIZED));
     };
@@ -231,10 +210,7 @@ async fn sudo<B>(ctx: &Ctx, req: &Request<B>, user_id: &str) -> Answer {
         SudoOutcome::Unauthenticated => Ok(error(StatusCode::UNAUTHORIZED)),
         SudoOutcome::Forbidden => Ok(error(StatusCode::FORBIDDEN)),
         SudoOutcome::UnknownUser => Ok(error(StatusCode::NOT_FOUND)),
-        SudoOutcome::Issued { token, lifetime } => {
-            let expires_in = faults.bad_expires_in.unwrap_or_else(|| lifetime_secs(lifetime));
-            Ok(json(StatusCode::OK, model::access_token(Some(&token), expires_in)))
-        }
+        SudoOutcome::Issued { token, lifetime } => Ok(issued(&faults, &token, lifetime)),
     }
 }
 
@@ -244,15 +220,11 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let faults = ctx.state.faults();
-    pause(faults.api_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    delay_then_drop(ctx, |f| f.api_delay).await?;
     let Some(token) = bearer(&req).filter(|t| ctx.state.is_live(t)) else {
         return Ok(error(StatusCode::UNAUTHORIZED));
     };
-    let Ok(body) = Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes()) else {
+    let Some(body) = read_small_body(req).await else {
         return Ok(error(StatusCode::BAD_REQUEST));
     };
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
@@ -287,11 +259,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let faults = ctx.state.faults();
-    pause(faults.api_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    delay_then_drop(ctx, |f| f.api_delay).await?;
     if bearer(&req).and_then(|t| ctx.state.authenticate(&t)).is_none() {
         return Ok(error(StatusCode::UNAUTHORIZED));
     }
@@ -317,11 +285,7 @@ where
 
 /// Everything that is neither login nor logout.
 async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Answer {
-    let faults = ctx.state.faults();
-    pause(faults.api_delay).await;
-    if faults.drop_connections {
-        return Err(Dropped);
-    }
+    delay_then_drop(ctx, |f| f.api_delay).await?;
     let fields = query_param(req, "fields");
     let fields = fields.as_deref();
     let is_get = method == Method::GET || method == Method::HEAD;
@@ -443,6 +407,39 @@ pub(crate) fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// The faults every request meets first: waits the delay that `delay` picks
+/// (the login's, the logout's or the API's), then drops the connection under
+/// `drop_connections`. Returns the faults, for the ones the route meets next.
+pub(crate) async fn delay_then_drop(ctx: &Ctx, delay: fn(&Faults) -> Duration) -> Result<Faults, Dropped> {
+    let faults = ctx.state.faults();
+    pause(delay(&faults)).await;
+    if faults.drop_connections {
+        return Err(Dropped);
+    }
+    Ok(faults)
+}
+
+/// Whether the request's body is a form (`application/x-www-form-urlencoded`,
+/// parameters such as `charset` aside).
+pub(crate) fn is_form<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// The whole body of a login-sized request (a login, a session change, a consent
+/// form, a token request, a new API3 key); `None` when it is larger than
+/// [`MAX_LOGIN_BODY`] or broke off.
+pub(crate) async fn read_small_body<B>(req: Request<B>) -> Option<Bytes>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.ok().map(|c| c.to_bytes())
+}
+
 /// Sleeps on tokio's clock, skipping the timer for a zero delay.
 pub(crate) async fn pause(d: Duration) {
     if !d.is_zero() {
@@ -453,6 +450,23 @@ pub(crate) async fn pause(d: Duration) {
 /// A duration as Looker's whole-second `expires_in`.
 pub(crate) fn lifetime_secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The `expires_in` to report for a token that lives `lifetime`: the
+/// `bad_expires_in` fault's, when it is set.
+pub(crate) fn expires_in(faults: &Faults, lifetime: Duration) -> i64 {
+    faults.bad_expires_in.unwrap_or_else(|| lifetime_secs(lifetime))
+}
+
+/// The answer to a login or a sudo that issued `token`.
+fn issued(faults: &Faults, token: &str, lifetime: Duration) -> Response<EmuBody> {
+    json(StatusCode::OK, model::access_token(Some(token), expires_in(faults, lifetime)))
+}
+
+/// The answer of a one-shot `Status` fault: a Looker error with that status
+/// (503 when it is not a status at all).
+pub(crate) fn fault_status(status: u16) -> Response<EmuBody> {
+    error(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
 }
 
 /// The `message` Looker puts in an error body with this status.

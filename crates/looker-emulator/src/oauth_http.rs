@@ -2,14 +2,15 @@
 //! (its form) and `POST /api/token` (the code and refresh-token grants).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
 use super::body::EmuBody;
-use super::handler::{lifetime_secs, pause, with_type, Answer, Ctx, Dropped, MAX_LOGIN_BODY};
+use super::handler::{
+    delay_then_drop, expires_in, is_form, json, read_small_body, with_type, Answer, Ctx, Dropped,
+};
 use super::oauth::{AuthorizeParams, AuthorizeRefusal, TokenRefusal, Tokens};
 use super::{consent_page, model, oauth, OneShotFault};
 
@@ -60,7 +61,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let Ok(body) = Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes()) else {
+    let Some(body) = read_small_body(req).await else {
         return Ok(html(StatusCode::BAD_REQUEST, consent_page::error("the form is too large")));
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
@@ -84,19 +85,11 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    let body = Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await.map(|c| c.to_bytes());
-    let faults = ctx.state.faults();
-    pause(faults.login_delay).await;
-    if faults.drop_connections {
-        ctx.state.count_failed_token_request();
-        return Err(Dropped);
-    }
+    let is_form = is_form(&req);
+    let body = read_small_body(req).await;
+    let faults = delay_then_drop(ctx, |f| f.login_delay)
+        .await
+        .inspect_err(|_| ctx.state.count_failed_token_request())?;
     if let Some(status) = faults.login_status {
         ctx.state.count_failed_token_request();
         return Ok(refused(&status_refusal(status)));
@@ -106,7 +99,7 @@ where
         ctx.state.count_failed_token_request();
         return Ok(refused(&status_refusal(status)));
     }
-    let fields = match body.ok().and_then(|b| parse_body(&b, is_form)) {
+    let fields = match body.and_then(|b| parse_body(&b, is_form)) {
         Some(fields) => fields,
         None => {
             ctx.state.count_failed_token_request();
@@ -141,14 +134,8 @@ where
     match outcome {
         Ok(_) if fault == Some(OneShotFault::DropAfterApplying) => Err(Dropped),
         Ok(Tokens { access_token, lifetime, refresh_token }) => {
-            let expires_in = faults.bad_expires_in.unwrap_or_else(|| lifetime_secs(lifetime));
-            let mut resp = with_type(
-                StatusCode::OK,
-                Bytes::from(model::oauth_tokens(&access_token, expires_in, &refresh_token)),
-                "application/json",
-            );
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(resp)
+            let expires_in = expires_in(&faults, lifetime);
+            Ok(no_store(json(StatusCode::OK, model::oauth_tokens(&access_token, expires_in, &refresh_token))))
         }
         Err(refusal) => {
             ctx.state.count_failed_token_request();
@@ -184,18 +171,17 @@ fn status_refusal(status: u16) -> TokenRefusal {
 /// OAuth's error answer.
 fn refused(refusal: &TokenRefusal) -> Response<EmuBody> {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut resp = with_type(
-        status,
-        Bytes::from(model::oauth_error(refusal.error, refusal.description)),
-        "application/json",
-    );
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    no_store(json(status, model::oauth_error(refusal.error, refusal.description)))
 }
 
 /// A page, never cached.
 fn html(status: StatusCode, page: String) -> Response<EmuBody> {
-    let mut resp = with_type(status, Bytes::from(page), "text/html; charset=utf-8");
+    no_store(with_type(status, Bytes::from(page), "text/html; charset=utf-8"))
+}
+
+/// `resp` marked `Cache-Control: no-store`: OAuth wants no answer that carries
+/// a token, a code or a consent kept by a cache.
+fn no_store(mut resp: Response<EmuBody>) -> Response<EmuBody> {
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -215,6 +201,5 @@ fn redirect(url: &str) -> Response<EmuBody> {
             );
         }
     }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    no_store(resp)
 }

@@ -493,3 +493,150 @@ fn old_key_login(base_url: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["access_token"].as_str().unwrap().to_string()
 }
+
+// ---------------------------------------------------------------------------
+// Key age in status, and `rotate_after`: the running agent rotates by itself.
+// ---------------------------------------------------------------------------
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Setup {
+    /// Makes Looker say the current key was created `age` ago.
+    fn age_key(&self, age: Duration) {
+        assert!(self
+            .emu
+            .emu()
+            .set_api3_key_created_at(&self.client_id(), std::time::SystemTime::now() - age));
+    }
+
+    /// Adds `rotate_after = "…"` to the credential `main` by hand, as a person would.
+    fn set_rotate_after(&self, value: &str) {
+        let text = self.config_text();
+        let line = format!("client_id = \"{}\"", self.client_id());
+        assert!(text.contains(&line), "{text}");
+        std::fs::write(&self.env.config, text.replace(&line, &format!("{line}\nrotate_after = \"{value}\"")))
+            .unwrap();
+    }
+
+    fn main_status(&self) -> serde_json::Value {
+        let st: serde_json::Value =
+            serde_json::from_str(&self.env.ctl_ok(&["status", "--json"], None)).unwrap();
+        let p =
+            st["profiles"].as_array().unwrap().iter().find(|p| p["name"] == self.profile.as_str()).cloned();
+        p.unwrap()["credentials"].as_array().unwrap().iter().find(|c| c["name"] == "main").cloned().unwrap()
+    }
+}
+
+#[test]
+fn status_shows_the_age_of_each_key() {
+    let s = Setup::new("file", "prod");
+    s.age_key(40 * DAY);
+    let _agent = s.env.start_agent(&[]);
+    s.env.ctl_ok(&["token", "prod"], None);
+    wait_for("the agent to learn the key's age", Duration::from_secs(20), || {
+        s.main_status()["key_age_seconds"].as_u64().is_some()
+    });
+    let st = s.main_status();
+    let age = st["key_age_seconds"].as_u64().unwrap();
+    assert!((40 * DAY.as_secs()..40 * DAY.as_secs() + 120).contains(&age), "{st}");
+    assert!(st["key_created_at"].as_str().is_some(), "{st}");
+    assert_eq!(st["rotate_after_seconds"], serde_json::Value::Null, "{st}");
+    let human = s.env.ctl_ok(&["status"], None);
+    assert!(human.contains("prod/main: API key age 40d"), "{human}");
+    assert_eq!(s.counters(), Api3Counters { created: 0, deleted: 0 }, "no rotate_after: nothing rotated");
+}
+
+#[test]
+fn rotate_after_makes_the_running_agent_rotate_an_old_key() {
+    let s = Setup::new("file", "prod");
+    s.age_key(40 * DAY);
+    let _agent = s.env.start_agent(&[]);
+    s.set_rotate_after("30d");
+    wait_for("the agent to reload the config", Duration::from_secs(20), || {
+        s.main_status()["rotate_after_seconds"].as_u64() == Some(30 * DAY.as_secs())
+    });
+    // Its first token is its first login: the agent learns the key is 40 days old.
+    let first = s.env.ctl_ok(&["token", "prod"], None).trim().to_string();
+    wait_for("the agent to rotate the key", Duration::from_secs(30), || s.client_id() != OLD_ID);
+    wait_for("the old key to be deleted", Duration::from_secs(30), || s.counters().deleted == 1);
+    assert_eq!(s.counters(), Api3Counters { created: 1, deleted: 1 });
+    let new_id = s.client_id();
+    assert_eq!(s.keys(), vec![new_id.clone()], "exactly the config's key is left at Looker");
+    assert_eq!(login_status(&s.emu.url(), OLD_ID, OLD_SECRET), 404, "the old key no longer logs in");
+    assert!(s.config_text().contains("rotate_after = \"30d\""), "the setting stays: {}", s.config_text());
+    // Tokens keep working, and new ones come from the new key.
+    wait_for("the agent to serve the new key's token", Duration::from_secs(20), || {
+        let out = s.env.ctl(&["token", "prod"], None);
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        out.status.success()
+            && token != first
+            && s.emu
+                .emu()
+                .token_info(&token)
+                .is_some_and(|i| i.kind == looker_emulator::TokenKind::ApiLogin { client_id: new_id.clone() })
+    });
+    let st = s.main_status();
+    assert!(st["key_age_seconds"].as_u64().is_some_and(|a| a < 3600), "the new key is young: {st}");
+    assert!(st["next_rotation_at"].as_str().is_some(), "{st}");
+    assert_eq!(st["rotation_error"], serde_json::Value::Null, "{st}");
+}
+
+#[test]
+fn a_fresh_key_is_not_rotated_and_status_says_when_it_will_be() {
+    let s = Setup::new("file", "prod");
+    s.set_rotate_after("30d");
+    let _agent = s.env.start_agent(&[]);
+    s.env.ctl_ok(&["token", "prod"], None);
+    wait_for("the agent to learn the key's age", Duration::from_secs(20), || {
+        s.main_status()["key_age_seconds"].as_u64().is_some()
+    });
+    let st = s.main_status();
+    let next = st["next_rotation_at"].as_str().expect("a next rotation time").to_string();
+    let next = humantime::parse_rfc3339(&next).unwrap();
+    let in_days = next.duration_since(std::time::SystemTime::now()).unwrap().as_secs() / DAY.as_secs();
+    assert_eq!(in_days, 29, "due 30 days after creation: {st}");
+    assert_eq!(s.counters(), Api3Counters { created: 0, deleted: 0 });
+    assert_eq!(s.client_id(), OLD_ID);
+    let human = s.env.ctl_ok(&["status"], None);
+    assert!(human.contains("rotate_after 30d: next rotation"), "{human}");
+}
+
+#[test]
+fn a_refused_automatic_rotation_is_reported_and_not_retried_in_a_loop() {
+    let s = Setup::new("file", "prod");
+    s.age_key(40 * DAY);
+    s.set_rotate_after("30d");
+    s.emu.emu().fail_next_api3_create(looker_emulator::OneShotFault::Status(403));
+    let _agent = s.env.start_agent(&[]);
+    s.env.ctl_ok(&["token", "prod"], None);
+    wait_for("the failure to show in status", Duration::from_secs(30), || {
+        s.main_status()["rotation_error"].as_str().is_some()
+    });
+    let st = s.main_status();
+    let e = st["rotation_error"].as_str().unwrap();
+    assert!(e.contains("403") && e.contains("Nothing was changed"), "{st}");
+    // The next attempt is a day away, whatever tokens are asked for meanwhile.
+    let next = humantime::parse_rfc3339(st["next_rotation_at"].as_str().unwrap()).unwrap();
+    assert!(
+        next.duration_since(std::time::SystemTime::now()).unwrap() > DAY - Duration::from_secs(120),
+        "{st}"
+    );
+    for _ in 0..5 {
+        s.env.ctl_ok(&["revoke", "prod"], None);
+        s.env.ctl_ok(&["token", "prod"], None);
+    }
+    assert_eq!(s.counters(), Api3Counters { created: 0, deleted: 0 }, "changed nothing at Looker");
+    assert_eq!(s.client_id(), OLD_ID, "the config still names the old key");
+    assert_eq!(s.keys(), vec![OLD_ID.to_string()]);
+    let human = s.env.ctl_ok(&["status"], None);
+    assert!(human.contains("the last rotation failed"), "{human}");
+}
+
+#[test]
+fn rotate_after_is_checked_on_load() {
+    let s = Setup::new("file", "prod");
+    s.set_rotate_after("90");
+    let out = s.env.ctl(&["credential", "list"], None);
+    assert!(!out.status.success());
+    assert!(err(&out).contains("at least a day"), "{}", err(&out));
+}

@@ -194,6 +194,17 @@ impl Broker {
         self.inner.shared.clock.now()
     }
 
+    /// The one slot of `profile`'s credential `name`.
+    pub(crate) fn slot(&self, profile: &str, name: &str) -> Option<Arc<CredSlot>> {
+        let snap = self.snapshot();
+        snap.profiles.get(profile)?.creds.iter().find(|s| &*s.name == name).cloned()
+    }
+
+    /// The secret store the broker reads.
+    pub(crate) fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
     /// Listens to refresh and failure events.
     pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
         self.inner.shared.events.subscribe()
@@ -248,6 +259,7 @@ impl Broker {
                         Some(s) => {
                             // A reload is a config change: a rejected secret may have been fixed.
                             s.clear_rejection();
+                            s.set_rotate_after(c.rotate_after);
                             kept.push(s.clone());
                             s.clone()
                         }
@@ -265,7 +277,8 @@ impl Broker {
                                 self.inner.shared.clone(),
                             )
                             .with_source(c.secret_source())
-                            .with_kind(c.kind),
+                            .with_kind(c.kind)
+                            .with_rotate_after(c.rotate_after),
                         ),
                     }
                 })

@@ -73,7 +73,7 @@ impl Broker {
     }
 
     /// Every credential slot, in profile then config order.
-    pub(super) fn slots(&self) -> Vec<Arc<CredSlot>> {
+    pub(crate) fn slots(&self) -> Vec<Arc<CredSlot>> {
         self.snapshot().profiles.values().flat_map(|p| p.creds.iter().cloned()).collect()
     }
 

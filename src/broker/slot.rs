@@ -90,6 +90,28 @@ struct SlotState {
     last_used: Option<Stamp>,
     /// When the last login started: logins are spaced by `min_login_interval`.
     last_login_started: Option<Stamp>,
+    /// What is known about the API key's age, and its rotation (daemon/key_upkeep.rs).
+    key: KeyFacts,
+}
+
+/// An API key's age and automatic rotation, as the daemon's key upkeep learns and
+/// runs them. Not secret.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyFacts {
+    /// `rotate_after` from the config (updated in place on reload).
+    pub(crate) rotate_after: Option<Duration>,
+    /// When Looker says the key was created.
+    pub(crate) created_at: Option<SystemTime>,
+    /// Why the age is unknown, once looking it up failed.
+    pub(crate) unknown_because: Option<String>,
+    /// Whether this slot's key was looked up (once per slot: a rotation makes a new one).
+    pub(crate) checked: bool,
+    /// The last automatic rotation's failure, and when the next attempt may run.
+    pub(crate) rotation_error: Option<String>,
+    /// No automatic rotation before this.
+    pub(crate) next_attempt: Option<SystemTime>,
+    /// Automatic rotations that failed in a row (for the backoff).
+    pub(crate) failures: u32,
 }
 
 #[derive(Clone)]
@@ -153,6 +175,38 @@ impl CredSlot {
     /// What the set logs in with.
     pub fn kind(&self) -> CredentialKind {
         self.kind
+    }
+
+    /// Whether the secret comes from the store (not from a `source` command).
+    pub(crate) fn secret_in_store(&self) -> bool {
+        self.source.is_none()
+    }
+
+    /// The current token, if live, without marking the set in use.
+    pub(crate) fn peek_token(&self) -> Option<Arc<LiveToken>> {
+        let now = self.shared.clock.now();
+        self.lock().current.as_ref().filter(|t| t.remaining(now) > Duration::ZERO).cloned()
+    }
+
+    /// What is known about the key's age and rotation.
+    pub(crate) fn key_facts(&self) -> KeyFacts {
+        self.lock().key.clone()
+    }
+
+    /// Changes what is known about the key (the daemon's key upkeep).
+    pub(crate) fn update_key_facts(&self, f: impl FnOnce(&mut KeyFacts)) {
+        f(&mut self.lock().key);
+    }
+
+    /// Sets `rotate_after` (at creation, and in place when a reload changes it).
+    pub fn with_rotate_after(self, rotate_after: Option<Duration>) -> CredSlot {
+        self.set_rotate_after(rotate_after);
+        self
+    }
+
+    /// Updates `rotate_after` in place.
+    pub(crate) fn set_rotate_after(&self, rotate_after: Option<Duration>) {
+        self.lock().key.rotate_after = rotate_after;
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotState> {
@@ -621,6 +675,15 @@ impl CredSlot {
             logins: st.logins,
             live_tokens: live as u32,
             secret_source: self.source.as_ref().map(SecretSource::display),
+            key_created_at: st.key.created_at.map(rfc3339),
+            key_age_seconds: st.key.created_at.map(|c| wall.duration_since(c).unwrap_or_default().as_secs()),
+            key_age_unknown: st.key.unknown_because.clone(),
+            rotate_after_seconds: st.key.rotate_after.map(|d| d.as_secs()),
+            next_rotation_at: st.key.rotate_after.and_then(|after| {
+                let due = st.key.created_at.map(|c| c + after)?;
+                Some(rfc3339(st.key.next_attempt.map_or(due, |n| n.max(due))))
+            }),
+            rotation_error: st.key.rotation_error.clone(),
         }
     }
 }

@@ -62,6 +62,25 @@ pub(crate) async fn store_then_save(
     Ok(())
 }
 
+/// `prod/main: API key age 40d (rotated by the agent after 30d: due now)`, when known.
+fn key_age_line(profile: &str, c: &crate::protocol::CredentialStatus) -> Option<String> {
+    let days = |secs: u64| format!("{}d", secs / 86_400);
+    let age = match (c.key_age_seconds, &c.key_age_unknown) {
+        (Some(secs), _) if secs < 86_400 => "API key age under a day".to_string(),
+        (Some(secs), _) => format!("API key age {}", days(secs)),
+        (None, Some(why)) => format!("API key age unknown ({why})"),
+        (None, None) if c.rotate_after_seconds.is_some() => "API key age not known yet".to_string(),
+        (None, None) => return None,
+    };
+    let rotation = match (c.rotate_after_seconds, &c.next_rotation_at, &c.rotation_error) {
+        (Some(after), _, Some(e)) => format!("; rotate_after {}: the last rotation failed: {e}", days(after)),
+        (Some(after), Some(next), None) => format!("; rotate_after {}: next rotation {next}", days(after)),
+        (Some(after), None, None) => format!("; rotate_after {}", days(after)),
+        (None, ..) => String::new(),
+    };
+    Some(format!("{profile}/{}: {age}{rotation}", c.name))
+}
+
 /// Tells a running agent to re-read its config; silent when none runs.
 pub(crate) async fn poke(cli: &Cli) -> Result<(), CliError> {
     match agent(cli).reload().await {
@@ -127,6 +146,11 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
         for c in p.credentials.iter().filter(|c| c.secret_source.is_some()) {
             let cmd = c.secret_source.as_deref().unwrap_or_default();
             output::line(&format!("{}/{}: the secret comes from the command `{cmd}`", p.name, c.name))?;
+        }
+        for c in &p.credentials {
+            if let Some(line) = key_age_line(&p.name, c) {
+                output::line(&line)?;
+            }
         }
         for c in p.credentials.iter().filter(|c| c.kind == crate::config::CredentialKind::Oauth) {
             output::line(&format!(

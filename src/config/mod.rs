@@ -345,7 +345,10 @@ impl Config {
                         None
                     };
                     if let Some(why) = why {
-                        return Err(format!("profile {pname:?}: credential {:?} has rotate_after, but {why}", c.name));
+                        return Err(format!(
+                            "profile {pname:?}: credential {:?} has rotate_after, but {why}",
+                            c.name
+                        ));
                     }
                 }
                 if let Some(argv) = &c.source {

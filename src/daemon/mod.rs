@@ -6,6 +6,7 @@
 //!                                      ├─ server::serve      (the gateway's loopback TCP door, same loop)
 //!                                      ├─ bus::BusService    (D-Bus API on the session bus, unless --no-dbus)
 //!                                      ├─ SIGHUP → reload     (config re-read, removed sets revoked)
+//!                                      ├─ key_upkeep          (API key ages; rotate_after rotations)
 //!                                      └─ shutdown: stop accepting → drain ∥ release the bus name
 //!                                                   → revoke all → await background work → remove socket
 //! ```
@@ -16,6 +17,7 @@ pub mod bus;
 pub mod dev;
 pub mod handler;
 pub mod hardening;
+pub(crate) mod key_upkeep;
 pub mod limits;
 pub mod listener;
 pub mod notify;
@@ -200,8 +202,21 @@ impl Daemon {
             (Some(f), Some(sig)) => Some(tokio::spawn(reload::reload_on_sighup(broker.clone(), f, sig))),
             _ => None,
         };
-        let watcher = match (&opts.config_path, reload) {
+        let watcher = match (&opts.config_path, reload.clone()) {
             (Some(path), Some(f)) => Some(tokio::spawn(watch::watch_config(path.clone(), broker.clone(), f))),
+            _ => None,
+        };
+        // API key ages and `rotate_after`; only with a config file to edit (not in dev mode).
+        let upkeep = match (&opts.config_path, reload) {
+            (Some(path), Some(f)) => Some(tokio::spawn(
+                key_upkeep::KeyUpkeep {
+                    broker: broker.clone(),
+                    config_path: path.clone(),
+                    state_dir: crate::paths::default_state_dir(),
+                    reload: f,
+                }
+                .run(),
+            )),
             _ => None,
         };
         let bus = if opts.dbus {
@@ -224,7 +239,8 @@ impl Daemon {
         sweeper.abort();
         broker.close();
         let _ = stop_tx.send(true);
-        for h in [hup, watcher].into_iter().flatten() {
+        // A rotation cut here is finished or undone by the next run (its record says how).
+        for h in [hup, watcher, upkeep].into_iter().flatten() {
             h.abort();
         }
         // The doors close first, each within a timeout of its own: the socket drains

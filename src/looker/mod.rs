@@ -150,6 +150,41 @@ pub struct Api3Key {
     pub purpose: Option<String>,
 }
 
+impl Api3Key {
+    /// `created_at` as a time: Looker writes `2024-01-01T00:00:00.000+00:00` (a UTC
+    /// offset, fractions of a second); `Z` and no zone (UTC) are read too.
+    pub fn created(&self) -> Option<std::time::SystemTime> {
+        parse_looker_time(self.created_at.as_deref()?)
+    }
+}
+
+/// Parses Looker's timestamps (see [`Api3Key::created`]).
+pub fn parse_looker_time(text: &str) -> Option<std::time::SystemTime> {
+    let text = text.trim();
+    let (base, rest) = (text.get(..19)?, text.get(19..)?);
+    let at = humantime::parse_rfc3339_weak(base).ok()?;
+    let rest = rest.strip_prefix('.').map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+    let offset_secs: i64 = match rest {
+        "" | "Z" | "z" => 0,
+        zone => {
+            let (sign, hm) = match zone.as_bytes().first()? {
+                b'+' => (1, &zone[1..]),
+                b'-' => (-1, &zone[1..]),
+                _ => return None,
+            };
+            let (h, m) = hm.split_once(':').unwrap_or((hm.get(..2)?, hm.get(2..)?));
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Local time = UTC + offset, so UTC = local - offset.
+    let shift = Duration::from_secs(offset_secs.unsigned_abs());
+    if offset_secs >= 0 {
+        at.checked_sub(shift)
+    } else {
+        at.checked_add(shift)
+    }
+}
+
 /// The answer to `POST /api/4.0/users/{id}/credentials_api3`: the new key and the
 /// only copy of its secret Looker ever hands out.
 #[derive(Debug, Clone)]
@@ -248,5 +283,26 @@ pub trait LookerApi: Send + Sync + 'static {
     ) -> Result<bool, LookerError> {
         let _ = (access_token, user_id, key_id);
         Err(LookerError::BadAnswer { reason: "this client cannot delete API keys".into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn looker_timestamps_with_offsets_fractions_and_z() {
+        let at = |s: &str| parse_looker_time(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let utc = 1_704_067_200; // 2024-01-01T00:00:00Z
+        assert_eq!(at("2024-01-01T00:00:00.000+00:00"), Some(utc));
+        assert_eq!(at("2024-01-01T00:00:00Z"), Some(utc));
+        assert_eq!(at("2024-01-01T00:00:00"), Some(utc));
+        assert_eq!(at("2024-01-01T02:00:00.5+02:00"), Some(utc));
+        assert_eq!(at("2023-12-31T19:00:00-05:00"), Some(utc));
+        assert_eq!(at("2024-01-01T00:00:00+0100"), Some(utc - 3600));
+        for bad in ["", "yesterday", "2024-01-01", "2024-01-01T00:00:00+xx:00", "2024-01-01T00:00:00 UTC"] {
+            assert_eq!(parse_looker_time(bad), None, "{bad}");
+        }
     }
 }

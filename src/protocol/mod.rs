@@ -329,4 +329,22 @@ pub struct CredentialStatus {
     /// secret comes from one instead of the secret store. Never its output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_source: Option<String>,
+    /// When Looker created the API key (RFC 3339), once the agent has looked it up.
+    #[serde(default)]
+    pub key_created_at: Option<String>,
+    /// The key's age in seconds (null while unknown).
+    #[serde(default)]
+    pub key_age_seconds: Option<u64>,
+    /// Why the key's age is unknown (Looker refused to list the user's keys, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_unknown: Option<String>,
+    /// `rotate_after` in seconds, when set.
+    #[serde(default)]
+    pub rotate_after_seconds: Option<u64>,
+    /// When the agent rotates the key by itself next (RFC 3339), when known.
+    #[serde(default)]
+    pub next_rotation_at: Option<String>,
+    /// Why the last automatic rotation failed (it is retried later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_error: Option<String>,
 }

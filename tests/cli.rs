@@ -663,7 +663,8 @@ fn every_json_output_parses() {
 
 /// Checks that every row's cells start where the header's columns start.
 fn assert_aligned(table: &str) {
-    let mut lines = table.lines();
+    // Notes may follow the table, after a blank line.
+    let mut lines = table.split("\n\n").next().unwrap_or_default().lines();
     let header = lines.next().unwrap();
     let starts: Vec<usize> = header
         .char_indices()

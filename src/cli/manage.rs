@@ -62,23 +62,36 @@ pub(crate) async fn store_then_save(
     Ok(())
 }
 
-/// `prod/main: API key age 40d (rotated by the agent after 30d: due now)`, when known.
-fn key_age_line(profile: &str, c: &crate::protocol::CredentialStatus) -> Option<String> {
+/// The KEY AGE cell: `40d`, `<1d`, `?` (Looker would not say), `-` (no API key in the store).
+fn key_age_cell(c: &crate::protocol::CredentialStatus) -> String {
+    match (c.key_age_seconds, &c.key_age_unknown) {
+        (Some(secs), _) if secs < 86_400 => "<1d".into(),
+        (Some(secs), _) => format!("{}d", secs / 86_400),
+        (None, Some(_)) => "?".into(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// A note on the key's age or rotation when there is something to say:
+/// `prod/main: rotate_after 30d: next rotation 2026-…`.
+fn key_note(who: &str, c: &crate::protocol::CredentialStatus) -> Option<String> {
     let days = |secs: u64| format!("{}d", secs / 86_400);
-    let age = match (c.key_age_seconds, &c.key_age_unknown) {
-        (Some(secs), _) if secs < 86_400 => "API key age under a day".to_string(),
-        (Some(secs), _) => format!("API key age {}", days(secs)),
-        (None, Some(why)) => format!("API key age unknown ({why})"),
-        (None, None) if c.rotate_after_seconds.is_some() => "API key age not known yet".to_string(),
-        (None, None) => return None,
-    };
-    let rotation = match (c.rotate_after_seconds, &c.next_rotation_at, &c.rotation_error) {
-        (Some(after), _, Some(e)) => format!("; rotate_after {}: the last rotation failed: {e}", days(after)),
-        (Some(after), Some(next), None) => format!("; rotate_after {}: next rotation {next}", days(after)),
-        (Some(after), None, None) => format!("; rotate_after {}", days(after)),
-        (None, ..) => String::new(),
-    };
-    Some(format!("{profile}/{}: {age}{rotation}", c.name))
+    match (c.rotate_after_seconds, &c.next_rotation_at, &c.rotation_error, &c.key_age_unknown) {
+        (Some(after), _, Some(e), _) => {
+            Some(format!("{who}: rotate_after {}: the last rotation failed: {e}", days(after)))
+        }
+        (Some(after), Some(next), None, _) => {
+            Some(format!("{who}: rotate_after {}: next rotation {next}", days(after)))
+        }
+        (Some(after), None, None, Some(why)) => {
+            Some(format!("{who}: rotate_after {}, but the key's age is unknown: {why}", days(after)))
+        }
+        (Some(after), None, None, None) => {
+            Some(format!("{who}: rotate_after {}; the key's age is learned at its first login", days(after)))
+        }
+        (None, _, _, Some(why)) => Some(format!("{who}: API key age unknown: {why}")),
+        (None, ..) => None,
+    }
 }
 
 /// Tells a running agent to re-read its config; silent when none runs.
@@ -128,6 +141,7 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
                 "".into(),
                 "".into(),
                 "".into(),
+                "".into(),
             ]);
         }
         for c in &p.credentials {
@@ -137,27 +151,34 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
                 c.state.as_str().to_string(),
                 c.expires_in.map(countdown).unwrap_or_else(|| "-".into()),
                 c.logins.to_string(),
+                key_age_cell(c),
                 c.last_error.clone().unwrap_or_default(),
             ]);
         }
     }
-    output::line(&table(&["PROFILE", "CREDENTIAL", "STATE", "EXPIRES IN", "LOGINS", "LAST ERROR"], &rows))?;
+    output::line(&table(
+        &["PROFILE", "CREDENTIAL", "STATE", "EXPIRES IN", "LOGINS", "KEY AGE", "LAST ERROR"],
+        &rows,
+    ))?;
+    // Notes on single sets, below the table and apart from it.
+    let mut notes = Vec::new();
     for p in &report.profiles {
-        for c in p.credentials.iter().filter(|c| c.secret_source.is_some()) {
-            let cmd = c.secret_source.as_deref().unwrap_or_default();
-            output::line(&format!("{}/{}: the secret comes from the command `{cmd}`", p.name, c.name))?;
-        }
         for c in &p.credentials {
-            if let Some(line) = key_age_line(&p.name, c) {
-                output::line(&line)?;
+            let who = format!("{}/{}", p.name, c.name);
+            if let Some(cmd) = &c.secret_source {
+                notes.push(format!("{who}: the secret comes from the command `{cmd}`"));
             }
+            if c.kind == crate::config::CredentialKind::Oauth {
+                notes.push(format!(
+                    "{who}: an OAuth sign-in (app {}); the refresh token is in the secret store",
+                    c.client_id
+                ));
+            }
+            notes.extend(key_note(&who, c));
         }
-        for c in p.credentials.iter().filter(|c| c.kind == crate::config::CredentialKind::Oauth) {
-            output::line(&format!(
-                "{}/{}: an OAuth sign-in (app {}); the refresh token is in the secret store",
-                p.name, c.name, c.client_id
-            ))?;
-        }
+    }
+    if !notes.is_empty() {
+        output::line(&format!("\n{}", notes.join("\n")))?;
     }
     if let Some(g) = &report.gateway {
         let url = g.url.as_deref().unwrap_or("not listening on TCP (see the agent's log)");

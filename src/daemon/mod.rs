@@ -118,6 +118,9 @@ pub struct Daemon {
     opts: DaemonOptions,
     /// Registered at bind time so a SIGHUP right after start reloads instead of killing.
     hup_signal: Option<tokio::signal::unix::Signal>,
+    /// Takes the config file's state at bind time, before a client can connect: an
+    /// edit made as soon as the socket answers is a change it sees.
+    watcher: Option<watch::ConfigWatcher>,
 }
 
 /// What happened at shutdown.
@@ -143,7 +146,16 @@ impl Daemon {
             None => (listener::bind(&opts.socket)?, true),
         };
         let gateway = bind_gateway(&mut opts)?;
-        Ok(Daemon { listener, gateway, socket: opts.socket.clone(), remove_socket, opts, hup_signal })
+        let watcher = opts.config_path.clone().map(watch::ConfigWatcher::new);
+        Ok(Daemon {
+            listener,
+            gateway,
+            socket: opts.socket.clone(),
+            remove_socket,
+            opts,
+            hup_signal,
+            watcher,
+        })
     }
 
     /// The gateway's TCP address, when it listens.
@@ -163,7 +175,7 @@ impl Daemon {
         broker: Broker,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, DaemonError> {
-        let Daemon { listener, gateway, socket, remove_socket, opts, hup_signal } = self;
+        let Daemon { listener, gateway, socket, remove_socket, opts, hup_signal, watcher } = self;
         let uid = rustix::process::getuid().as_raw();
         let reload: Option<ReloadFn> = opts
             .config_path
@@ -202,8 +214,8 @@ impl Daemon {
             (Some(f), Some(sig)) => Some(tokio::spawn(reload::reload_on_sighup(broker.clone(), f, sig))),
             _ => None,
         };
-        let watcher = match (&opts.config_path, reload.clone()) {
-            (Some(path), Some(f)) => Some(tokio::spawn(watch::watch_config(path.clone(), broker.clone(), f))),
+        let watcher = match (watcher, reload.clone()) {
+            (Some(w), Some(f)) => Some(tokio::spawn(watch::watch_config(w, broker.clone(), f))),
             _ => None,
         };
         // API key ages and `rotate_after`; only with a config file to edit (not in dev mode).

@@ -86,12 +86,11 @@ impl ConfigWatcher {
     }
 }
 
-/// Polls `path` and reloads through `reload` whenever it changes; runs until aborted.
-pub(crate) async fn watch_config(path: PathBuf, broker: Broker, reload: ReloadFn) {
-    let mut watcher = ConfigWatcher::new(path.clone());
+/// Reloads through `reload` whenever `watcher`'s file changes; runs until aborted.
+pub(crate) async fn watch_config(mut watcher: ConfigWatcher, broker: Broker, reload: ReloadFn) {
     loop {
         watcher.changed().await;
-        tracing::info!(config = %path.display(), "config file changed");
+        tracing::info!(config = %watcher.path.display(), "config file changed");
         let _ = reload(&broker);
     }
 }

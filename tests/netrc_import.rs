@@ -14,10 +14,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 const SECRET: &str = "n3trc-Secr\"et#;=";
 const OTHER_SECRET: &str = "github-token-123";
 
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
 fn ok(o: Output, what: &str) -> String {
     assert!(o.status.success(), "{what} failed: {}\n{}", o.status, err(&o));
     String::from_utf8_lossy(&o.stdout).to_string()

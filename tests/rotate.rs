@@ -31,10 +31,6 @@ const OLD_SECRET: &str = "old-Rot-Secret-7Hq2";
 /// The user `start_emulator` gives the first credential.
 const USER: &str = "10";
 
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
 struct Setup {
     env: TestEnv,
     emu: BgEmulator,
@@ -126,25 +122,6 @@ fn login_status(base_url: &str, id: &str, secret: &str) -> u16 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// Every file under `dir`, with its contents (to compare before and after).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Makes a folder unwritable (even for root: `chattr +i`) until dropped.
 struct Frozen(PathBuf);
 
@@ -228,7 +205,7 @@ fn a_running_agent_moves_to_the_new_key_and_its_old_token_is_revoked() {
     for (what, text) in [("agent log", log), ("config", s.config_text())] {
         assert!(!text.contains(&new_secret), "the new secret is in the {what}");
     }
-    for (path, body) in snapshot(s.env.dir.path()) {
+    for (path, body) in files_under(s.env.dir.path()) {
         assert!(
             !String::from_utf8_lossy(&body).contains(&new_secret),
             "the new secret is in {}",
@@ -244,7 +221,7 @@ fn a_running_agent_moves_to_the_new_key_and_its_old_token_is_revoked() {
 fn a_refused_rotation_changes_nothing() {
     let s = Setup::new("file", "prod");
     s.emu.emu().set_api3_self_service(false);
-    let (config, store) = (s.config_text(), snapshot(&s.data_dir()));
+    let (config, store) = (s.config_text(), files_under(&s.data_dir()));
     let out = s.rotate();
     assert_eq!(out.status.code(), Some(5), "{}", err(&out));
     let msg = err(&out);
@@ -255,7 +232,7 @@ fn a_refused_rotation_changes_nothing() {
         "{msg}"
     );
     assert_eq!(s.config_text(), config);
-    assert_eq!(snapshot(&s.data_dir()), store);
+    assert_eq!(files_under(&s.data_dir()), store);
     assert_eq!(s.keys(), vec![OLD_ID.to_string()]);
     assert_eq!(s.counters(), Api3Counters::default());
     assert!(!s.record().exists());
@@ -266,11 +243,11 @@ fn a_refused_rotation_changes_nothing() {
 fn a_refused_create_changes_nothing() {
     let s = Setup::new("file", "prod");
     s.emu.emu().fail_next_api3_create(OneShotFault::Status(403));
-    let (config, store) = (s.config_text(), snapshot(&s.data_dir()));
+    let (config, store) = (s.config_text(), files_under(&s.data_dir()));
     let out = s.rotate();
     assert_eq!(out.status.code(), Some(5), "{}", err(&out));
     assert!(err(&out).contains(&format!("Looker refused to create an API key for user {USER} (HTTP 403)")));
-    assert_eq!((s.config_text(), snapshot(&s.data_dir())), (config, store));
+    assert_eq!((s.config_text(), files_under(&s.data_dir())), (config, store));
     assert_eq!(s.keys(), vec![OLD_ID.to_string()]);
     assert!(!s.record().exists());
 }

@@ -17,17 +17,13 @@ mod common;
 use common::*;
 use looker_agent::secret_source::{SecretSource, SourceError};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const PASS_SECRET: &str = "pass-Src-Secret-q8Zr2x";
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
 
 fn source(argv: &[&str]) -> SecretSource {
     SecretSource::new(argv.iter().map(|s| s.to_string()).collect()).unwrap()

@@ -216,6 +216,11 @@ pub fn assert_nowhere_under(dir: &Path, secret: &str, what: &str) {
     }
 }
 
+/// A finished command's standard error, as text.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
 /// Reads a file as text (empty when absent).
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()

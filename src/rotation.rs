@@ -578,19 +578,28 @@ impl Rotator<'_> {
         warnings: Vec<String>,
     ) -> Result<Rotated, RotateError> {
         let new_id = record.new_client_id.clone().unwrap_or_default();
-        let saved = (|| {
-            let mut ed = ConfigEditor::open(self.config_path)?;
-            let (_, current) = configured(&ed.config()?, &key.profile, Some(&key.credential))?;
-            if current != record.old_client_id {
-                return Err(RotateError::Conflict(format!(
-                    "{}/{} was changed to client_id {current} during the rotation",
-                    key.profile, key.credential
-                )));
+        // The edit may wait for another edit's lock (up to LOCK_WAIT): off the async
+        // threads, since the agent runs rotations too (daemon/key_upkeep.rs).
+        let edit = {
+            let (path, key, old_id, new_id) =
+                (self.config_path.to_path_buf(), key.clone(), record.old_client_id.clone(), new_id.clone());
+            move || -> Result<(), RotateError> {
+                let mut ed = ConfigEditor::open(&path)?;
+                let (_, current) = configured(&ed.config()?, &key.profile, Some(&key.credential))?;
+                if current != old_id {
+                    return Err(RotateError::Conflict(format!(
+                        "{}/{} was changed to client_id {current} during the rotation",
+                        key.profile, key.credential
+                    )));
+                }
+                ed.add_credential(&key.profile, &key.credential, &new_id)?;
+                ed.save()?;
+                Ok(())
             }
-            ed.add_credential(&key.profile, &key.credential, &new_id)?;
-            ed.save()?;
-            Ok(())
-        })();
+        };
+        let saved = tokio::task::spawn_blocking(edit)
+            .await
+            .unwrap_or_else(|e| Err(RotateError::Conflict(format!("the config edit did not finish: {e}"))));
         if let Err(e) = saved {
             // A failed save may still have renamed the file into place: the config says.
             if self.current_client_id(key).ok().as_deref() != Some(new_id.as_str()) {

@@ -154,8 +154,9 @@ write_header "$work/real.hdr" "$real_token"
 log "emulator at $emu_url; one real token for direct and nginx"
 
 # --- nginx: a token-injecting reverse proxy ----------------------------------------------
-# worker_processes 2: the machine has 2 cores (what `auto` picks here) and the agent's
-# runtime has 2 worker threads: each gets the same number of threads to serve with.
+# worker_processes 2: the machine has 2 cores (what `auto` picks here, nginx's own advice);
+# the agent serves on one runtime thread (its choice, measured: src/daemon/startup.rs), so
+# nginx may use both cores where the agent uses at most one.
 # keepalive_requests: nginx closes a client connection after 1000 requests by default
 # (and an upstream one likewise); raised so that "64 keep-alive connections" stays 64
 # connections for the whole run, as it does with the gateway.

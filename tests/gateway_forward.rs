@@ -16,6 +16,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use looker_agent::config::Profile;
 use looker_agent::gateway::forward::{ForwardError, Forwarder, Outbound};
+use looker_agent::gateway::pool::UpstreamBody;
 use looker_agent::gateway::replay::{answer_back, OutBody, RequestBody, REPLAY_LIMIT};
 use looker_agent::secret::Secret;
 use looker_emulator::{Emulator, EmulatorConfig, EmulatorUser, TlsIdentity};
@@ -42,7 +43,10 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).map(|v| v.to_str().unwrap().to_string())
 }
 
-async fn body_bytes(resp: Response<Incoming>) -> Bytes {
+async fn body_bytes<B: hyper::body::Body>(resp: Response<B>) -> Bytes
+where
+    B::Error: std::fmt::Debug,
+{
     resp.into_body().collect().await.unwrap().to_bytes()
 }
 
@@ -302,7 +306,7 @@ async fn mini_gateway(profile: Profile, token: Option<&'static str>) -> (SocketA
                             body: body.into(),
                             auth: secret.as_ref(),
                         };
-                        let answer: Response<Either<Incoming, Full<Bytes>>> =
+                        let answer: Response<Either<UpstreamBody, Full<Bytes>>> =
                             match fwd.send(&profile, out).await {
                                 Ok(r) => answer_back(r).map(Either::Left),
                                 Err(e) => {

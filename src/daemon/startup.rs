@@ -56,7 +56,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread serves every door. Each call (a token on the socket, a gateway call and
+    // its upstream connection, which the call drives itself) then stays on that thread:
+    // with two workers, handing wake-ups between them cost more CPU per call than the
+    // second thread gave back (issue 13's measurements: the gateway ~18 -> ~15 µs a call,
+    // the socket door's 64-connection throughput up; BENCHMARKS.md). Blocking work (the
+    // file store) goes to tokio's blocking pool as before.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("looker-agent: cannot start the runtime: {e}");

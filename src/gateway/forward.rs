@@ -1,26 +1,25 @@
 //! [`Forwarder`]: the gateway's upstream HTTP client. One call goes to the profile's
 //! Looker with the real token, its answer comes back as a stream.
 //!
-//! hyper's pooled client (HTTP/1.1 keep-alive) over rustls, configured from the
-//! profile's TLS settings exactly as [`crate::looker::client::LookerClient`] is.
+//! HTTP/1.1 keep-alive connections from the gateway's own pool ([`super::pool`]: each
+//! driven by the call it carries) over rustls, configured from the profile's TLS
+//! settings exactly as [`crate::looker::client::LookerClient`] is.
 //! Unlike that client it has no request timeout (a LookML validation call can take
 //! two hours), only a connect timeout; it never follows a redirect (the client
 //! gets it) and never decompresses (the client asked for the encoding, it gets it).
 
+use super::pool::{Conn, Pool, UpstreamBody};
 use super::replay::OutBody;
 use crate::config::Profile;
 use crate::looker::client::is_loopback;
 use crate::looker::tls;
 use crate::secret::Secret;
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -34,8 +33,8 @@ use std::time::Duration;
 /// timeout is).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long an idle pooled connection to Looker is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an idle pooled connection to Looker is kept (dropped by [`Forwarder::sweep`]).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// TCP keep-alive on upstream connections: a two-hour call sends nothing while
 /// Looker works, and a middlebox must not forget the connection meanwhile.
@@ -270,7 +269,48 @@ impl std::fmt::Debug for Forwarder {
     }
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, OutBody>;
+/// What connects to Looker with one set of TLS settings, and the connections it made.
+struct UpstreamClient {
+    connector: HttpsConnector<HttpConnector>,
+    pool: Arc<Pool>,
+}
+
+/// Why no connection carried a call: the connect failed, or HTTP on it did.
+enum SendFail {
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    Http(hyper::Error),
+}
+
+impl UpstreamClient {
+    /// A new connection to `base`, handshaken.
+    async fn connect(&self, base: &Base) -> Result<Box<Conn>, SendFail> {
+        use tower_service::Service as _;
+        let mut connector = self.connector.clone();
+        let io = connector.call(base.root.clone()).await.map_err(SendFail::Connect)?;
+        Conn::handshake(io, self.pool.clone(), base.origin.clone()).await.map_err(SendFail::Http)
+    }
+
+    /// Sends `req` to `base` on an idle connection, else a new one, and returns the
+    /// answer with its connection in the body. A request that never left on an idle
+    /// connection (Looker had closed it) is sent again on a new one.
+    async fn send(&self, base: &Base, req: Request<OutBody>) -> Result<Response<UpstreamBody>, SendFail> {
+        let (mut conn, reused) = match self.pool.take(&base.origin) {
+            Some(c) => (c, true),
+            None => (self.connect(base).await?, false),
+        };
+        let head = match conn.send(req).await {
+            Ok(head) => head,
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => {
+                    conn = self.connect(base).await?;
+                    conn.send(req).await.map_err(|e| SendFail::Http(e.into_error()))?
+                }
+                _ => return Err(SendFail::Http(e.into_error())),
+            },
+        };
+        Ok(head.map(|body| UpstreamBody::new(body, conn)))
+    }
+}
 
 /// What shapes an upstream client, apart from the URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -284,13 +324,12 @@ struct ClientSettings {
 /// A profile's base URL, parsed and checked once: what every call to it needs.
 #[derive(Debug)]
 struct Base {
-    scheme: Scheme,
-    /// Host and port (the port only when it is not the scheme's default).
-    authority: Authority,
     /// The `Host` header.
     host: HeaderValue,
-    /// Scheme, host and port, for messages.
-    origin: String,
+    /// Scheme, host and port, for messages and as the pool's key.
+    origin: Arc<str>,
+    /// `scheme://authority/`, what the connector connects to.
+    root: Uri,
     /// The URL's path without its trailing `/` (usually empty).
     prefix: String,
     /// Plain http to a host that is not loopback (refused unless the profile allows it).
@@ -310,7 +349,7 @@ impl Forwarder {
         &self,
         profile: &Profile,
         out: Outbound<'_>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<UpstreamBody>, ForwardError> {
         let base = self.base(profile)?;
         if base.remote_plain_http && !profile.allow_insecure_http {
             return Err(ForwardError::Config(format!(
@@ -319,7 +358,7 @@ impl Forwarder {
                 base.origin
             )));
         }
-        let uri = base.uri(out.path_and_query)?;
+        let uri = base.target(out.path_and_query)?;
         let settings = settings(profile)?;
         let connect_timeout = settings.connect_timeout;
         let client = self.client(settings)?;
@@ -331,10 +370,23 @@ impl Forwarder {
         *req.method_mut() = out.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        client
-            .request(req)
-            .await
-            .map_err(|e| classify(&e, base.origin.clone(), connect_timeout, profile.ca_file.as_deref()))
+        client.send(&base, req).await.map_err(|e| {
+            let origin = base.origin.to_string();
+            let ca_file = profile.ca_file.as_deref();
+            match e {
+                SendFail::Connect(e) => classify(&*e, true, origin, connect_timeout, ca_file),
+                SendFail::Http(e) => classify(&e, false, origin, connect_timeout, ca_file),
+            }
+        })
+    }
+
+    /// Drops pooled connections idle for longer than [`POOL_IDLE_TIMEOUT`] and those
+    /// Looker has closed (run every [`super::SWEEP_EVERY`]).
+    pub fn sweep(&self) {
+        let pools: Vec<Arc<Pool>> = self.lock().clients.values().map(|c| c.pool.clone()).collect();
+        for pool in pools {
+            pool.sweep(POOL_IDLE_TIMEOUT);
+        }
     }
 
     /// The profile's base URL, parsed on first use.
@@ -386,20 +438,25 @@ impl Base {
             None => host.to_string(),
         };
         let unusable = || ForwardError::Config(format!("base_url {base_url:?} has an unusable host"));
+        // Host and port (the port only when it is not the scheme's default).
+        let mut root = hyper::http::uri::Parts::default();
+        root.scheme = Some(if scheme == "https" { Scheme::HTTPS } else { Scheme::HTTP });
+        root.authority =
+            Some(Authority::from_maybe_shared(Bytes::from(authority.clone())).map_err(|_| unusable())?);
+        root.path_and_query = Some(PathAndQuery::from_static("/"));
         Ok(Base {
-            scheme: if scheme == "https" { Scheme::HTTPS } else { Scheme::HTTP },
             host: HeaderValue::from_str(&authority).map_err(|_| unusable())?,
-            origin: format!("{scheme}://{authority}"),
-            authority: Authority::from_maybe_shared(Bytes::from(authority)).map_err(|_| unusable())?,
+            origin: format!("{scheme}://{authority}").into(),
+            root: Uri::from_parts(root).map_err(|_| unusable())?,
             prefix: base.path().trim_end_matches('/').to_string(),
             remote_plain_http: scheme == "http" && !is_loopback(&base),
         })
     }
 
-    /// The full URI of `path_and_query` (which must start with `/`) at this base.
-    /// Scheme and authority are the base's own, set apart from the path: a target
-    /// cannot move the call elsewhere (`//host/x` stays a path).
-    fn uri(&self, path_and_query: &str) -> Result<Uri, ForwardError> {
+    /// The request target of `path_and_query` (which must start with `/`) at this
+    /// base, in origin form (the connection is already the base's): a target cannot
+    /// move the call elsewhere (`//host/x` stays a path).
+    fn target(&self, path_and_query: &str) -> Result<Uri, ForwardError> {
         if !path_and_query.starts_with('/') {
             return Err(ForwardError::BadTarget);
         }
@@ -409,11 +466,7 @@ impl Base {
             PathAndQuery::try_from([self.prefix.as_str(), path_and_query].concat())
         }
         .map_err(|_| ForwardError::BadTarget)?;
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(pq);
-        Uri::from_parts(parts).map_err(|_| ForwardError::BadTarget)
+        Ok(Uri::from(pq))
     }
 }
 
@@ -447,12 +500,7 @@ fn build_client(settings: &ClientSettings) -> Result<UpstreamClient, ForwardErro
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        // The Host header is set from the profile's base URL in `send`.
-        .set_host(false)
-        .build(https))
+    Ok(UpstreamClient { connector: https, pool: Arc::default() })
 }
 
 fn tls_config(settings: &ClientSettings) -> Result<rustls::ClientConfig, ForwardError> {
@@ -550,7 +598,8 @@ fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'sta
 /// Turns the client's error into the variant that says what happened. Found by the
 /// errors' types in the cause chain, never by their wording.
 fn classify(
-    e: &hyper_util::client::legacy::Error,
+    e: &(dyn std::error::Error + 'static),
+    connecting: bool,
     origin: String,
     connect_timeout: Duration,
     ca_file: Option<&std::path::Path>,
@@ -565,7 +614,7 @@ fn classify(
         let reason = if reason.contains(&r.to_string()) { reason } else { format!("{reason}: {r}") };
         return ForwardError::Tls { what, origin, reason, advice: tls::advice(r, ca_file) };
     }
-    if e.is_connect() {
+    if connecting {
         return match find::<std::io::Error>(e).map(|io| io.kind()) {
             Some(std::io::ErrorKind::ConnectionRefused) => ForwardError::Refused { origin },
             Some(std::io::ErrorKind::TimedOut) => {

@@ -18,6 +18,7 @@
 
 pub mod answer;
 pub mod forward;
+pub mod pool;
 mod process;
 pub mod replay;
 pub mod route;
@@ -42,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// What the gateway answers with: its own small answers, or Looker's, streamed.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, pool::UpstreamBody>;
 
 /// The header a socket-door client picks a credential set with.
 pub const CREDENTIAL_HEADER: &str = "looker-agent-credential";
@@ -178,6 +179,7 @@ impl Gateway {
     /// Drops expired sessions and credentials (run every [`SWEEP_EVERY`]).
     pub fn sweep(&self, broker: &Broker) {
         Gateway::end(broker, self.sessions.sweep());
+        self.forwarder.sweep();
     }
 
     /// Ends every session and credential (shutdown, before the broker revokes).

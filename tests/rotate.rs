@@ -619,3 +619,37 @@ fn rotate_after_is_checked_on_load() {
     assert!(!out.status.success());
     assert!(err(&out).contains("at least a day"), "{}", err(&out));
 }
+
+#[test]
+fn credential_add_writes_rotate_after() {
+    let s = Setup::new("file", "prod");
+    s.env.ctl_ok(
+        &["credential", "add", "prod", "main", "--client-id", OLD_ID, "--rotate-after", "90d"],
+        Some(OLD_SECRET),
+    );
+    assert!(s.config_text().contains("rotate_after = \"90d\""), "{}", s.config_text());
+    let short = s.env.ctl(
+        &["credential", "add", "prod", "main", "--client-id", OLD_ID, "--rotate-after", "90"],
+        Some(OLD_SECRET),
+    );
+    assert!(!short.status.success());
+    assert!(err(&short).contains("at least a day"), "{}", err(&short));
+    assert!(s.config_text().contains("rotate_after = \"90d\""), "a refused edit changes nothing");
+    let with_source = s.env.ctl(
+        &[
+            "credential",
+            "add",
+            "prod",
+            "x",
+            "--client-id",
+            "y",
+            "--rotate-after",
+            "90d",
+            "--source",
+            "--",
+            "true",
+        ],
+        None,
+    );
+    assert_eq!(with_source.status.code(), Some(2), "{}", err(&with_source));
+}

@@ -62,6 +62,7 @@ and 1Password.
 Examples:
   printf '%s' \"$SECRET\" | lookerctl credential add prod reporting --client-id AbC123
   lookerctl credential add prod reporting --client-id AbC123      (prompts for the secret)
+  lookerctl credential add prod reporting --client-id AbC123 --rotate-after 90d
   lookerctl credential add prod reporting --client-id AbC123 --source -- pass show looker/prod
   lookerctl credential add prod ci --client-id AbC123 --source -- \\
     vault kv get -field=client_secret kv/looker/prod
@@ -395,6 +396,10 @@ pub enum CredentialCommand {
         /// The API key's client_id.
         #[arg(long, value_name = "ID")]
         client_id: String,
+        /// Let the agent rotate the key by itself once it is this old (`90d`; at least a
+        /// day). Not with --source.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "source")]
+        rotate_after: Option<std::time::Duration>,
         /// Take the secret from the command after `--` (run without a shell whenever a
         /// login needs it) instead of storing it; nothing is read from stdin.
         #[arg(long, requires = "command")]

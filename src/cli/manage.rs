@@ -399,20 +399,29 @@ pub(crate) fn read_secret(profile: &str, name: &str) -> Result<Secret, CliError>
 /// `lookerctl credential …`.
 pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8, CliError> {
     match cmd {
-        CredentialCommand::Add { profile, name, client_id, source: true, command } => {
+        CredentialCommand::Add { profile, name, client_id, source: true, command, .. } => {
             super::source::add_sourced(cli, profile, name, client_id, command).await
         }
-        CredentialCommand::Add { profile, name, client_id, .. } => {
+        CredentialCommand::Add { profile, name, client_id, rotate_after, .. } => {
             let path = config_path(cli);
             // Validate everything before asking for the secret, and let go of the
             // lock while a person may be typing it.
-            ConfigEditor::open(&path)?.add_credential(profile, name, client_id)?;
+            {
+                let mut ed = ConfigEditor::open(&path)?;
+                ed.add_credential(profile, name, client_id)?;
+                if rotate_after.is_some() {
+                    ed.set_credential_rotate_after(profile, name, *rotate_after)?;
+                }
+            }
             let secret = read_secret(profile, name)?;
             let store = open_store(cli).await?;
             let mut ed = ConfigEditor::open(&path)?;
             let change = ed.add_credential(profile, name, client_id)?;
             // The secret is stored now: a source the set had no longer applies.
             ed.set_credential_source(profile, name, None)?;
+            if rotate_after.is_some() {
+                ed.set_credential_rotate_after(profile, name, *rotate_after)?;
+            }
             let key = SecretKey::new(profile.as_str(), name.as_str());
             store_then_save(&mut ed, &store, &key, client_id, &secret, change).await?;
             drop((secret, ed));

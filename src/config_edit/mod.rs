@@ -318,6 +318,36 @@ impl ConfigEditor {
         Ok(true)
     }
 
+    /// Sets (or with `None` removes) `rotate_after` of an existing credential set,
+    /// written in days when it is whole days (`"90d"`); returns whether anything changed.
+    pub fn set_credential_rotate_after(
+        &mut self,
+        profile: &str,
+        name: &str,
+        after: Option<Duration>,
+    ) -> Result<bool, EditError> {
+        if after.is_some_and(|d| d < config::MIN_ROTATE_AFTER) {
+            return Err(EditError::Invalid(
+                "rotate_after must be at least a day (e.g. 90d); a bare number is seconds".into(),
+            ));
+        }
+        let text = after.map(|d| match d.as_secs() {
+            s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+            _ => crate::duration::format(d),
+        });
+        let entry = self.credential_entry_mut(profile, name)?;
+        if entry.get("rotate_after").and_then(Item::as_str) == text.as_deref() {
+            return Ok(false);
+        }
+        match text {
+            Some(t) => set_value(entry, "rotate_after", Value::from(t)),
+            None => {
+                entry.remove("rotate_after");
+            }
+        }
+        Ok(true)
+    }
+
     /// The table of one credential set, array-of-tables or inline.
     fn credential_entry_mut(&mut self, profile: &str, name: &str) -> Result<&mut dyn TableLike, EditError> {
         let unknown =

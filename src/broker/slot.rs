@@ -177,11 +177,6 @@ impl CredSlot {
         self.kind
     }
 
-    /// Whether the secret comes from the store (not from a `source` command).
-    pub(crate) fn secret_in_store(&self) -> bool {
-        self.source.is_none()
-    }
-
     /// The current token, if live, without marking the set in use.
     pub(crate) fn peek_token(&self) -> Option<Arc<LiveToken>> {
         let now = self.shared.clock.now();
@@ -229,7 +224,8 @@ impl CredSlot {
         self.lock().inflight.is_some()
     }
 
-    /// Forgets a rejection (after a config change the secret may be fixed).
+    /// Forgets a rejection, and a failed secret source's rest (after a config change
+    /// the secret may be fixed).
     pub fn clear_rejection(&self) {
         let mut st = self.lock();
         st.rejected = None;

@@ -67,7 +67,7 @@ impl KeyUpkeep {
     /// Looks at every API key kept in the store once.
     async fn pass(&self) {
         for slot in self.broker.slots() {
-            if slot.kind() != CredentialKind::ApiKey || !slot.secret_in_store() {
+            if slot.kind() != CredentialKind::ApiKey || slot.source().is_some() {
                 continue;
             }
             if !slot.key_facts().checked {

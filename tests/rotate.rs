@@ -635,6 +635,14 @@ fn credential_add_writes_rotate_after() {
     assert!(!short.status.success());
     assert!(err(&short).contains("at least a day"), "{}", err(&short));
     assert!(s.config_text().contains("rotate_after = \"90d\""), "a refused edit changes nothing");
+    let listed = s.env.ctl_ok(&["credential", "list", "prod"], None);
+    let header = listed.lines().next().unwrap_or_default();
+    assert!(header.contains("ROTATE AFTER"), "{listed}");
+    let row = listed.lines().find(|l| l.contains(OLD_ID)).unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.trim_end().ends_with("90d"), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&s.env.ctl_ok(&["credential", "list", "prod", "--json"], None)).unwrap();
+    assert_eq!(json[0]["rotate_after_seconds"], 90 * 86_400, "{json}");
     let with_source = s.env.ctl(
         &[
             "credential",

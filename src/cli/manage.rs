@@ -72,6 +72,17 @@ fn key_age_cell(c: &crate::protocol::CredentialStatus) -> String {
     }
 }
 
+/// The ROTATE AFTER cell of `credential list`: `90d`, or whole hours when the setting is
+/// not a whole number of days (`36h`); it is at least a day (checked on load).
+fn rotate_cell(after: std::time::Duration) -> String {
+    let secs = after.as_secs();
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        format!("{}h", secs / 3_600)
+    }
+}
+
 /// A note on the key's age or rotation when there is something to say:
 /// `prod/main: rotate_after 30d: next rotation 2026-…`.
 fn key_note(who: &str, c: &crate::protocol::CredentialStatus) -> Option<String> {
@@ -460,6 +471,7 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
                             "kind": c.kind,
                             "secret": if c.source.is_some() { "command" } else { "store" },
                             "source": c.source,
+                            "rotate_after_seconds": c.rotate_after.map(|d| d.as_secs()),
                         })
                     })
                     .collect();
@@ -480,10 +492,14 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
                                 super::source::secret_column(c.source.as_deref())
                             }
                         };
-                        vec![p, c.name.clone(), c.client_id.clone(), secret]
+                        let rotate = c.rotate_after.map_or_else(|| "-".to_string(), rotate_cell);
+                        vec![p, c.name.clone(), c.client_id.clone(), secret, rotate]
                     })
                     .collect();
-                output::line(&table(&["PROFILE", "CREDENTIAL", "CLIENT ID", "SECRET"], &rows))?;
+                output::line(&table(
+                    &["PROFILE", "CREDENTIAL", "CLIENT ID", "SECRET", "ROTATE AFTER"],
+                    &rows,
+                ))?;
             }
             Ok(exit::OK)
         }
@@ -510,5 +526,18 @@ pub(crate) async fn credential(cli: &Cli, cmd: &CredentialCommand) -> Result<u8,
             }
             Ok(exit::OK)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotate_cell;
+    use std::time::Duration;
+
+    #[test]
+    fn rotate_cells() {
+        assert_eq!(rotate_cell(Duration::from_secs(90 * 86_400)), "90d");
+        assert_eq!(rotate_cell(Duration::from_secs(36 * 3_600)), "36h");
+        assert_eq!(rotate_cell(Duration::from_secs(86_400)), "1d");
     }
 }

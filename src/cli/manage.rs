@@ -72,8 +72,8 @@ fn key_age_cell(c: &crate::protocol::CredentialStatus) -> String {
     }
 }
 
-/// The ROTATE AFTER cell of `credential list`: `90d`, or whole hours when the setting is
-/// not a whole number of days (`36h`); it is at least a day (checked on load).
+/// `rotate_after` as `credential list` and `status` show it: `90d`, or whole hours when
+/// the setting is not a whole number of days (`36h`); it is at least a day (checked on load).
 fn rotate_cell(after: std::time::Duration) -> String {
     let secs = after.as_secs();
     if secs % 86_400 == 0 {
@@ -86,19 +86,19 @@ fn rotate_cell(after: std::time::Duration) -> String {
 /// A note on the key's age or rotation when there is something to say:
 /// `prod/main: rotate_after 30d: next rotation 2026-…`.
 fn key_note(who: &str, c: &crate::protocol::CredentialStatus) -> Option<String> {
-    let days = |secs: u64| format!("{}d", secs / 86_400);
+    let shown = |secs: u64| rotate_cell(std::time::Duration::from_secs(secs));
     match (c.rotate_after_seconds, &c.next_rotation_at, &c.rotation_error, &c.key_age_unknown) {
         (Some(after), _, Some(e), _) => {
-            Some(format!("{who}: rotate_after {}: the last rotation failed: {e}", days(after)))
+            Some(format!("{who}: rotate_after {}: the last rotation failed: {e}", shown(after)))
         }
         (Some(after), Some(next), None, _) => {
-            Some(format!("{who}: rotate_after {}: next rotation {next}", days(after)))
+            Some(format!("{who}: rotate_after {}: next rotation {next}", shown(after)))
         }
         (Some(after), None, None, Some(why)) => {
-            Some(format!("{who}: rotate_after {}, but the key's age is unknown: {why}", days(after)))
+            Some(format!("{who}: rotate_after {}, but the key's age is unknown: {why}", shown(after)))
         }
         (Some(after), None, None, None) => {
-            Some(format!("{who}: rotate_after {}; the key's age is learned at its first login", days(after)))
+            Some(format!("{who}: rotate_after {}; the key's age is learned at its first login", shown(after)))
         }
         (None, _, _, Some(why)) => Some(format!("{who}: API key age unknown: {why}")),
         (None, ..) => None,

@@ -25,7 +25,9 @@
 # BENCH_GATEWAY_VARIANTS (default direct,nginx,gateway; without gateway the section is printed,
 # not written), BENCH_GATEWAY_DOWNLOAD_BYTES (default 268435456), BENCH_GATEWAY_NGINX_EXTRA
 # (directives added to nginx's location block, e.g. "proxy_buffering off;", for trying
-# other nginx settings; the report then names them).
+# other nginx settings; the report then names them), BENCH_GATEWAY_KINDS (default
+# latency,latency_pinned,throughput,download: what each round measures; with fewer, the
+# section is printed, not written: for quick experiments on one figure).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +44,8 @@ lua="$repo/scripts/bench/looker.lua"
 # `GET /user`), so each variant does its token work on every request.
 api_path="/api/4.0/user"
 IFS=, read -r -a variants <<<"$variants_csv"
+kinds_csv="${BENCH_GATEWAY_KINDS:-latency,latency_pinned,throughput,download}"
+IFS=, read -r -a kinds <<<"$kinds_csv"
 
 log() { printf 'bench-gateway.sh: %s\n' "$*" >&2; }
 die() {
@@ -55,6 +59,14 @@ has_variant() {
 }
 for v in "${variants[@]}"; do
     case "$v" in direct | nginx | gateway) ;; *) die "unknown variant '$v' in BENCH_GATEWAY_VARIANTS (direct, nginx, gateway)" ;; esac
+done
+has_kind() {
+    local k
+    for k in "${kinds[@]}"; do [ "$k" = "$1" ] && return 0; done
+    return 1
+}
+for k in "${kinds[@]}"; do
+    case "$k" in latency | latency_pinned | throughput | download) ;; *) die "unknown kind '$k' in BENCH_GATEWAY_KINDS (latency, latency_pinned, throughput, download)" ;; esac
 done
 
 work=""
@@ -400,25 +412,31 @@ fi
 log "warm-up and checks: ${variants[*]}"
 for v in "${variants[@]}"; do
     run_wrk "$v" warmup 0 64 2 1
-    if [ "$download" = 1 ]; then
+    if [ "$download" = 1 ] && has_kind download; then
         check_download "$v" || die "$v: the downloaded body is not the emulator's"
     fi
 done
 : >"$results"
 
-log "$rounds rounds of ${variants[*]}: latency (wrk -c1, ${seconds}s, free and on one CPU), throughput (wrk -c64, ${seconds}s)$([ "$download" = 1 ] && echo ", a $download_bytes-byte download")"
+log "$rounds rounds of ${variants[*]}, measuring ${kinds[*]} (latency: wrk -c1, free and on one CPU; throughput: wrk -c64; ${seconds}s each; download: $download_bytes bytes)"
 for r in $(seq "$rounds"); do
-    for v in "${variants[@]}"; do run_wrk "$v" latency "$r" 1 1 "$seconds"; done
+    if has_kind latency; then
+        for v in "${variants[@]}"; do run_wrk "$v" latency "$r" 1 1 "$seconds"; done
+    fi
     # The same with client and servers on one CPU: on this kind of VM a call costs far more
     # when client and server sit on different vCPUs (each wake-up of a halted vCPU goes
     # through the hypervisor), and the scheduler picks one or the other for a while; on one
     # CPU, what a proxy adds is its own work and its context switches (BENCHMARKS.md says more
     # under "Where the floor is").
-    pin_servers 0
-    for v in "${variants[@]}"; do run_wrk "$v" latency_pinned "$r" 1 1 "$seconds" 0; done
-    pin_servers "$all_cpus"
-    for v in "${variants[@]}"; do run_wrk "$v" throughput "$r" 64 2 "$seconds"; done
-    if [ "$download" = 1 ]; then
+    if has_kind latency_pinned; then
+        pin_servers 0
+        for v in "${variants[@]}"; do run_wrk "$v" latency_pinned "$r" 1 1 "$seconds" 0; done
+        pin_servers "$all_cpus"
+    fi
+    if has_kind throughput; then
+        for v in "${variants[@]}"; do run_wrk "$v" throughput "$r" 64 2 "$seconds"; done
+    fi
+    if [ "$download" = 1 ] && has_kind download; then
         for v in "${variants[@]}"; do run_download "$v" "$r"; done
     fi
     log "round $r of $rounds done"
@@ -432,10 +450,10 @@ python3 "$repo/scripts/bench/gateway-report.py" --results "$results" --out "$sec
     --nginx "$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')" --wrk "$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
     --agent "$("$bin/looker-agent" --version 2>/dev/null || echo looker-agent)" \
     --seconds "$seconds" --rounds "$rounds" --download-bytes "$download_bytes" --nginx-extra "${BENCH_GATEWAY_NGINX_EXTRA:-}"
-if has_variant gateway && has_variant nginx && has_variant direct; then
+if has_variant gateway && has_variant nginx && has_variant direct && [ ${#kinds[@]} -eq 4 ]; then
     python3 "$repo/scripts/bench/gateway-report.py" --splice "$section" --into "$out"
     log "done in $((SECONDS - start)) s; wrote the gateway section of $out"
 else
     cat "$section"
-    log "done in $((SECONDS - start)) s; not all three variants ran, so $out is left as it was"
+    log "done in $((SECONDS - start)) s; not all three variants and four kinds ran, so $out is left as it was"
 fi

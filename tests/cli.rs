@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use looker_emulator::EmulatorUser;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -118,13 +119,21 @@ fn exec_forwards_signals() {
         let ready = env.dir.path().join(format!("ready-{name}"));
         let script =
             format!("trap 'exit {code}' {name}; touch '{}'; while :; do sleep 0.05; done", ready.display());
-        let mut child = env
-            .ctl_command(&["exec", "prod", "--", "sh", "-c", &script], &[], None)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = env.ctl_command(&["exec", "prod", "--", "sh", "-c", &script], &[], None);
+        // A shell cannot trap a signal that was ignored when it started (POSIX), and a
+        // test run started in the background of a shell has SIGINT ignored: give the
+        // command the default dispositions a terminal would.
+        // SAFETY: between fork and exec only `signal`, which is async-signal-safe, runs.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let start = Instant::now();
         while !ready.exists() {
             assert!(start.elapsed() < Duration::from_secs(20), "the command never started");

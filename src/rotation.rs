@@ -161,6 +161,19 @@ pub enum RotateError {
     /// The world does not match the record or the config.
     #[error("{0}")]
     Conflict(String),
+    /// The config no longer names the key the caller meant to rotate: someone else
+    /// rotated it meanwhile (see [`Rotator::rotate_key`]). Nothing was changed.
+    #[error("{profile}/{credential} was rotated meanwhile: the config names {current}, not {expected}; nothing was changed")]
+    Superseded {
+        /// Profile.
+        profile: String,
+        /// Credential set.
+        credential: String,
+        /// The key the caller meant.
+        expected: String,
+        /// The key the config names now.
+        current: String,
+    },
 }
 
 impl RotateError {
@@ -314,6 +327,19 @@ impl Rotator<'_> {
     /// Rotates the key of `profile`'s credential `name` (default: the first),
     /// finishing or cleaning up what an interrupted earlier run left first.
     pub async fn rotate(&self, profile: &str, name: Option<&str>) -> Result<Rotated, RotateError> {
+        self.rotate_key(profile, name, None).await
+    }
+
+    /// [`Rotator::rotate`], but a new key is made only while the config still names
+    /// `expected` (when given), checked under the rotation lock: a caller that decided
+    /// from what it saw earlier (the agent's key upkeep) never rotates a key another
+    /// run has just put in place ([`RotateError::Superseded`]).
+    pub async fn rotate_key(
+        &self,
+        profile: &str,
+        name: Option<&str>,
+        expected: Option<&str>,
+    ) -> Result<Rotated, RotateError> {
         let cfg = Config::load(self.config_path)?;
         let (cname, _) = configured(&cfg, profile, name)?;
         let files = RecordFiles::new(self.state_dir, profile, &cname);
@@ -322,6 +348,19 @@ impl Rotator<'_> {
         if let Some(record) = files.read()? {
             if let Some(done) = self.recover(&files, &key, record).await? {
                 return Ok(done);
+            }
+        }
+        if let Some(expected) = expected {
+            // Read again under the lock: the config loaded above may predate the end
+            // of another run that held it.
+            let current = self.current_client_id(&key)?;
+            if current != expected {
+                return Err(RotateError::Superseded {
+                    profile: profile.into(),
+                    credential: cname,
+                    expected: expected.into(),
+                    current,
+                });
             }
         }
         self.fresh(&files, &key).await

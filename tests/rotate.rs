@@ -661,3 +661,64 @@ fn credential_add_writes_rotate_after() {
     );
     assert_eq!(with_source.status.code(), Some(2), "{}", err(&with_source));
 }
+
+#[test]
+fn an_automatic_rotation_waits_for_a_manual_one_of_the_same_key() {
+    use std::os::unix::fs::DirBuilderExt;
+    let s = Setup::new("file", "prod");
+    s.age_key(40 * DAY);
+    s.set_rotate_after("30d");
+    // A `lookerctl credential rotate` at work holds the key's rotation lock; the test
+    // takes that same lock, as that run does.
+    let dir = s.env.dir.path().join("state/looker-agent/rotations/prod");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("main.lock"))
+        .unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let agent = s.env.start_agent(&[]);
+    s.env.ctl_ok(&["token", "prod"], None);
+    wait_for("the agent to put its rotation off", Duration::from_secs(30), || {
+        agent.log_text().contains("another rotation of this key is running")
+    });
+    let st = s.main_status();
+    assert_eq!(st["rotation_error"], serde_json::Value::Null, "a running rotation is no failure: {st}");
+    assert_eq!(s.counters(), Api3Counters { created: 0, deleted: 0 });
+    // That run ends (here without rotating): the agent's own rotation follows soon, not
+    // after a failure's hour.
+    drop(held);
+    wait_for("the agent to rotate the key", Duration::from_secs(60), || s.client_id() != OLD_ID);
+    wait_for("the old key to be deleted", Duration::from_secs(30), || s.counters().deleted == 1);
+    assert_eq!(s.counters(), Api3Counters { created: 1, deleted: 1 });
+    assert_eq!(s.keys(), vec![s.client_id()], "exactly the config's key is left at Looker");
+}
+
+#[test]
+fn a_rotation_decided_on_a_key_the_config_no_longer_names_changes_nothing() {
+    // The agent decides from what it saw before it takes the lock; another run may have
+    // rotated the key in between. Under the lock, the config's key is checked again.
+    let s = Setup::new("file", "prod");
+    let cfg = looker_agent::config::Config::load(&s.env.config).unwrap();
+    let api = looker_agent::looker::client::LookerClient::new(&cfg.profiles["prod"]).unwrap();
+    let store: std::sync::Arc<dyn SecretStore> = std::sync::Arc::new(FileStore::new(s.data_dir()));
+    let state_dir = s.env.dir.path().join("state/looker-agent");
+    let rotator = looker_agent::rotation::Rotator {
+        config_path: &s.env.config,
+        state_dir: &state_dir,
+        store: &store,
+        api: &api,
+    };
+    let e =
+        s.emu.rt.block_on(rotator.rotate_key("prod", Some("main"), Some("a-key-rotated-away"))).unwrap_err();
+    assert!(matches!(e, looker_agent::rotation::RotateError::Superseded { .. }), "{e}");
+    assert!(e.to_string().contains(OLD_ID) && e.to_string().contains("nothing was changed"), "{e}");
+    assert_eq!(s.counters(), Api3Counters { created: 0, deleted: 0 });
+    assert_eq!(s.client_id(), OLD_ID);
+    // The key it names is rotated as ever.
+    let done = s.emu.rt.block_on(rotator.rotate_key("prod", Some("main"), Some(OLD_ID))).unwrap();
+    assert_eq!(done.old_client_id, OLD_ID);
+    s.assert_rotated();
+}

@@ -8,6 +8,9 @@
 //! recorded, never two orphaned keys), then the config is reloaded so new logins use
 //! the new key. A failed rotation is shown in status and tried again later: after an
 //! hour, doubling up to a day; a day when Looker refuses outright (self-service off).
+//! A `lookerctl credential rotate` of the same key running at that moment is no
+//! failure: the upkeep looks again soon after ([`BUSY_RETRY`]), and never rotates a
+//! key the config no longer names ([`Rotator::rotate_key`]).
 //!
 //! It runs on events, not polling: a set's login (its first token) is when the age
 //! can be learned, and a slow tick notices keys that have aged since.
@@ -33,6 +36,11 @@ const FIRST_RETRY: Duration = Duration::from_secs(3600);
 /// refused (403: nothing changes until an admin does something).
 const RETRY_CAP: Duration = Duration::from_secs(86_400);
 
+/// How soon the upkeep looks again after finding another rotation of the same key
+/// running (`lookerctl credential rotate`, which takes seconds): not a failure, only a
+/// reason to wait until it has ended and the config has been reloaded.
+pub(crate) const BUSY_RETRY: Duration = Duration::from_secs(15);
+
 /// Where the upkeep works: the config it edits and the rotation records' folder.
 pub(crate) struct KeyUpkeep {
     /// The broker whose slots it looks after.
@@ -51,7 +59,15 @@ impl KeyUpkeep {
         let mut events = self.broker.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Set when a pass met another rotation running: one more pass soon after.
+        let mut again: Option<tokio::time::Instant> = None;
         loop {
+            let soon = async {
+                match again {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 e = events.recv() => match e {
                     Ok(BrokerEvent::TokenRefreshed { .. }) | Err(RecvError::Lagged(_)) => {}
@@ -59,13 +75,16 @@ impl KeyUpkeep {
                     Err(RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {}
+                () = soon => {}
             }
-            self.pass().await;
+            again = self.pass().await.then(|| tokio::time::Instant::now() + BUSY_RETRY);
         }
     }
 
-    /// Looks at every API key kept in the store once.
-    async fn pass(&self) {
+    /// Looks at every API key kept in the store once; true when a rotation was put
+    /// off because another one of the same key was running.
+    async fn pass(&self) -> bool {
+        let mut deferred = false;
         for slot in self.broker.slots() {
             if slot.kind() != CredentialKind::ApiKey || slot.source().is_some() {
                 continue;
@@ -74,13 +93,14 @@ impl KeyUpkeep {
                 learn_age(&slot).await;
             }
             if due(&slot, SystemTime::now()) {
-                self.rotate(&slot).await;
+                deferred |= self.rotate(&slot).await == Outcome::Deferred;
             }
         }
+        deferred
     }
 
-    async fn rotate(&self, slot: &Arc<CredSlot>) {
-        let Ok(api) = slot.api() else { return };
+    async fn rotate(&self, slot: &Arc<CredSlot>) -> Outcome {
+        let Ok(api) = slot.api() else { return Outcome::Done };
         let (profile, name) = (slot.profile.to_string(), slot.name.to_string());
         tracing::info!(profile = %profile, credential = %name, "the API key is older than rotate_after: rotating it");
         let rotator = Rotator {
@@ -89,7 +109,7 @@ impl KeyUpkeep {
             store: self.broker.store(),
             api: api.as_ref(),
         };
-        match rotator.rotate(&profile, Some(&name)).await {
+        match rotator.rotate_key(&profile, Some(&name), Some(&slot.client_id)).await {
             Ok(done) => {
                 for w in &done.warnings {
                     tracing::warn!(profile = %profile, credential = %name, "{w}");
@@ -107,6 +127,17 @@ impl KeyUpkeep {
                     });
                 }
             }
+            // `lookerctl credential rotate` holds the key right now: its end (a new
+            // key, reloaded) or its failure decides what the next pass does.
+            Err(RotateError::Busy { .. }) => {
+                tracing::info!(profile = %profile, credential = %name, retry_in_secs = BUSY_RETRY.as_secs(),
+                    "another rotation of this key is running; looking again after it");
+                return Outcome::Deferred;
+            }
+            // That other run has finished: the reload brings the new key, not due.
+            Err(e @ RotateError::Superseded { .. }) => {
+                tracing::info!(profile = %profile, credential = %name, "{e}");
+            }
             Err(e) => {
                 let now = SystemTime::now();
                 slot.update_key_facts(|k| {
@@ -119,7 +150,17 @@ impl KeyUpkeep {
                 });
             }
         }
+        Outcome::Done
     }
+}
+
+/// What one automatic rotation attempt leaves for the upkeep to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Rotated, failed (recorded in the slot's facts), or nothing to do.
+    Done,
+    /// Another rotation held the key: look again in [`BUSY_RETRY`].
+    Deferred,
 }
 
 /// Whether `slot`'s key is due for rotation at `now`.

@@ -259,6 +259,27 @@ async fn outage_serves_the_cache_backs_off_and_recovers() {
     assert!(b.token(Some("prod"), None, S(60)).await.is_ok());
 }
 
+/// Each backoff step is a random point in the upper half of its doubling step, so the
+/// retry rate has a floor under it (full jitter can draw zero, again and again), and a
+/// `Retry-After` is honoured up to the cap.
+#[test]
+fn backoff_steps_double_with_jitter_in_their_upper_half() {
+    let s = BrokerSettings::default();
+    for failures in 1..=12u32 {
+        let ceiling = (S(1) * 2u32.pow(failures - 1)).min(S(300));
+        for _ in 0..200 {
+            let d = s.backoff(failures, None);
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "step {failures}: {d:?} outside {:?}..={ceiling:?}",
+                ceiling / 2
+            );
+        }
+    }
+    assert!(s.backoff(1, Some(S(30))) >= S(30));
+    assert!(s.backoff(1, Some(S(3600))) <= S(300));
+}
+
 #[tokio::test(start_paused = true)]
 async fn outage_without_cache_fails_fast_and_does_not_hammer() {
     let fake = Fake::new(600, &[("id", "sec")]);

@@ -715,12 +715,16 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 impl BrokerSettings {
-    /// Exponential backoff with full jitter, at least the server's `Retry-After`.
+    /// Exponential backoff with equal jitter (a random point in the upper half of
+    /// the step), at least the server's `Retry-After`.
+    ///
+    /// Not full jitter: a step that may be zero puts no floor under the retry rate,
+    /// and one agent per user gains nothing from spreading that wide. Half a step of
+    /// jitter still keeps agents that failed together from retrying together.
     pub fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let ceiling = exp.min(self.backoff_cap);
-        let jittered =
-            if ceiling.is_zero() { ceiling } else { rand::rng().random_range(Duration::ZERO..=ceiling) };
+        let jittered = rand::rng().random_range(ceiling / 2..=ceiling);
         jittered.max(retry_after.unwrap_or(Duration::ZERO).min(self.backoff_cap))
     }
 }

@@ -326,6 +326,80 @@ fn sessions_switch_workspaces_alone() {
     assert!(human.contains(&s.url) && human.contains("dev"), "{human}");
 }
 
+/// Removing a credential set revokes the sudo and dev tokens got from it at once, not
+/// at shutdown; sessions not pinned to it go on with the set that is left, and a dev
+/// session pinned to it is not stranded.
+#[test]
+fn removing_a_credential_set_revokes_its_sudo_and_dev_tokens() {
+    let s = setup();
+    s.emu.emu().add_credential(
+        "second-client",
+        "second",
+        EmulatorUser::admin("43", "Grace", "g@example.com"),
+    );
+    let (id, secret) = gateway_credential(&s);
+    let a = login(&s, &id, &secret);
+    let b = login(&s, &id, &secret);
+    let (code, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: token {b}"),
+        "-d",
+        r#"{"workspace_id":"dev"}"#,
+        &format!("{}/api/4.0/session", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: token {a}"),
+        &format!("{}/api/4.0/login/{OTHER_USER}", s.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let first: Vec<String> = live_real_tokens(&s);
+    assert_eq!(first.len(), 3, "shared, dev and sudo of the first set");
+    s.env.ctl_ok(&["credential", "add", "prod", "second", "--client-id", "second-client"], Some("second"));
+    s.env.ctl_ok(&["credential", "remove", "prod", "api"], None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.iter().any(|t| s.emu.emu().is_live(t)) {
+        assert!(std::time::Instant::now() < deadline, "still live: {:?}", s.emu.emu().live_tokens());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a was not pinned: its calls use the second set's shared token. b's dev workspace
+    // was the first set's user's: its calls say the set is gone until it moves back to
+    // production, after which it can go to dev again, with the second set.
+    assert_eq!(get(&s, &a, "/api/4.0/user").0, 200);
+    let (code, body) = get(&s, &b, "/api/4.0/session");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("api"), "the answer names the set: {body}");
+    let workspace = |ws: &str| {
+        curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &format!("Authorization: token {b}"),
+            "-d",
+            &format!(r#"{{"workspace_id":"{ws}"}}"#),
+            &format!("{}/api/4.0/session", s.url),
+        ])
+    };
+    assert_eq!(workspace("production").0, 200);
+    assert_eq!(workspace("dev").0, 200);
+    let (code, body) = get(&s, &b, "/api/4.0/session");
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()["workspace_id"].clone()),
+        (200, "dev".into())
+    );
+    let live = s.emu.emu().live_tokens();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(
+        live.iter().all(|t| t.kind == TokenKind::ApiLogin { client_id: "second-client".into() }),
+        "{live:?}"
+    );
+}
+
 #[test]
 fn the_socket_door_adds_the_real_token_itself() {
     let s = setup();

@@ -290,12 +290,15 @@ impl Broker {
 
         // Revoke what no longer exists.
         let now = self.now();
-        let doomed = take_tokens(
+        let mut doomed = take_tokens(
             old.profiles
                 .values()
                 .flat_map(|p| p.creds.iter())
                 .filter(|s| !kept.iter().any(|k| Arc::ptr_eq(k, s))),
         );
+        // With them, the sudo and dev tokens got from those sets. (A session whose dev
+        // token goes here logs in again on its next call, with the set that replaced it.)
+        doomed.extend(self.inner.variants.take_gone(&kept));
         let n = doomed.iter().filter(|(_, t)| t.may_be_live(now)).count();
         self.inner.shared.wake.notify_one();
         if n > 0 {

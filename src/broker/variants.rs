@@ -67,6 +67,22 @@ impl Variants {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the variants of credential sets that `kept` does not hold (removed or
+    /// changed by a reload) and takes their tokens, for revocation: a sudo token lives
+    /// as long as its set and would otherwise stay live at Looker until shutdown.
+    pub(super) fn take_gone(&self, kept: &[Arc<CredSlot>]) -> Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)> {
+        let gone: Vec<_> = {
+            let mut map = self.lock();
+            let keys: Vec<_> = map
+                .iter()
+                .filter(|(_, v)| !kept.iter().any(|k| Arc::ptr_eq(k, &v.slot)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        gone.iter().filter_map(|v| Some((v.slot.api().ok()?, v.token().take()?))).collect()
+    }
+
     /// Takes every variant token (for revocation at shutdown), leaving the slots empty.
     pub(super) fn take_all(&self) -> Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)> {
         let slots: Vec<_> = self.lock().values().cloned().collect();

@@ -380,14 +380,15 @@ impl Gateway {
                 }
             };
         // Pin the credential set: a dev token is one set's login.
-        let credential = match &s.credential {
-            Some(c) => c.clone(),
-            None => match broker.token(Some(&s.profile), None, CALL_MIN_TTL).await {
-                Ok(t) => t.credential,
+        let dev_set = match (&s.credential, dev) {
+            (_, false) => None,
+            (Some(c), true) => Some(c.clone()),
+            (None, true) => match broker.token(Some(&s.profile), None, CALL_MIN_TTL).await {
+                Ok(t) => Some(t.credential),
                 Err(e) => return small(answer::from_broker(&e)),
             },
         };
-        let Some(moved) = self.sessions.set_dev(s, credential, dev) else {
+        let Some(moved) = self.sessions.set_dev(s, dev_set) else {
             return small(answer::requires_authentication());
         };
         if !dev && s.variant.dev_owner.is_some() {

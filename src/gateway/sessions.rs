@@ -204,19 +204,28 @@ impl Sessions {
         None
     }
 
-    /// The session with its workspace changed: `dev` gives it a dev token of its own
-    /// from credential set `credential` (pinned), production goes back to the shared one.
-    pub fn set_dev(&self, session: &Session, credential: Arc<str>, dev: bool) -> Option<Arc<Session>> {
+    /// The session with its workspace changed: `Some(set)` gives it a dev token of its
+    /// own from that credential set (pinned: a dev workspace is one Looker user's),
+    /// `None` takes it back to production and to the binding it had before: its sudo
+    /// user's set, or its gateway credential's (so it is not stranded on a set a later
+    /// reload removes).
+    pub fn set_dev(&self, session: &Session, dev: Option<Arc<str>>) -> Option<Arc<Session>> {
         let mut st = self.lock();
         let key = session.token.expose();
         let old = st.sessions.get(key)?.clone();
+        let dev_owner = dev.is_some().then_some(old.id);
+        let credential = match dev {
+            Some(set) => Some(set),
+            None if old.variant.user_id.is_some() => old.credential.clone(),
+            None => old.minted_by.credential.clone(),
+        };
         let new = Arc::new(Session {
             id: old.id,
             token: old.token.clone(),
             minted_by: old.minted_by.clone(),
             profile: old.profile.clone(),
-            credential: Some(credential),
-            variant: Variant { user_id: old.variant.user_id.clone(), dev_owner: dev.then_some(old.id) },
+            credential,
+            variant: Variant { user_id: old.variant.user_id.clone(), dev_owner },
             expires: old.expires,
             created: old.created,
         });
@@ -335,11 +344,16 @@ mod tests {
         let m = s.mint("prod", None, None, None);
         let (one, t1) = s.open(&m.credential, None, None, None);
         let (_, t2) = s.open(&m.credential, None, None, None);
-        let moved = s.set_dev(&one, "api".into(), true).unwrap();
+        let moved = s.set_dev(&one, Some("api".into())).unwrap();
         assert_eq!(moved.variant.dev_owner, Some(one.id));
+        assert_eq!(moved.credential.as_deref(), Some("api"));
         let mut ended = Vec::new();
         assert_eq!(s.get(t1.expose(), &mut ended).unwrap().variant.dev_owner, Some(one.id));
         assert!(s.get(t2.expose(), &mut ended).unwrap().variant.is_shared());
+        // Back in production it is unpinned again, as its credential is.
+        let back = s.set_dev(&moved, None).unwrap();
+        assert!(back.variant.is_shared());
+        assert_eq!(back.credential, None);
     }
 
     #[test]

@@ -31,6 +31,11 @@ struct Setup {
 /// An emulator with an admin API user, an agent with profile `prod` on it, and the
 /// gateway's URL from `lookerctl status --json`.
 fn setup() -> Setup {
+    setup_logging("info")
+}
+
+/// [`setup`] with the agent logging at `rust_log`.
+fn setup_logging(rust_log: &str) -> Setup {
     let emu = BgEmulator::start(Duration::from_secs(3600), &[]);
     emu.emu().add_credential(ID, SECRET, EmulatorUser::admin("42", "Ada Lovelace", "ada@example.com"));
     emu.emu().add_credential(
@@ -38,7 +43,8 @@ fn setup() -> Setup {
         "other",
         EmulatorUser::new(OTHER_USER, "Alan", "alan@example.com"),
     );
-    let env = TestEnv::new("file");
+    let mut env = TestEnv::new("file");
+    env.vars.insert("RUST_LOG".into(), rust_log.into());
     env.add_profile("prod", &emu.url(), &[("api", ID, SECRET)]);
     let agent = env.start_agent(&[]);
     let status: Value = serde_json::from_str(&env.ctl_ok(&["status", "--json"], None)).unwrap();
@@ -398,6 +404,59 @@ fn removing_a_credential_set_revokes_its_sudo_and_dev_tokens() {
         live.iter().all(|t| t.kind == TokenKind::ApiLogin { client_id: "second-client".into() }),
         "{live:?}"
     );
+}
+
+/// One audit line per call, written when the answer has ended: the body bytes that went
+/// out (a streamed answer counted, one the client cut short marked incomplete), never
+/// the query, a session token or a real one.
+#[test]
+fn each_call_has_an_audit_line_with_the_bytes_sent() {
+    let s = setup_logging("info,looker_agent::audit=debug");
+    let (id, secret) = gateway_credential(&s);
+    let a = login(&s, &id, &secret);
+    let whole = Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H"])
+        .arg(format!("Authorization: token {a}"))
+        .arg(format!("{}/api/4.0/emulator/download?bytes=300000&client_secret=hush-hush", s.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&whole.stdout), "200 300000");
+    // A client that stops reading after one byte: the agent's side of the answer is cut.
+    let cut = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -s --noproxy '*' -H 'Authorization: token {a}' '{}/api/4.0/emulator/download?bytes=268435456' | head -c 1 >/dev/null",
+            s.url
+        ))
+        .status()
+        .unwrap();
+    assert!(cut.success());
+    let calls = |s: &Setup| -> Vec<String> {
+        s.agent.log_text().lines().filter(|l| l.contains("gateway call")).map(str::to_string).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while calls(&s).len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "audit lines: {:#?}", calls(&s));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = calls(&s);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let login_line = &lines[0];
+    assert!(login_line.contains("/api/4.0/login") && login_line.contains("status=200"), "{login_line}");
+    assert!(login_line.contains("complete=true") && !login_line.contains("bytes=0"), "{login_line}");
+    let whole = &lines[1];
+    assert!(whole.contains("path=/api/4.0/emulator/download"), "{whole}");
+    assert!(whole.contains("bytes=300000") && whole.contains("complete=true"), "{whole}");
+    let cut_line = &lines[2];
+    assert!(cut_line.contains("complete=false"), "{cut_line}");
+    let sent: u64 = cut_line.split("bytes=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(sent < 268_435_456, "{cut_line}");
+    let log = s.agent.log_text();
+    assert!(!log.contains("hush-hush") && !log.contains("client_secret="), "the query reached the log");
+    assert!(!log.contains(&a) && !log.contains(&secret), "a session token or credential in the log");
+    for t in live_real_tokens(&s) {
+        assert!(!log.contains(&t), "a real token in the log");
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! as on the other doors; what only the gateway knows (Host, session tokens) is here.
 
 pub mod answer;
+pub mod audit;
 pub mod forward;
 pub mod pool;
 mod process;
@@ -42,8 +43,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// What the gateway answers with: its own small answers, or Looker's, streamed.
-pub type Body = Either<Full<Bytes>, pool::UpstreamBody>;
+/// What the gateway answers with: its own small answers, or Looker's, streamed (and
+/// audited at its end when the audit is on).
+pub type Body = Either<Full<Bytes>, audit::Audited<pool::UpstreamBody>>;
 
 /// The header a socket-door client picks a credential set with.
 pub const CREDENTIAL_HEADER: &str = "looker-agent-credential";
@@ -195,22 +197,27 @@ impl Gateway {
         req: hyper::Request<Incoming>,
     ) -> Response<Body> {
         // Checked once per call, before it: the clock is read only when the call is logged.
-        let audit = tracing::enabled!(target: "looker_agent::audit", tracing::Level::DEBUG);
-        let started = audit.then(tokio::time::Instant::now);
+        let started = audit::enabled().then(tokio::time::Instant::now);
         let (parts, body) = req.into_parts();
         let answer = self.route(broker, door, &parts, body).await;
-        if let Some(started) = started {
-            let bytes = answer
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            // The path only: a query may carry a secret.
-            tracing::debug!(target: "looker_agent::audit", transport = door.as_str(), method = %parts.method,
-                path = %echo(parts.uri.path()), status = answer.status().as_u16(), bytes,
-                ms = started.elapsed().as_millis() as u64, "gateway call");
-        }
-        answer
+        let Some(started) = started else { return answer };
+        let call = audit::CallRecord::new(
+            door.as_str(),
+            &parts.method,
+            parts.uri.path(),
+            answer.status().as_u16(),
+            started,
+        );
+        answer.map(|body| match body {
+            // The agent's own answers are whole: their line is written now.
+            Either::Left(full) => {
+                let mut call = call;
+                call.add_bytes(hyper::body::Body::size_hint(&full).exact().unwrap_or(0));
+                call.log(true);
+                Either::Left(full)
+            }
+            Either::Right(streamed) => Either::Right(streamed.audit(call)),
+        })
     }
 
     async fn route(&self, broker: &Broker, door: Door<'_>, parts: &Parts, body: Incoming) -> Response<Body> {
@@ -494,7 +501,7 @@ impl Gateway {
             (r, _) => r,
         };
         match answer {
-            Ok(r) => replay::answer_back(r).map(Either::Right),
+            Ok(r) => replay::answer_back(r).map(|b| Either::Right(audit::Audited::new(b))),
             Err(e) => small(answer::error(e.status(), &format!("looker-agent: {e}"))),
         }
     }

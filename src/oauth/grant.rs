@@ -8,14 +8,27 @@
 //! to store it again first. Refreshes of one set run one at a time: two concurrent
 //! refreshes with the same token would make Looker refuse the second.
 //!
+//! The agent and `lookerctl credential verify` are two processes refreshing the same
+//! grant: each refresh also holds `$XDG_STATE_HOME/looker-agent/grants/{profile}/
+//! {credential}.lock` (an flock, dropped however the process dies) and reads the
+//! refresh token from the store only once it holds it, so the second one uses the
+//! token the first one stored rather than the one Looker has just rotated away.
+//!
 //! What no client can close is the moment between Looker applying a rotation and
 //! its answer arriving: a crash (or a dropped connection) exactly there loses the
 //! grant, and the set then says "sign in again".
 
+use crate::files::{lock, private_dir};
 use crate::looker::{LoginToken, LookerApi, LookerError};
 use crate::secret::Secret;
 use crate::store::{SecretKey, SecretStore, StoreError};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+
+/// How long a refresh waits for another process's refresh of the same grant (one
+/// call to Looker, bounded by the profile's timeout) before giving up for now.
+const OTHER_REFRESH_WAIT: Duration = Duration::from_secs(60);
 
 /// Why a refresh gave no token.
 #[derive(Debug)]
@@ -27,16 +40,66 @@ pub enum GrantError {
 }
 
 /// One OAuth credential set's refresh token in use (see the module documentation).
-#[derive(Default)]
 pub struct GrantKeeper {
     /// A rotated refresh token the store did not take, held until it does.
     unstored: Mutex<Option<Secret>>,
+    /// Where the cross-process refresh locks live (`None`: this process only).
+    lock_dir: Option<PathBuf>,
+}
+
+impl Default for GrantKeeper {
+    fn default() -> Self {
+        GrantKeeper::new()
+    }
 }
 
 impl GrantKeeper {
-    /// A keeper with nothing held.
+    /// A keeper with nothing held, taking turns with other processes through the
+    /// locks in the default state folder.
     pub fn new() -> GrantKeeper {
-        GrantKeeper::default()
+        GrantKeeper::locking_in(Some(crate::paths::default_state_dir().join("grants")))
+    }
+
+    /// A keeper whose cross-process locks live in `dir` (`None`: no such lock, for a
+    /// grant only this process can see).
+    pub fn locking_in(dir: Option<PathBuf>) -> GrantKeeper {
+        GrantKeeper { unstored: Mutex::new(None), lock_dir: dir }
+    }
+
+    /// Takes `key`'s cross-process refresh lock, waiting for another holder; `None`
+    /// without a lock folder.
+    async fn lock_across_processes(&self, key: &SecretKey) -> Result<Option<std::fs::File>, GrantError> {
+        let Some(root) = &self.lock_dir else { return Ok(None) };
+        let dir = root.join(&*key.profile);
+        let path = dir.join(format!("{}.lock", key.credential));
+        let failed = |e: std::io::Error| {
+            GrantError::Store(format!(
+                "cannot take the OAuth refresh lock {}: {e}; check that folder's owner and permissions",
+                path.display()
+            ))
+        };
+        private_dir::create_all(&dir).map_err(failed)?;
+        let file = lock::open_or_create(&path).map_err(failed)?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        while !lock::try_exclusive(&file).map_err(failed)? {
+            if start.elapsed() >= OTHER_REFRESH_WAIT {
+                return Err(GrantError::Looker(LookerError::Unavailable {
+                    reason: format!(
+                        "another process has been refreshing the OAuth grant of {}/{} for {} s (its lock: {}); \
+                         try again when it has finished",
+                        key.profile,
+                        key.credential,
+                        OTHER_REFRESH_WAIT.as_secs(),
+                        path.display()
+                    ),
+                    retry_after: None,
+                }));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(Some(file))
     }
 
     /// Exchanges the set's refresh token for an access token, storing a rotated
@@ -49,6 +112,8 @@ impl GrantKeeper {
         client_guid: &str,
     ) -> Result<LoginToken, GrantError> {
         let mut unstored = self.unstored.lock().await;
+        // Held until the rotated token is stored (or kept): dropped with the file.
+        let _across = self.lock_across_processes(key).await?;
         if let Some(held) = unstored.as_ref() {
             if store.set(key, client_guid, held).await.is_ok() {
                 tracing::info!(profile = %key.profile, credential = %key.credential,
@@ -129,6 +194,8 @@ mod tests {
         }
         async fn refresh_grant(&self, guid: &str, rt: &Secret) -> Result<OAuthTokens, LookerError> {
             assert_eq!(guid, "looker-agent");
+            // A round trip: another refresh may run meanwhile.
+            tokio::task::yield_now().await;
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let mut live = self.live.lock().unwrap();
             if rt.expose() != live.as_str() {
@@ -154,7 +221,7 @@ mod tests {
     async fn a_rotated_token_is_stored_before_the_access_token_is_returned() {
         let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
         store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
-        let keeper = GrantKeeper::new();
+        let keeper = GrantKeeper::locking_in(None);
         for n in 0..3 {
             let t = keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
             assert_eq!(t.access_token.expose(), format!("at-{n}"));
@@ -166,12 +233,40 @@ mod tests {
     async fn concurrent_refreshes_take_turns() {
         let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
         store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
-        let keeper = GrantKeeper::new();
+        let keeper = GrantKeeper::locking_in(None);
         let (a, b) = tokio::join!(
             keeper.refresh(&api, &store, &key, "looker-agent"),
             keeper.refresh(&api, &store, &key, "looker-agent")
         );
         assert!(a.is_ok() && b.is_ok(), "the second refresh used the rotated token");
+    }
+
+    /// Two processes (two keepers, as the agent and `lookerctl credential verify` each
+    /// have one) refreshing one grant at once: the lock makes the second read the token
+    /// the first stored. Without it both send rt-0 and Looker refuses the second.
+    #[tokio::test]
+    async fn keepers_of_two_processes_take_turns_through_the_lock() {
+        let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
+        store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, ctl) = (
+            GrantKeeper::locking_in(Some(dir.path().to_path_buf())),
+            GrantKeeper::locking_in(Some(dir.path().to_path_buf())),
+        );
+        let (a, b) = tokio::join!(
+            agent.refresh(&api, &store, &key, "looker-agent"),
+            ctl.refresh(&api, &store, &key, "looker-agent")
+        );
+        assert!(a.is_ok() && b.is_ok(), "{:?} / {:?}", a.err(), b.err());
+        assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), "rt-2");
+        assert!(dir.path().join("p/oauth.lock").exists());
+        // The same race without the lock is lost: the guard above is what wins it.
+        let (x, y) = (GrantKeeper::locking_in(None), GrantKeeper::locking_in(None));
+        let (a, b) = tokio::join!(
+            x.refresh(&api, &store, &key, "looker-agent"),
+            y.refresh(&api, &store, &key, "looker-agent")
+        );
+        assert!(a.is_ok() != b.is_ok(), "one of two unlocked refreshes is refused");
     }
 
     /// A store whose writes fail while `refuse` is set (a locked keyring).
@@ -210,7 +305,7 @@ mod tests {
     async fn a_rotated_token_the_store_refuses_is_kept_and_stored_later() {
         let (api, store, key) = (rotating(), Refusing::default(), SecretKey::new("p", "oauth"));
         store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
-        let keeper = GrantKeeper::new();
+        let keeper = GrantKeeper::locking_in(None);
         store.refuse.store(true, Ordering::SeqCst);
         keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
         assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), "rt-0", "the store refused");
@@ -225,7 +320,8 @@ mod tests {
     #[tokio::test]
     async fn a_missing_token_says_sign_in_again() {
         let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "work"));
-        let Err(GrantError::Store(m)) = GrantKeeper::new().refresh(&api, &store, &key, "looker-agent").await
+        let Err(GrantError::Store(m)) =
+            GrantKeeper::locking_in(None).refresh(&api, &store, &key, "looker-agent").await
         else {
             panic!("a store error")
         };

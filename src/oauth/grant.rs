@@ -67,22 +67,34 @@ impl GrantKeeper {
     }
 
     /// Takes `key`'s cross-process refresh lock, waiting for another holder; `None`
-    /// without a lock folder.
+    /// without a lock folder, or when the lock cannot be taken at all (a read-only
+    /// state folder): the race it guards against is rare, a refresh refused for a lock
+    /// file would fail every time.
     async fn lock_across_processes(&self, key: &SecretKey) -> Result<Option<std::fs::File>, GrantError> {
         let Some(root) = &self.lock_dir else { return Ok(None) };
         let dir = root.join(&*key.profile);
         let path = dir.join(format!("{}.lock", key.credential));
-        let failed = |e: std::io::Error| {
-            GrantError::Store(format!(
-                "cannot take the OAuth refresh lock {}: {e}; check that folder's owner and permissions",
-                path.display()
-            ))
+        let unlocked = |e: std::io::Error| {
+            tracing::warn!(profile = %key.profile, credential = %key.credential, lock = %path.display(),
+                error = %e, "cannot take the OAuth refresh lock; refreshing without it (a `lookerctl credential \
+                 verify` at this very moment could lose the grant): check that folder's owner and permissions");
+            Ok(None)
         };
-        private_dir::create_all(&dir).map_err(failed)?;
-        let file = lock::open_or_create(&path).map_err(failed)?;
+        if let Err(e) = private_dir::create_all(&dir) {
+            return unlocked(e);
+        }
+        let file = match lock::open_or_create(&path) {
+            Ok(f) => f,
+            Err(e) => return unlocked(e),
+        };
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
-        while !lock::try_exclusive(&file).map_err(failed)? {
+        loop {
+            match lock::try_exclusive(&file) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => return unlocked(e),
+            }
             if start.elapsed() >= OTHER_REFRESH_WAIT {
                 return Err(GrantError::Looker(LookerError::Unavailable {
                     reason: format!(
@@ -267,6 +279,21 @@ mod tests {
             y.refresh(&api, &store, &key, "looker-agent")
         );
         assert!(a.is_ok() != b.is_ok(), "one of two unlocked refreshes is refused");
+    }
+
+    /// A lock folder that cannot be made (here: under a file) costs the lock, never the
+    /// refresh.
+    #[tokio::test]
+    async fn a_lock_that_cannot_be_taken_does_not_stop_the_refresh() {
+        let (api, store, key) = (rotating(), MemoryStore::new(), SecretKey::new("p", "oauth"));
+        store.set(&key, "looker-agent", &Secret::new("rt-0")).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, b"").unwrap();
+        let keeper = GrantKeeper::locking_in(Some(file.join("grants")));
+        let t = keeper.refresh(&api, &store, &key, "looker-agent").await.unwrap();
+        assert_eq!(t.access_token.expose(), "at-0");
+        assert_eq!(store.get(&key, "looker-agent").await.unwrap().expose(), "rt-1");
     }
 
     /// A store whose writes fail while `refuse` is set (a locked keyring).

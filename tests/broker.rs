@@ -107,6 +107,9 @@ impl LookerApi for Fake {
             expires_in: st.lifetime,
         })
     }
+    async fn set_workspace(&self, _: &Secret, _: &str) -> Result<(), LookerError> {
+        Ok(())
+    }
     async fn logout(&self, t: &Secret) -> Result<(), LookerError> {
         let delay = self.state.lock().unwrap().logout_delay;
         tokio::time::sleep(delay).await;
@@ -363,6 +366,31 @@ async fn removed_credential_set_is_revoked_on_reload() {
         b.token(Some("prod"), None, S(60)).await.unwrap().token.token.expose(),
         tb.token.token.expose()
     );
+}
+
+/// A dev-workspace login still running when a reload removes its set: the reload's
+/// sweep has passed by the time it ends, so the login itself sees the set gone and
+/// revokes its token instead of keeping it live until shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_variant_login_that_outlives_its_set_is_revoked() {
+    let fake = Fake::new(3600, &[("id1", "s1"), ("id2", "s2")]);
+    let b = broker(&fake, &[("a", "id1", "s1"), ("b", "id2", "s2")]).await;
+    fake.set_delay(S(5));
+    let dev = looker_agent::broker::Variant { user_id: None, dev_owner: Some(7) };
+    let login = {
+        let (b, dev) = (b.clone(), dev.clone());
+        tokio::spawn(async move { b.variant_token("prod", "a", &dev, S(60)).await })
+    };
+    tokio::time::sleep(S(1)).await;
+    assert_eq!(fake.attempts(), 1, "the dev login is running");
+    let mut cfg = b.config();
+    cfg.profiles.get_mut("prod").unwrap().credentials.retain(|c| c.name == "b");
+    b.reload(cfg);
+    let e = login.await.unwrap().unwrap_err();
+    assert!(matches!(e, BrokerError::Unavailable { .. }), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(fake.logins(), 1);
+    assert_eq!(fake.live_now(), 0, "the dev token of the removed set is still live");
 }
 
 #[tokio::test(start_paused = true)]

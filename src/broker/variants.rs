@@ -162,6 +162,18 @@ impl Broker {
         if let (Some(old), Ok(api)) = (old, slot.api()) {
             self.revoke_in_background(self.now(), vec![(api, old)]);
         }
+        if !self.serves(&slot) {
+            // A reload replaced or removed the set while this login ran: its sweep of
+            // the set's variants has passed, so this token would live on unrevoked.
+            self.inner.variants.lock().retain(|_, v| !Arc::ptr_eq(v, &vslot));
+            if let (Some(t), Ok(api)) = (vslot.token().take(), slot.api()) {
+                self.revoke_in_background(self.now(), vec![(api, t)]);
+            }
+            return Err(BrokerError::Unavailable {
+                profile: pname.to_string(),
+                reason: format!("credential set {:?} changed while logging in; try again", &*slot.name),
+            });
+        }
         if self.is_closed() {
             // Shutdown began while this login ran: revoke_all may already have passed.
             if let (Some(t), Ok(api)) = (vslot.token().take(), slot.api()) {
@@ -170,6 +182,11 @@ impl Broker {
             return Err(BrokerError::ShuttingDown);
         }
         Ok(issue(token))
+    }
+
+    /// True while the current config still holds `slot` (not replaced by a reload).
+    fn serves(&self, slot: &Arc<CredSlot>) -> bool {
+        self.snapshot().profiles.values().any(|p| p.creds.iter().any(|s| Arc::ptr_eq(s, slot)))
     }
 
     /// Logs in for a variant: sudo from the shared token and/or a login of its own,

@@ -99,6 +99,32 @@ fn get(s: &Setup, token: &str, path: &str) -> (u16, String) {
     curl(&["-H", &format!("Authorization: token {token}"), &format!("{}{path}", s.url)])
 }
 
+/// `PATCH /api/4.0/session {"workspace_id": ws}` with session `token`, as the SDKs send it.
+fn set_workspace(s: &Setup, token: &str, ws: &str) -> (u16, String) {
+    curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: token {token}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &format!(r#"{{"workspace_id":"{ws}"}}"#),
+        &format!("{}/api/4.0/session", s.url),
+    ])
+}
+
+/// `POST /api/4.0/login/{OTHER_USER}` (sudo) with session `token`.
+fn sudo(s: &Setup, token: &str) -> (u16, String) {
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: token {token}"),
+        &format!("{}/api/4.0/login/{OTHER_USER}", s.url),
+    ])
+}
+
 /// Every token the emulator holds for the agent's credential, and the values.
 fn live_real_tokens(s: &Setup) -> Vec<String> {
     s.emu.emu().live_tokens().into_iter().map(|t| t.token).collect()
@@ -305,17 +331,7 @@ fn sessions_switch_workspaces_alone() {
     let (id, secret) = gateway_credential(&s);
     let a = login(&s, &id, &secret);
     let b = login(&s, &id, &secret);
-    let (code, body) = curl(&[
-        "-X",
-        "PATCH",
-        "-H",
-        &format!("Authorization: token {a}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"workspace_id":"dev"}"#,
-        &format!("{}/api/4.0/session", s.url),
-    ]);
+    let (code, body) = set_workspace(&s, &a, "dev");
     assert_eq!(code, 200, "{body}");
     let ws = |t: &str| {
         serde_json::from_str::<Value>(&get(&s, t, "/api/4.0/session").1).unwrap()["workspace_id"].clone()
@@ -346,23 +362,9 @@ fn removing_a_credential_set_revokes_its_sudo_and_dev_tokens() {
     let (id, secret) = gateway_credential(&s);
     let a = login(&s, &id, &secret);
     let b = login(&s, &id, &secret);
-    let (code, body) = curl(&[
-        "-X",
-        "PATCH",
-        "-H",
-        &format!("Authorization: token {b}"),
-        "-d",
-        r#"{"workspace_id":"dev"}"#,
-        &format!("{}/api/4.0/session", s.url),
-    ]);
+    let (code, body) = set_workspace(&s, &b, "dev");
     assert_eq!(code, 200, "{body}");
-    let (code, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: token {a}"),
-        &format!("{}/api/4.0/login/{OTHER_USER}", s.url),
-    ]);
+    let (code, body) = sudo(&s, &a);
     assert_eq!(code, 200, "{body}");
     let first: Vec<String> = live_real_tokens(&s);
     assert_eq!(first.len(), 3, "shared, dev and sudo of the first set");
@@ -380,17 +382,7 @@ fn removing_a_credential_set_revokes_its_sudo_and_dev_tokens() {
     let (code, body) = get(&s, &b, "/api/4.0/session");
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("api"), "the answer names the set: {body}");
-    let workspace = |ws: &str| {
-        curl(&[
-            "-X",
-            "PATCH",
-            "-H",
-            &format!("Authorization: token {b}"),
-            "-d",
-            &format!(r#"{{"workspace_id":"{ws}"}}"#),
-            &format!("{}/api/4.0/session", s.url),
-        ])
-    };
+    let workspace = |ws: &str| set_workspace(&s, &b, ws);
     assert_eq!(workspace("production").0, 200);
     assert_eq!(workspace("dev").0, 200);
     let (code, body) = get(&s, &b, "/api/4.0/session");
@@ -549,23 +541,9 @@ fn sigterm_leaves_no_live_token_at_looker() {
     let a = login(&s, &id, &secret);
     let b = login(&s, &id, &secret);
     assert_eq!(get(&s, &a, "/api/4.0/user").0, 200);
-    let (code, _) = curl(&[
-        "-X",
-        "PATCH",
-        "-H",
-        &format!("Authorization: token {b}"),
-        "-d",
-        r#"{"workspace_id":"dev"}"#,
-        &format!("{}/api/4.0/session", s.url),
-    ]);
+    let (code, _) = set_workspace(&s, &b, "dev");
     assert_eq!(code, 200);
-    let (code, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: token {a}"),
-        &format!("{}/api/4.0/login/{OTHER_USER}", s.url),
-    ]);
+    let (code, body) = sudo(&s, &a);
     assert_eq!(code, 200, "{body}");
     let sudo = serde_json::from_str::<Value>(&body).unwrap()["access_token"].as_str().unwrap().to_string();
     let (code, body) = get(&s, &sudo, "/api/4.0/user");

@@ -67,20 +67,24 @@ impl Variants {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the variants `gone` picks and takes their tokens, for revocation.
+    fn take_where(
+        &self,
+        gone: impl Fn(&Key, &VariantSlot) -> bool,
+    ) -> Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)> {
+        let removed: Vec<_> = {
+            let mut map = self.lock();
+            let keys: Vec<_> = map.iter().filter(|(k, v)| gone(k, v)).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        removed.iter().filter_map(|v| Some((v.slot.api().ok()?, v.token().take()?))).collect()
+    }
+
     /// Forgets the variants of credential sets that `kept` does not hold (removed or
     /// changed by a reload) and takes their tokens, for revocation: a sudo token lives
     /// as long as its set and would otherwise stay live at Looker until shutdown.
     pub(super) fn take_gone(&self, kept: &[Arc<CredSlot>]) -> Vec<(Arc<dyn LookerApi>, Arc<LiveToken>)> {
-        let gone: Vec<_> = {
-            let mut map = self.lock();
-            let keys: Vec<_> = map
-                .iter()
-                .filter(|(_, v)| !kept.iter().any(|k| Arc::ptr_eq(k, &v.slot)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
-        };
-        gone.iter().filter_map(|v| Some((v.slot.api().ok()?, v.token().take()?))).collect()
+        self.take_where(|_, v| !kept.iter().any(|k| Arc::ptr_eq(k, &v.slot)))
     }
 
     /// Takes every variant token (for revocation at shutdown), leaving the slots empty.
@@ -165,6 +169,8 @@ impl Broker {
         if !self.serves(&slot) {
             // A reload replaced or removed the set while this login ran: its sweep of
             // the set's variants has passed, so this token would live on unrevoked.
+            // (The reload's sweep may already have dropped `vslot` from the map, before
+            // this token was in it: it is taken from `vslot` itself.)
             self.inner.variants.lock().retain(|_, v| !Arc::ptr_eq(v, &vslot));
             if let (Some(t), Ok(api)) = (vslot.token().take(), slot.api()) {
                 self.revoke_in_background(self.now(), vec![(api, t)]);
@@ -249,13 +255,7 @@ impl Broker {
 
     /// A gateway session ended: revoke the tokens only it used (its dev workspace).
     pub fn end_owner(&self, owner: u64) {
-        let gone: Vec<_> = {
-            let mut map = self.inner.variants.lock();
-            let keys: Vec<_> = map.keys().filter(|k| k.variant.dev_owner == Some(owner)).cloned().collect();
-            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
-        };
-        let work: Vec<_> =
-            gone.iter().filter_map(|v| Some((v.slot.api().ok()?, v.token().take()?))).collect();
+        let work = self.inner.variants.take_where(|k, _| k.variant.dev_owner == Some(owner));
         if !work.is_empty() {
             self.revoke_in_background(self.now(), work);
         }

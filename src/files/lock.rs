@@ -60,13 +60,18 @@ fn try_flock(file: &File, op: rustix::fs::FlockOperation) -> io::Result<bool> {
     }
 }
 
+/// The first pause between two looks at a held lock; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+/// The longest pause between two looks at a held lock.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
 /// Takes an exclusive lock on `file`, waiting at most `wait` for another holder to
 /// let go: `Ok(false)` when it still held it then.
 ///
 /// Polling, not a blocking flock: the wait stays bounded without signals.
 pub(crate) fn exclusive_waiting(file: &File, wait: Duration) -> io::Result<bool> {
     let start = Instant::now();
-    let mut pause = Duration::from_millis(2);
+    let mut pause = FIRST_PAUSE;
     loop {
         if try_exclusive(file)? {
             return Ok(true);
@@ -75,7 +80,25 @@ pub(crate) fn exclusive_waiting(file: &File, wait: Duration) -> io::Result<bool>
             return Ok(false);
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// [`exclusive_waiting`] for async code: the pauses are tokio sleeps, so the
+/// runtime's thread serves others meanwhile.
+pub(crate) async fn exclusive_waiting_async(file: &File, wait: Duration) -> io::Result<bool> {
+    // tokio's clock, as the pauses are: under paused time the wait ends too.
+    let start = tokio::time::Instant::now();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if try_exclusive(file)? {
+            return Ok(true);
+        }
+        if start.elapsed() >= wait {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 

@@ -23,7 +23,7 @@ use crate::looker::{LoginToken, LookerApi, LookerError};
 use crate::secret::Secret;
 use crate::store::{SecretKey, SecretStore, StoreError};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// How long a refresh waits for another process's refresh of the same grant (one
@@ -87,31 +87,21 @@ impl GrantKeeper {
             Ok(f) => f,
             Err(e) => return unlocked(e),
         };
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match lock::try_exclusive(&file) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => return unlocked(e),
-            }
-            if start.elapsed() >= OTHER_REFRESH_WAIT {
-                return Err(GrantError::Looker(LookerError::Unavailable {
-                    reason: format!(
-                        "another process has been refreshing the OAuth grant of {}/{} for {} s (its lock: {}); \
-                         try again when it has finished",
-                        key.profile,
-                        key.credential,
-                        OTHER_REFRESH_WAIT.as_secs(),
-                        path.display()
-                    ),
-                    retry_after: None,
-                }));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+        match lock::exclusive_waiting_async(&file, OTHER_REFRESH_WAIT).await {
+            Ok(true) => Ok(Some(file)),
+            Ok(false) => Err(GrantError::Looker(LookerError::Unavailable {
+                reason: format!(
+                    "another process has been refreshing the OAuth grant of {}/{} for {} s (its lock: {}); \
+                     try again when it has finished",
+                    key.profile,
+                    key.credential,
+                    OTHER_REFRESH_WAIT.as_secs(),
+                    path.display()
+                ),
+                retry_after: None,
+            })),
+            Err(e) => unlocked(e),
         }
-        Ok(Some(file))
     }
 
     /// Exchanges the set's refresh token for an access token, storing a rotated

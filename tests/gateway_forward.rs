@@ -31,11 +31,12 @@ use tokio::sync::{mpsc, Notify};
 /// Guards against a hang (a test that would deadlock fails instead).
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-fn profile(toml_text: &str) -> Profile {
-    toml::from_str(toml_text).unwrap()
+/// A loaded profile, as the broker hands it to the gateway (a reload loads a new one).
+fn profile(toml_text: &str) -> Arc<Profile> {
+    Arc::new(toml::from_str(toml_text).unwrap())
 }
 
-fn plain_profile(addr: SocketAddr) -> Profile {
+fn plain_profile(addr: SocketAddr) -> Arc<Profile> {
     profile(&format!("base_url = \"http://{addr}\""))
 }
 
@@ -273,12 +274,11 @@ fn errors_of(gw: SocketAddr) -> Vec<ForwardError> {
     ERRORS.lock().unwrap().iter().filter(|(a, _)| *a == gw).map(|(_, e)| e.clone()).collect()
 }
 
-async fn mini_gateway(profile: Profile, token: Option<&'static str>) -> (SocketAddr, Kinds) {
+async fn mini_gateway(profile: Arc<Profile>, token: Option<&'static str>) -> (SocketAddr, Kinds) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let fwd = Forwarder::new();
-    let profile = Arc::new(profile);
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -587,7 +587,7 @@ async fn a_base_url_path_prefix_is_kept() {
 // ---------------------------------------------------------------------------
 // The emulator, plain and HTTPS.
 
-async fn login_through(fwd: &Forwarder, p: &Profile) -> Secret {
+async fn login_through(fwd: &Forwarder, p: &Arc<Profile>) -> Secret {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
     let out = Outbound {
@@ -603,7 +603,7 @@ async fn login_through(fwd: &Forwarder, p: &Profile) -> Secret {
 
 async fn get(
     fwd: &Forwarder,
-    p: &Profile,
+    p: &Arc<Profile>,
     path: &str,
     client_auth: Option<&str>,
     auth: Option<&Secret>,
@@ -684,6 +684,23 @@ mod tls {
             assert_eq!(st, StatusCode::OK, "{body:?}");
         }
         assert_eq!(emu.api_calls(), 3);
+
+        // The CA file is read once per loaded profile, not per call: with the file gone,
+        // this profile's calls go on. A reload (a new profile) reads it again; unreadable
+        // now, it keeps the client made from what was read before, as the broker does.
+        std::fs::remove_file(&ca_file).unwrap();
+        let (st, body) = get(&fwd, &p, "/api/4.0/user", None, Some(&token)).await;
+        assert_eq!(st, StatusCode::OK, "{body:?}");
+        let reloaded = profile(&format!("base_url = \"{}\"\nca_file = {:?}", emu.base_url(), ca_file));
+        assert_eq!(get(&fwd, &reloaded, "/versions", None, None).await.0, StatusCode::OK);
+        // A first read that fails (a fresh start) is the call's error, and says what.
+        let fresh = Forwarder::new();
+        let err = fresh.send(&reloaded, outbound(Method::GET, "/versions")).await.unwrap_err();
+        assert!(matches!(err, ForwardError::Config(_)), "{err:?}");
+        assert!(err.to_string().contains("cannot read ca_file"), "{err}");
+        // Put back, it is read on the next call (a failure is not kept).
+        std::fs::write(&ca_file, &ca_pem).unwrap();
+        assert_eq!(get(&fresh, &reloaded, "/versions", None, None).await.0, StatusCode::OK);
 
         // verify_tls = false: any certificate.
         let lax = profile(&format!("base_url = \"{}\"\nverify_tls = false", emu.base_url()));

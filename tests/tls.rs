@@ -117,6 +117,63 @@ fn a_private_ca_in_ca_file_works_end_to_end() {
     assert!(!agent.log_text().contains("TLS verification is OFF"));
 }
 
+/// `POST /v1/reload` over the agent's socket (what lookerctl's edits send), then the
+/// gateway's socket door, `/looker/corp/api/4.0/user`: the status of each.
+fn reload_then_call_through_the_gateway(env: &TestEnv) -> (u16, u16) {
+    let sock = env.socket.to_str().unwrap();
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).parse::<u16>().unwrap_or(0)
+    };
+    let reloaded = status(&["-X", "POST", "http://agent/v1/reload"]);
+    (reloaded, status(&["http://agent/looker/corp/api/4.0/user"]))
+}
+
+#[test]
+fn a_fixed_ca_file_takes_effect_at_a_reload() {
+    let ca = private_ca("Corp Root CA");
+    let other = private_ca("Some Other CA");
+    let looker =
+        TlsLooker::start(&server_identity(&ca, &["127.0.0.1", "localhost"], false), "t-id", "t-secret");
+    let env = TestEnv::new("file");
+    // The wrong CA first, as when an admin points ca_file at the wrong bundle.
+    let ca_file = write_pem(&env, "corp-ca.pem", &other.pem);
+    env.ctl_ok(
+        &["profile", "add", "corp", "--base-url", &looker.url(), "--ca-file", ca_file.to_str().unwrap()],
+        None,
+    );
+    env.ctl_ok(&["credential", "add", "corp", "c", "--client-id", "t-id"], Some("t-secret"));
+    let mut agent = env.start_agent(&[]);
+    let out = env.ctl(&["token", "corp"], None);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not signed by the CA in ca_file"), "{}", stderr(&out));
+
+    // The file fixed in place (same path: the profile's settings are unchanged) and a
+    // reload: the agent's logins and the gateway's calls both use the new contents.
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    assert_eq!(reload_then_call_through_the_gateway(&env), (200, 200));
+    let token = env.ctl_ok(&["token", "corp"], None);
+    assert!(looker.emu().is_live(token.trim()), "not a token of the emulator: {token}");
+
+    // Broken later (unreadable): a reload keeps the CAs read before, so the live token is
+    // still served and still revoked at shutdown; the log says what to fix.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    assert_eq!(reload_then_call_through_the_gateway(&env), (200, 200));
+    assert_eq!(env.ctl_ok(&["token", "corp"], None), token);
+    let (st, _) = agent.stop_with(15);
+    assert!(st.success());
+    assert!(!looker.emu().is_live(token.trim()), "the token outlived the agent");
+    assert!(
+        agent.log_text().contains("keeping the certificate authorities read before"),
+        "{}",
+        agent.log_text()
+    );
+}
+
 #[test]
 fn certificate_errors_name_the_problem() {
     let ca = private_ca("Corp Root CA");

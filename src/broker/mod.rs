@@ -225,6 +225,33 @@ impl Broker {
         &self.inner.store_description
     }
 
+    /// The API client for profile `pname` after a reload. Unchanged connection settings
+    /// keep the client their slots had (`kept` is one of them), except with a CA file:
+    /// that is read again, so a renewed or fixed file takes effect at a reload. If it
+    /// cannot be read or used now, the client made from what was read before stays (its
+    /// tokens must still be revocable) and the log says why.
+    fn reload_api(
+        &self,
+        pname: &str,
+        p: &Profile,
+        kept: Option<&Arc<CredSlot>>,
+    ) -> Result<Arc<dyn LookerApi>, LookerError> {
+        let Some(slot) = kept else { return self.inner.upstream.api_for(p) };
+        let old = slot.api();
+        if p.ca_file.is_none() || !p.verify_tls {
+            return old;
+        }
+        match (self.inner.upstream.api_for(p), old) {
+            (Ok(new), _) => Ok(new),
+            (Err(e), Ok(old)) => {
+                tracing::warn!(profile = %pname, error = %e,
+                    "ca_file cannot be used now; keeping the certificate authorities read before (fix the file, then reload)");
+                Ok(old)
+            }
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
     /// Swaps in a new config. Slots whose identity is unchanged keep their tokens;
     /// tokens of removed or changed credential sets are revoked in the background.
     /// Returns how many tokens are being revoked.
@@ -234,10 +261,7 @@ impl Broker {
         let mut kept: Vec<Arc<CredSlot>> = Vec::new();
         for (pname, p) in &config.profiles {
             let old_p = old.profiles.get(pname).filter(|o| same_connection(&o.settings, p));
-            let api: Result<Arc<dyn LookerApi>, LookerError> = match old_p.and_then(|o| o.creds.first()) {
-                Some(slot) => slot.api(),
-                None => self.inner.upstream.api_for(p),
-            };
+            let api = self.reload_api(pname, p, old_p.and_then(|o| o.creds.first()));
             if let Err(e) = &api {
                 tracing::warn!(profile = %pname, error = %e, "profile cannot reach Looker as configured");
             }
@@ -257,6 +281,7 @@ impl Broker {
                     });
                     match reuse {
                         Some(s) => {
+                            s.set_api(api.clone());
                             // A reload is a config change: a rejected secret may have been fixed.
                             s.clear_rejection();
                             s.set_rotate_after(c.rotate_after);

@@ -16,7 +16,7 @@ use crate::secret_source::SecretSource;
 use crate::store::{JournalEntry, SecretKey, SharedStore};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch, Notify};
 
@@ -39,7 +39,8 @@ pub struct CredSlot {
     pub always_fresh: bool,
     /// A set asked for within this window counts as in use and is refreshed ahead of expiry.
     pub refresh_window: Duration,
-    api: Result<Arc<dyn LookerApi>, LookerError>,
+    /// The profile's API client; a reload may give a new one (a CA file read again).
+    api: RwLock<Result<Arc<dyn LookerApi>, LookerError>>,
     store: SharedStore,
     /// Where the secret comes from when not from the store (run at each login).
     source: Option<SecretSource>,
@@ -145,7 +146,7 @@ impl CredSlot {
             wait_timeout,
             always_fresh,
             refresh_window,
-            api,
+            api: RwLock::new(api),
             store,
             source: None,
             kind: CredentialKind::ApiKey,
@@ -211,7 +212,27 @@ impl CredSlot {
 
     /// The API client for this slot's profile.
     pub fn api(&self) -> Result<Arc<dyn LookerApi>, LookerError> {
-        self.api.clone()
+        self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Gives the slot the profile's API client as a reload made it; the slot's token
+    /// stays (same Looker, same credential). A new client (a CA file read again) also
+    /// ends the backoff: the failures it counted may have been the old client's (a
+    /// certificate its CA file did not cover), and the fix deserves a try now.
+    pub(crate) fn set_api(&self, api: Result<Arc<dyn LookerApi>, LookerError>) {
+        let mut current = self.api.write().unwrap_or_else(|p| p.into_inner());
+        let changed = match (&*current, &api) {
+            (Ok(a), Ok(b)) => !Arc::ptr_eq(a, b),
+            _ => true,
+        };
+        *current = api;
+        drop(current);
+        if changed {
+            let mut st = self.lock();
+            st.failures = 0;
+            st.backoff_until = None;
+            st.backoff_for_source = false;
+        }
     }
 
     /// True when the last login was rejected and the long backoff has not passed.
@@ -381,7 +402,7 @@ impl CredSlot {
     }
 
     async fn login_once(&self) -> Result<Arc<LiveToken>, LoginFailure> {
-        let api = self.api.clone().map_err(LoginFailure::Looker)?;
+        let api = self.api().map_err(LoginFailure::Looker)?;
         let key = SecretKey::new(self.profile.as_ref(), self.name.as_ref());
         if self.kind == CredentialKind::Oauth {
             let sent = self.shared.clock.now();

@@ -26,7 +26,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// The longest wait for a TCP connection to Looker (shorter when the profile's
@@ -250,18 +250,31 @@ pub struct Forwarder {
     state: Arc<Mutex<State>>,
 }
 
-/// The clients, and the base URLs already parsed (one lock per call for both).
+/// The clients, and what each loaded profile resolved to (one lock per call for both).
 #[derive(Default)]
 struct State {
     /// Behind an `Arc`: a call borrows its client, where a clone of one would copy
     /// (and drop) every part of its connector.
     clients: HashMap<ClientSettings, Arc<UpstreamClient>>,
-    bases: HashMap<String, Result<Arc<Base>, ForwardError>>,
+    /// Per loaded profile, keyed by its address: the `Weak` in each entry keeps that
+    /// allocation, so no other profile can come to live at the same address while the
+    /// entry exists. A reload loads new profiles, which resolve afresh (the CA file is
+    /// read again); entries of profiles no longer loaded are dropped as new ones come.
+    loaded: HashMap<usize, Loaded>,
+    /// The last client made for each (verify_tls, ca_file path, connect timeout): what
+    /// a reloaded profile keeps when its CA file has become unusable.
+    last_good: HashMap<(bool, Option<PathBuf>, Duration), Arc<UpstreamClient>>,
 }
 
-/// At most this many parsed base URLs are kept (one per profile in practice; a config
-/// reload that changes them leaves old ones behind, so the map is emptied past this).
-const MAX_BASES: usize = 64;
+/// What a loaded profile's calls need, resolved on its first call: its base URL parsed,
+/// its client (the CA file read once, not per call), its connect timeout.
+#[derive(Clone)]
+struct Loaded {
+    profile: Weak<Profile>,
+    base: Arc<Base>,
+    client: Arc<UpstreamClient>,
+    connect_timeout: Duration,
+}
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -345,12 +358,15 @@ impl Forwarder {
     /// Sends one call to `profile`'s Looker and returns its answer as soon as the
     /// head arrived; the body streams from Looker as the caller reads it. Looker's
     /// own error statuses (401, 404, 5xx) are answers, not errors.
+    ///
+    /// `profile` is the loaded profile (the broker's, replaced by a reload): its base URL
+    /// and CA file are resolved on its first call and kept for the next ones.
     pub async fn send(
         &self,
-        profile: &Profile,
+        profile: &Arc<Profile>,
         out: Outbound<'_>,
     ) -> Result<Response<UpstreamBody>, ForwardError> {
-        let base = self.base(profile)?;
+        let Loaded { base, client, connect_timeout, .. } = self.loaded(profile)?;
         if base.remote_plain_http && !profile.allow_insecure_http {
             return Err(ForwardError::Config(format!(
                 "refusing plain http to {}: tokens would cross the network unencrypted; \
@@ -359,9 +375,6 @@ impl Forwarder {
             )));
         }
         let uri = base.target(out.path_and_query)?;
-        let settings = settings(profile)?;
-        let connect_timeout = settings.connect_timeout;
-        let client = self.client(settings)?;
         let mut headers = upstream_headers(out.headers, base.host.clone());
         if let Some(token) = out.auth {
             headers.insert(AUTHORIZATION, token_header(token)?);
@@ -381,36 +394,62 @@ impl Forwarder {
     }
 
     /// Drops pooled connections idle for longer than [`POOL_IDLE_TIMEOUT`] and those
-    /// Looker has closed (run every [`super::SWEEP_EVERY`]).
+    /// Looker has closed, and what profiles no longer loaded resolved to (run every
+    /// [`super::SWEEP_EVERY`]).
     pub fn sweep(&self) {
-        let pools: Vec<Arc<Pool>> = self.lock().clients.values().map(|c| c.pool.clone()).collect();
+        let pools: Vec<Arc<Pool>> = {
+            let mut state = self.lock();
+            state.loaded.retain(|_, l| l.profile.strong_count() > 0);
+            state.clients.values().map(|c| c.pool.clone()).collect()
+        };
         for pool in pools {
             pool.sweep(POOL_IDLE_TIMEOUT);
         }
     }
 
-    /// The profile's base URL, parsed on first use.
-    fn base(&self, profile: &Profile) -> Result<Arc<Base>, ForwardError> {
+    /// What `profile`'s calls need, resolved on its first call and kept while it is loaded.
+    /// A failure is not kept: the next call tries again (a CA file may have been fixed).
+    fn loaded(&self, profile: &Arc<Profile>) -> Result<Loaded, ForwardError> {
+        let key = Arc::as_ptr(profile) as usize;
+        if let Some(l) = self.lock().loaded.get(&key) {
+            return Ok(l.clone());
+        }
+        let base = Arc::new(Base::parse(&profile.base_url)?);
+        let connect_timeout = profile.timeout().min(CONNECT_TIMEOUT);
+        let named = (profile.verify_tls, profile.ca_file.clone(), connect_timeout);
+        // Outside the lock: this reads the CA file.
+        let made = settings(profile).and_then(|settings| {
+            let mut state = self.lock();
+            let client = match state.clients.get(&settings) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(build_client(&settings)?);
+                    state.clients.insert(settings, c.clone());
+                    c
+                }
+            };
+            state.last_good.insert(named.clone(), client.clone());
+            Ok(client)
+        });
+        let client = match made {
+            Ok(c) => c,
+            // As the broker does at a reload: a CA file broken since it was last read
+            // leaves the client made from what was read then (tokens already handed out
+            // keep working); a first read that fails is the call's error.
+            Err(e) => match self.lock().last_good.get(&named) {
+                Some(c) if profile.ca_file.is_some() => {
+                    tracing::warn!(base_url = %base.origin, error = %e,
+                        "ca_file cannot be used now; the gateway keeps the certificate authorities read before (fix the file, then reload)");
+                    c.clone()
+                }
+                _ => return Err(e),
+            },
+        };
         let mut state = self.lock();
-        if let Some(b) = state.bases.get(profile.base_url.as_str()) {
-            return b.clone();
-        }
-        if state.bases.len() >= MAX_BASES {
-            state.bases.clear();
-        }
-        let parsed = Base::parse(&profile.base_url).map(Arc::new);
-        state.bases.insert(profile.base_url.clone(), parsed.clone());
-        parsed
-    }
-
-    fn client(&self, settings: ClientSettings) -> Result<Arc<UpstreamClient>, ForwardError> {
-        let mut state = self.lock();
-        if let Some(c) = state.clients.get(&settings) {
-            return Ok(c.clone());
-        }
-        let client = Arc::new(build_client(&settings)?);
-        state.clients.insert(settings, client.clone());
-        Ok(client)
+        let loaded = Loaded { profile: Arc::downgrade(profile), base, client, connect_timeout };
+        state.loaded.retain(|_, l| l.profile.strong_count() > 0);
+        state.loaded.insert(key, loaded.clone());
+        Ok(loaded)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -176,7 +176,8 @@ pub(crate) fn advice(err: &rustls::Error, ca_file: Option<&Path>) -> String {
         CertificateError::UnknownIssuer => match ca_file {
             Some(ca) => format!(
                 "the certificate is not signed by the CA in ca_file {} (nor by one this machine trusts); \
-                 check that the file holds the instance's CA or its own self-signed certificate",
+                 check that the file holds the instance's CA or its own self-signed certificate \
+                 (a fixed file is read at the next reload: `systemctl --user reload looker-agent`)",
                 ca.display()
             ),
             None => format!("the certificate is signed by a CA this machine does not trust; {set_ca_file}"),

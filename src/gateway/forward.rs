@@ -415,7 +415,7 @@ impl Forwarder {
             return Ok(l.clone());
         }
         let base = Arc::new(Base::parse(&profile.base_url)?);
-        let connect_timeout = profile.timeout().min(CONNECT_TIMEOUT);
+        let connect_timeout = connect_timeout(profile);
         let named = (profile.verify_tls, profile.ca_file.clone(), connect_timeout);
         // Outside the lock: this reads the CA file.
         let made = settings(profile).and_then(|settings| {
@@ -519,11 +519,12 @@ fn settings(profile: &Profile) -> Result<ClientSettings, ForwardError> {
         )),
         _ => None,
     };
-    Ok(ClientSettings {
-        verify_tls: profile.verify_tls,
-        ca_pem,
-        connect_timeout: profile.timeout().min(CONNECT_TIMEOUT),
-    })
+    Ok(ClientSettings { verify_tls: profile.verify_tls, ca_pem, connect_timeout: connect_timeout(profile) })
+}
+
+/// The longest wait for a connection to `profile`'s Looker.
+fn connect_timeout(profile: &Profile) -> Duration {
+    profile.timeout().min(CONNECT_TIMEOUT)
 }
 
 fn build_client(settings: &ClientSettings) -> Result<UpstreamClient, ForwardError> {

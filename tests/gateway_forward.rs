@@ -685,22 +685,22 @@ mod tls {
         }
         assert_eq!(emu.api_calls(), 3);
 
-        // The CA file is read once per loaded profile, not per call: with the file gone,
-        // this profile's calls go on. A reload (a new profile) reads it again; unreadable
-        // now, it keeps the client made from what was read before, as the broker does.
+        // The CA file is read when the profile is loaded, not per call: with the file
+        // gone, this profile's calls go on. A profile loaded now (as at a reload) finds
+        // it unreadable, and its calls say so. (The broker's reload keeps the earlier
+        // certificates instead: tests/tls.rs checks that end to end.)
         std::fs::remove_file(&ca_file).unwrap();
         let (st, body) = get(&fwd, &p, "/api/4.0/user", None, Some(&token)).await;
         assert_eq!(st, StatusCode::OK, "{body:?}");
         let reloaded = profile(&format!("base_url = \"{}\"\nca_file = {:?}", emu.base_url(), ca_file));
-        assert_eq!(get(&fwd, &reloaded, "/versions", None, None).await.0, StatusCode::OK);
-        // A first read that fails (a fresh start) is the call's error, and says what.
-        let fresh = Forwarder::new();
-        let err = fresh.send(&reloaded, outbound(Method::GET, "/versions")).await.unwrap_err();
+        let err = fwd.send(&reloaded, outbound(Method::GET, "/versions")).await.unwrap_err();
         assert!(matches!(err, ForwardError::Config(_)), "{err:?}");
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
         assert!(err.to_string().contains("cannot read ca_file"), "{err}");
-        // Put back, it is read on the next call (a failure is not kept).
+        // Put back and loaded again: its calls work.
         std::fs::write(&ca_file, &ca_pem).unwrap();
-        assert_eq!(get(&fresh, &reloaded, "/versions", None, None).await.0, StatusCode::OK);
+        let fixed = profile(&format!("base_url = \"{}\"\nca_file = {:?}", emu.base_url(), ca_file));
+        assert_eq!(get(&fwd, &fixed, "/versions", None, None).await.0, StatusCode::OK);
 
         // verify_tls = false: any certificate.
         let lax = profile(&format!("base_url = \"{}\"\nverify_tls = false", emu.base_url()));

@@ -163,6 +163,8 @@ fn a_fixed_ca_file_takes_effect_at_a_reload() {
     // still served and still revoked at shutdown; the log says what to fix.
     std::fs::write(&ca_file, "not a certificate").unwrap();
     assert_eq!(reload_then_call_through_the_gateway(&env), (200, 200));
+    let shown = env.ctl_ok(&["profile", "show", "corp"], None);
+    assert!(shown.contains("unusable: ca_file") && shown.contains("holds no PEM certificate"), "{shown}");
     assert_eq!(env.ctl_ok(&["token", "corp"], None), token);
     let (st, _) = agent.stop_with(15);
     assert!(st.success());

@@ -28,7 +28,7 @@ pub use token::{IssuedToken, LiveToken};
 pub use upstream::{RealUpstream, UpstreamFactory};
 pub use variants::Variant;
 
-use crate::config::{Config, Profile};
+use crate::config::{CaFile, Config, Profile};
 use crate::looker::{LookerApi, LookerError};
 use crate::protocol::{ProfileStatus, StatusReport};
 use crate::store::SharedStore;
@@ -225,43 +225,37 @@ impl Broker {
         &self.inner.store_description
     }
 
-    /// The API client for profile `pname` after a reload. Unchanged connection settings
-    /// keep the client their slots had (`kept` is one of them), except with a CA file:
-    /// that is read again, so a renewed or fixed file takes effect at a reload. If it
-    /// cannot be read or used now, the client made from what was read before stays (its
-    /// tokens must still be revocable) and the log says why.
-    fn reload_api(
-        &self,
-        pname: &str,
-        p: &Profile,
-        kept: Option<&Arc<CredSlot>>,
-    ) -> Result<Arc<dyn LookerApi>, LookerError> {
-        let Some(slot) = kept else { return self.inner.upstream.api_for(p) };
-        let old = slot.api();
-        if p.ca_file.is_none() || !p.verify_tls {
-            return old;
-        }
-        match (self.inner.upstream.api_for(p), old) {
-            (Ok(new), _) => Ok(new),
-            (Err(e), Ok(old)) => {
-                tracing::warn!(profile = %pname, error = %e,
-                    "ca_file cannot be used now; keeping the certificate authorities read before (fix the file, then reload)");
-                Ok(old)
-            }
-            (Err(e), Err(_)) => Err(e),
+    /// The API client for a profile after a reload. Unchanged connection settings and
+    /// CA certificates keep the client their slots had (`old`'s); a renewed CA file,
+    /// read again at this load, gives a new one.
+    fn reload_api(&self, p: &Profile, old: Option<&ProfileSlots>) -> Result<Arc<dyn LookerApi>, LookerError> {
+        match old.and_then(|o| Some((o, o.creds.first()?))) {
+            Some((o, slot)) if o.settings.ca_file == p.ca_file => slot.api(),
+            _ => self.inner.upstream.api_for(p),
         }
     }
 
     /// Swaps in a new config. Slots whose identity is unchanged keep their tokens;
     /// tokens of removed or changed credential sets are revoked in the background.
     /// Returns how many tokens are being revoked.
-    pub fn reload(&self, config: Config) -> usize {
+    pub fn reload(&self, mut config: Config) -> usize {
         let old = self.snapshot();
         let mut profiles = BTreeMap::new();
         let mut kept: Vec<Arc<CredSlot>> = Vec::new();
-        for (pname, p) in &config.profiles {
+        for (pname, p) in config.profiles.iter_mut() {
             let old_p = old.profiles.get(pname).filter(|o| same_connection(&o.settings, p));
-            let api = self.reload_api(pname, p, old_p.and_then(|o| o.creds.first()));
+            // A CA file broken since the last load: the certificates read then stay, for
+            // logins and gateway calls alike (the gateway's calls use these settings).
+            if let (Some(ca), Some(earlier)) =
+                (&mut p.ca_file, old_p.and_then(|o| o.settings.ca_file.as_ref()))
+            {
+                if let Some(why) = ca.keep_earlier_if_unusable(earlier) {
+                    tracing::warn!(profile = %pname, error = %why,
+                        "ca_file cannot be used now; keeping the certificate authorities read before (fix the file, then reload)");
+                }
+            }
+            let p = &*p;
+            let api = self.reload_api(p, old_p);
             if let Err(e) = &api {
                 tracing::warn!(profile = %pname, error = %e, "profile cannot reach Looker as configured");
             }
@@ -525,7 +519,9 @@ fn new_instance_id() -> String {
 fn same_connection(a: &Profile, b: &Profile) -> bool {
     a.base_url == b.base_url
         && a.verify_tls == b.verify_tls
-        && a.ca_file == b.ca_file
+        // The path: a renewed file reaches the same Looker (its certificates are compared
+        // where the client is chosen, in `reload_api`).
+        && a.ca_file.as_ref().map(CaFile::path) == b.ca_file.as_ref().map(CaFile::path)
         && a.timeout == b.timeout
         && a.allow_insecure_http == b.allow_insecure_http
         && a.always_fresh == b.always_fresh

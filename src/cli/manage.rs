@@ -282,7 +282,10 @@ pub(crate) async fn profile(cli: &Cli, cmd: &ProfileCommand) -> Result<u8, CliEr
                 output::line(&format!("base_url:     {}", p.base_url))?;
                 output::line(&format!("verify_tls:   {}", p.verify_tls))?;
                 if let Some(ca) = &p.ca_file {
-                    output::line(&format!("ca_file:      {}", ca.display()))?;
+                    output::line(&format!("ca_file:      {}", ca.path().display()))?;
+                    if let Err(why) = ca.certs() {
+                        output::line(&format!("              unusable: {why}"))?;
+                    }
                 }
                 output::line(&format!("timeout:      {}", crate::duration::format(p.timeout())))?;
                 if p.allow_insecure_http {
@@ -348,7 +351,7 @@ fn profile_json(name: &str, p: &crate::config::Profile, is_default: bool) -> ser
         "default": is_default,
         "base_url": p.base_url,
         "verify_tls": p.verify_tls,
-        "ca_file": p.ca_file,
+        "ca_file": p.ca_file.as_ref().map(|c| c.path()),
         "timeout_secs": p.timeout().as_secs(),
         "allow_insecure_http": p.allow_insecure_http,
         "credentials": p.credentials.iter().map(|c| serde_json::json!({"name": c.name, "client_id": c.client_id, "kind": c.kind, "source": c.source})).collect::<Vec<_>>(),

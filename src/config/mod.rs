@@ -18,7 +18,10 @@
 //! naming the file, line and what was expected, and the daemon refuses to start.
 //! Edits go through [`crate::config_edit`], which keeps comments and layout.
 
+mod ca_file;
 mod trusted;
+
+pub use ca_file::{CaCerts, CaFile};
 
 pub(crate) use trusted::read_trusted;
 
@@ -104,9 +107,10 @@ pub struct Profile {
     /// Verify the server certificate (default true).
     #[serde(default = "yes")]
     pub verify_tls: bool,
-    /// Extra CA certificate (PEM) to trust, for a private CA.
+    /// Extra CA certificates (PEM) to trust, for a private CA: read when the config
+    /// is loaded (see [`CaFile`]).
     #[serde(default)]
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<CaFile>,
     /// Per-request timeout towards Looker (default 30 s).
     #[serde(default, with = "crate::duration::serde_opt")]
     pub timeout: Option<Duration>,

@@ -570,7 +570,7 @@ mod tests {
         let (_d, mut ed) = editor("");
         let s = ProfileSettings { ca_file: Some("ca.pem".into()), ..ProfileSettings::new("https://a.b") };
         ed.add_profile("a", &s).unwrap();
-        let ca = ed.config().unwrap().profiles["a"].ca_file.clone().unwrap();
+        let ca = ed.config().unwrap().profiles["a"].ca_file.clone().unwrap().path().to_path_buf();
         assert!(ca.is_absolute() && ca.ends_with("ca.pem"), "{ca:?}");
     }
 

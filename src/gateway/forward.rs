@@ -10,7 +10,7 @@
 
 use super::pool::{Conn, Pool, UpstreamBody};
 use super::replay::OutBody;
-use crate::config::Profile;
+use crate::config::{CaFile, Profile};
 use crate::looker::client::is_loopback;
 use crate::looker::tls;
 use crate::secret::Secret;
@@ -25,7 +25,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -258,16 +257,13 @@ struct State {
     clients: HashMap<ClientSettings, Arc<UpstreamClient>>,
     /// Per loaded profile, keyed by its address: the `Weak` in each entry keeps that
     /// allocation, so no other profile can come to live at the same address while the
-    /// entry exists. A reload loads new profiles, which resolve afresh (the CA file is
-    /// read again); entries of profiles no longer loaded are dropped as new ones come.
+    /// entry exists. A reload loads new profiles (with their CA files read again), which
+    /// resolve afresh; entries of profiles no longer loaded are dropped as new ones come.
     loaded: HashMap<usize, Loaded>,
-    /// The last client made for each (verify_tls, ca_file path, connect timeout): what
-    /// a reloaded profile keeps when its CA file has become unusable.
-    last_good: HashMap<(bool, Option<PathBuf>, Duration), Arc<UpstreamClient>>,
 }
 
 /// What a loaded profile's calls need, resolved on its first call: its base URL parsed,
-/// its client (the CA file read once, not per call), its connect timeout.
+/// its client, its connect timeout.
 #[derive(Clone)]
 struct Loaded {
     profile: Weak<Profile>,
@@ -329,8 +325,9 @@ impl UpstreamClient {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientSettings {
     verify_tls: bool,
-    /// The CA file's contents (not only its path: an edited file must give a new client).
-    ca_pem: Option<(PathBuf, Vec<u8>)>,
+    /// The CA file as read at load (its certificates, not only its path: a renewed
+    /// file must give a new client); only with `verify_tls`, which it would not change otherwise.
+    ca: Option<CaFile>,
     connect_timeout: Duration,
 }
 
@@ -385,7 +382,7 @@ impl Forwarder {
         *req.headers_mut() = headers;
         client.send(&base, req).await.map_err(|e| {
             let origin = base.origin.to_string();
-            let ca_file = profile.ca_file.as_deref();
+            let ca_file = profile.ca_file.as_ref().map(CaFile::path);
             match e {
                 SendFail::Connect(e) => classify(&*e, true, origin, connect_timeout, ca_file),
                 SendFail::Http(e) => classify(&e, false, origin, connect_timeout, ca_file),
@@ -408,44 +405,24 @@ impl Forwarder {
     }
 
     /// What `profile`'s calls need, resolved on its first call and kept while it is loaded.
-    /// A failure is not kept: the next call tries again (a CA file may have been fixed).
+    /// A failure is not kept (it is cheap to find again: nothing here reads a file).
     fn loaded(&self, profile: &Arc<Profile>) -> Result<Loaded, ForwardError> {
         let key = Arc::as_ptr(profile) as usize;
         if let Some(l) = self.lock().loaded.get(&key) {
             return Ok(l.clone());
         }
         let base = Arc::new(Base::parse(&profile.base_url)?);
-        let connect_timeout = connect_timeout(profile);
-        let named = (profile.verify_tls, profile.ca_file.clone(), connect_timeout);
-        // Outside the lock: this reads the CA file.
-        let made = settings(profile).and_then(|settings| {
-            let mut state = self.lock();
-            let client = match state.clients.get(&settings) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(build_client(&settings)?);
-                    state.clients.insert(settings, c.clone());
-                    c
-                }
-            };
-            state.last_good.insert(named.clone(), client.clone());
-            Ok(client)
-        });
-        let client = match made {
-            Ok(c) => c,
-            // As the broker does at a reload: a CA file broken since it was last read
-            // leaves the client made from what was read then (tokens already handed out
-            // keep working); a first read that fails is the call's error.
-            Err(e) => match self.lock().last_good.get(&named) {
-                Some(c) if profile.ca_file.is_some() => {
-                    tracing::warn!(base_url = %base.origin, error = %e,
-                        "ca_file cannot be used now; the gateway keeps the certificate authorities read before (fix the file, then reload)");
-                    c.clone()
-                }
-                _ => return Err(e),
-            },
-        };
+        let settings = settings(profile)?;
+        let connect_timeout = settings.connect_timeout;
         let mut state = self.lock();
+        let client = match state.clients.get(&settings) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(build_client(&settings)?);
+                state.clients.insert(settings, c.clone());
+                c
+            }
+        };
         let loaded = Loaded { profile: Arc::downgrade(profile), base, client, connect_timeout };
         state.loaded.retain(|_, l| l.profile.strong_count() > 0);
         state.loaded.insert(key, loaded.clone());
@@ -511,15 +488,15 @@ impl Base {
 
 fn settings(profile: &Profile) -> Result<ClientSettings, ForwardError> {
     // verify_tls = false accepts any certificate; a ca_file would change nothing then.
-    let ca_pem = match (&profile.ca_file, profile.verify_tls) {
-        (Some(ca), true) => Some((
-            ca.clone(),
-            std::fs::read(ca)
-                .map_err(|e| ForwardError::Config(format!("cannot read ca_file {}: {e}", ca.display())))?,
-        )),
+    let ca = match (&profile.ca_file, profile.verify_tls) {
+        (Some(ca), true) => {
+            // A file that could not be used at load: say why now, not at the handshake.
+            ca.certs().map_err(|why| ForwardError::Config(why.to_string()))?;
+            Some(ca.clone())
+        }
         _ => None,
     };
-    Ok(ClientSettings { verify_tls: profile.verify_tls, ca_pem, connect_timeout: connect_timeout(profile) })
+    Ok(ClientSettings { verify_tls: profile.verify_tls, ca, connect_timeout: connect_timeout(profile) })
 }
 
 /// The longest wait for a connection to `profile`'s Looker.
@@ -554,8 +531,8 @@ fn tls_config(settings: &ClientSettings) -> Result<rustls::ClientConfig, Forward
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth());
     }
-    if let Some((ca, pem)) = &settings.ca_pem {
-        return tls::config_with_ca_file(ca, pem).map_err(ForwardError::Config);
+    if let Some(ca) = &settings.ca {
+        return tls::config_with_ca_file(ca).map_err(ForwardError::Config);
     }
     let mut roots = rustls::RootCertStore::empty();
     // As reqwest's native roots do: unreadable ones are skipped, and an https call

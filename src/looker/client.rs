@@ -1,7 +1,7 @@
 //! [`LookerClient`]: the real Looker API over reqwest + rustls.
 
 use super::{Api3Key, LoginToken, LookerApi, LookerError, LookerUser, NewApi3Key, OAuthTokens, Role};
-use crate::config::Profile;
+use crate::config::{CaFile, Profile};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
@@ -37,8 +37,9 @@ pub fn is_loopback(url: &url::Url) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct HttpSettings {
     verify_tls: bool,
-    /// The CA file's contents (not its path: an edited file must give a new client).
-    ca_pem: Option<(std::path::PathBuf, Vec<u8>)>,
+    /// The CA file as read at load (its certificates, not only its path: a renewed
+    /// file must give a new client); only with `verify_tls`, which it would not change otherwise.
+    ca: Option<CaFile>,
     timeout: Duration,
 }
 
@@ -48,15 +49,8 @@ static HTTP_CLIENTS: std::sync::LazyLock<
 > = std::sync::LazyLock::new(Default::default);
 
 fn shared_http_client(profile: &Profile) -> Result<reqwest::Client, LookerError> {
-    let ca_pem = match &profile.ca_file {
-        Some(ca) => Some((
-            ca.clone(),
-            std::fs::read(ca)
-                .map_err(|e| LookerError::Config(format!("cannot read ca_file {}: {e}", ca.display())))?,
-        )),
-        None => None,
-    };
-    let key = HttpSettings { verify_tls: profile.verify_tls, ca_pem, timeout: profile.timeout() };
+    let ca = profile.ca_file.clone().filter(|_| profile.verify_tls);
+    let key = HttpSettings { verify_tls: profile.verify_tls, ca, timeout: profile.timeout() };
     let mut clients = HTTP_CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = clients.get(&key) {
         return Ok(c.clone());
@@ -78,15 +72,16 @@ fn build_http_client(key: &HttpSettings) -> Result<reqwest::Client, LookerError>
     if !key.verify_tls {
         b = b.danger_accept_invalid_certs(true);
     }
-    if let (Some((ca, pem)), true) = (&key.ca_pem, key.verify_tls) {
-        b = b.use_preconfigured_tls(super::tls::config_with_ca_file(ca, pem).map_err(LookerError::Config)?);
+    if let Some(ca) = &key.ca {
+        b = b.use_preconfigured_tls(super::tls::config_with_ca_file(ca).map_err(LookerError::Config)?);
     }
     b.build().map_err(|e| LookerError::Config(format!("cannot set up HTTP client: {e}")))
 }
 
 impl LookerClient {
     /// Builds a client from a profile's settings. Refuses plain http to a
-    /// non-loopback host unless the profile allows it, and an unreadable CA file.
+    /// non-loopback host unless the profile allows it, and a CA file that could not be
+    /// used when the config was loaded.
     pub fn new(profile: &Profile) -> Result<LookerClient, LookerError> {
         let url = url::Url::parse(&profile.base_url)
             .map_err(|e| LookerError::Config(format!("invalid base_url {:?}: {e}", profile.base_url)))?;
@@ -98,7 +93,11 @@ impl LookerClient {
             )));
         }
         let http = shared_http_client(profile)?;
-        Ok(LookerClient { http, base_url: profile.base_url.clone(), ca_file: profile.ca_file.clone() })
+        Ok(LookerClient {
+            http,
+            base_url: profile.base_url.clone(),
+            ca_file: profile.ca_file.as_ref().map(|c| c.path().to_path_buf()),
+        })
     }
 
     /// The base URL this client talks to.

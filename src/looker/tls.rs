@@ -7,9 +7,9 @@
 //! accepts exactly that case, when the server presents that very certificate, and
 //! still checks its validity period and its name.
 
+use crate::config::CaFile;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use std::path::Path;
@@ -17,27 +17,20 @@ use std::sync::Arc;
 
 /// Builds the rustls configuration for a profile with a `ca_file`: the machine's roots
 /// plus the file's certificates, and the file's own certificates accepted as the
-/// server's certificate even when they are CA certificates.
-pub(crate) fn config_with_ca_file(ca_file: &Path, pem: &[u8]) -> Result<rustls::ClientConfig, String> {
-    let file_certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file {} holds no usable PEM certificate: {e}", ca_file.display()))?;
-    if file_certs.is_empty() {
-        return Err(format!("ca_file {} holds no PEM certificate", ca_file.display()));
-    }
+/// server's certificate even when they are CA certificates. Fails only for a file
+/// that could not be used when it was read.
+pub(crate) fn config_with_ca_file(ca_file: &CaFile) -> Result<rustls::ClientConfig, String> {
+    let file_certs = ca_file.certs().map_err(str::to_string)?;
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system roots are not fatal: the profile names its own CA anyway.
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    for c in &file_certs {
-        roots.add(c.clone()).map_err(|e| {
-            format!("ca_file {}: a certificate in it cannot serve as a trust anchor ({e})", ca_file.display())
-        })?;
-    }
+    // Each was checked as a trust anchor when the file was read.
+    roots.add_parsable_certificates(file_certs.iter().cloned());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
-    let pinned = file_certs.into_iter().map(|c| c.into_owned()).collect();
+    let pinned = file_certs.to_vec();
     let verifier = Arc::new(PinnedCaVerifier { webpki, pinned });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -2,14 +2,18 @@
 # Install (once) the real Looker clients the tests run against the emulator
 # and the gateway, and print where they are:
 #
-#   scripts/clients.sh [node] [spectacles] [mcp]     (no argument: all three)
+#   scripts/clients.sh [node] [spectacles] [mcp] [toolbox]     (no argument: all four)
 #   -> LOOKER_AGENT_NODE_MODULES=/repo/target/node-clients/node_modules
 #      LOOKER_AGENT_SPECTACLES=/repo/target/venv-spectacles/bin/spectacles
 #      LOOKER_AGENT_MCP=/repo/target/venv-looker-mcp/bin/looker-mcp-server
+#      LOOKER_AGENT_TOOLBOX=/repo/target/node-toolbox/node_modules/.bin/toolbox
 #
 # - node:       @looker/sdk + @looker/sdk-node (npm) into target/node-clients
 # - spectacles: spectacles (PyPI) in a venv of its own, target/venv-spectacles
 # - mcp:        looker-mcp-server (PyPI, Python >= 3.11) in target/venv-looker-mcp
+# - toolbox:    Google's MCP Toolbox (npm @toolbox-sdk/server: a Go binary on Looker's
+#               Go SDK, the MCP server Looker's docs set up; about 300 MB) into
+#               target/node-toolbox
 #
 # Versions are pinned (the ones /work/shared/notes/looker-clients.md measured);
 # LOOKER_AGENT_CLIENTS_DIR moves the whole cache (default <repo>/target).
@@ -25,6 +29,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${LOOKER_AGENT_CLIENTS_DIR:-$repo/target}"
 
 NODE_PACKAGES=("@looker/sdk@26.12.0" "@looker/sdk-node@26.12.0")
+TOOLBOX_PACKAGES=("@toolbox-sdk/server@1.12.0")
 SPECTACLES_REQ="spectacles==2.4.20"
 MCP_REQ="looker-mcp-server==0.25.0"
 
@@ -100,10 +105,14 @@ venv_install() (
     printf '%s\n' "$req" >"$dir/.installed" || return 1
 )
 
-node_install() (
-    local dir="$cache/node-clients" want="${NODE_PACKAGES[*]}"
+# npm_install DIR CHECK PACKAGE...: the npm PACKAGEs in DIR/node_modules, after
+# which the function CHECK, run in DIR, must succeed.
+npm_install() (
+    local dir="$1" check="$2"
+    shift 2
+    local want="$*"
     lock "$dir" || return 1
-    if [ -d "$dir/node_modules/@looker/sdk-node" ] && [ "$(cat "$dir/.installed" 2>/dev/null)" = "$want" ]; then
+    if [ "$(cat "$dir/.installed" 2>/dev/null)" = "$want" ] && (cd "$dir" && "$check") >/dev/null 2>&1; then
         return 0
     fi
     command -v npm >/dev/null 2>&1 || {
@@ -116,24 +125,28 @@ node_install() (
         log "cannot write $dir/package.json"
         return 1
     }
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "${NODE_PACKAGES[@]}" >&2) || {
-        log "npm install ${NODE_PACKAGES[*]} failed (see above)"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "$@" >&2) || {
+        log "npm install $want failed (see above)"
         return 1
     }
-    (cd "$dir" && node -e 'require("@looker/sdk-node"); require("@looker/sdk")' >&2) || {
-        log "@looker/sdk-node installed but node cannot load it"
+    (cd "$dir" && "$check" >&2) || {
+        log "$want installed but does not run ($check failed)"
         return 1
     }
     printf '%s\n' "$want" >"$dir/.installed" || return 1
 )
 
+# The checks of npm_install, run in the install folder.
+node_sdk_loads() { node -e 'require("@looker/sdk-node"); require("@looker/sdk")'; }
+toolbox_runs() { node_modules/.bin/toolbox --version; }
+
 wanted=("$@")
-[ ${#wanted[@]} -eq 0 ] && wanted=(node spectacles mcp)
+[ ${#wanted[@]} -eq 0 ] && wanted=(node spectacles mcp toolbox)
 status=0
 for client in "${wanted[@]}"; do
     case "$client" in
     node)
-        if node_install; then
+        if npm_install "$cache/node-clients" node_sdk_loads "${NODE_PACKAGES[@]}"; then
             printf 'LOOKER_AGENT_NODE_MODULES=%s\n' "$cache/node-clients/node_modules"
         else
             status=1
@@ -153,8 +166,15 @@ for client in "${wanted[@]}"; do
             status=1
         fi
         ;;
+    toolbox)
+        if npm_install "$cache/node-toolbox" toolbox_runs "${TOOLBOX_PACKAGES[@]}"; then
+            printf 'LOOKER_AGENT_TOOLBOX=%s\n' "$cache/node-toolbox/node_modules/.bin/toolbox"
+        else
+            status=1
+        fi
+        ;;
     *)
-        log "unknown client '$client' (known: node spectacles mcp)"
+        log "unknown client '$client' (known: node spectacles mcp toolbox)"
         status=1
         ;;
     esac

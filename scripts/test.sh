@@ -11,8 +11,9 @@
 #   desktop's own), and exports DBUS_SESSION_BUS_ADDRESS;
 # - exports LOOKER_AGENT_PYTHON (a venv with the Looker SDK) via scripts/python-venv.sh;
 # - installs the other real Looker clients (cached under target/) via scripts/clients.sh
-#   and exports LOOKER_AGENT_NODE_MODULES (@looker/sdk-node), LOOKER_AGENT_SPECTACLES and
-#   LOOKER_AGENT_MCP (looker-mcp-server); under CI=true a failed install fails the run,
+#   and exports LOOKER_AGENT_NODE_MODULES (@looker/sdk-node), LOOKER_AGENT_SPECTACLES,
+#   LOOKER_AGENT_MCP (looker-mcp-server) and LOOKER_AGENT_TOOLBOX (Google's MCP Toolbox);
+#   under CI=true a failed install fails the run,
 #   otherwise the tests of a missing client skip and say why;
 # - installs Debian's `chromium` when missing, for the real-browser OAuth consent tests
 #   (crates/looker-emulator/tests/consent_browser.rs; they fail under CI=true without it,
@@ -65,7 +66,7 @@ if [ -f "$repo/scripts/clients.sh" ]; then
     clients_out="$(bash "$repo/scripts/clients.sh")" || clients_status=$?
     while IFS='=' read -r name path; do
         case "$name" in
-        LOOKER_AGENT_NODE_MODULES | LOOKER_AGENT_SPECTACLES | LOOKER_AGENT_MCP)
+        LOOKER_AGENT_NODE_MODULES | LOOKER_AGENT_SPECTACLES | LOOKER_AGENT_MCP | LOOKER_AGENT_TOOLBOX)
             export "$name=$path"
             log "$name=$path"
             ;;

@@ -1,6 +1,7 @@
 //! The Looker API gateway end to end: a real looker-agent (file store, its own XDG
 //! tree), real lookerctl, the emulator as Looker, and real unmodified clients (the
-//! Python looker_sdk, @looker/sdk-node, spectacles) under `lookerctl exec` from an
+//! Python looker_sdk, @looker/sdk-node, spectacles, looker-mcp-server, Google's MCP
+//! Toolbox) under `lookerctl exec` from an
 //! empty folder. What each test checks is what Looker (the emulator) saw.
 
 #[path = "clients/real_clients.rs"]
@@ -568,67 +569,143 @@ fn sigterm_leaves_no_live_token_at_looker() {
     );
 }
 
+/// An MCP server (stdio) under `lookerctl exec prod` from an empty folder, with no
+/// LOOKER* variable of the test's own environment reaching it.
+struct McpServer {
+    child: std::process::Child,
+    /// Dropping it closes the server's input, and the server exits.
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    next_id: u64,
+    _folder: tempfile::TempDir,
+}
+
+impl McpServer {
+    /// Starts `program args…` and makes the MCP handshake.
+    fn start(s: &Setup, program: &Path, args: &[&str]) -> McpServer {
+        use std::io::BufRead;
+        let folder = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(common::ctl_bin());
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy().to_ascii_lowercase();
+            if k.starts_with("looker") && !k.starts_with("looker_agent") || k.ends_with("_proxy") {
+                cmd.env_remove(&key);
+            }
+        }
+        let mut child = cmd
+            .envs(&s.env.vars)
+            .args(["exec", "prod", "--"])
+            .arg(program)
+            .args(args)
+            .current_dir(folder.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = McpServer { child, stdin, lines, next_id: 1, _folder: folder };
+        server.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-03-26", "capabilities": {},
+                "clientInfo": {"name": "looker-agent-tests", "version": "0"}}),
+        );
+        server.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        server
+    }
+
+    fn send(&mut self, msg: Value) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{msg}").and_then(|_| stdin.flush()).unwrap();
+    }
+
+    /// Sends a request and waits for its answer.
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line =
+                self.lines.recv_timeout(Duration::from_secs(120)).expect("an answer from the MCP server");
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["id"] == id {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Calls tool `name` with no arguments; the text of its answer, after checking
+    /// it is no error.
+    fn call_tool(&mut self, name: &str) -> String {
+        let v = self.request("tools/call", serde_json::json!({"name": name, "arguments": {}}));
+        assert_ne!(v["result"]["isError"], true, "{name} failed: {v}");
+        v["result"]["content"][0]["text"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Closes the server's input and waits for it to exit.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn mcp_server_runs_its_tools_through_the_gateway() {
-    use std::io::{BufRead, Write};
     let Some(server) = real_clients::mcp_server("mcp_server_runs_its_tools_through_the_gateway") else {
         return;
     };
     let s = setup();
-    let folder = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(common::ctl_bin());
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k.starts_with("looker") && !k.starts_with("looker_agent") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
+    let mut mcp = McpServer::start(&s, &server, &[]);
+    for _ in 0..2 {
+        let text = mcp.call_tool("list_models");
+        assert!(text.contains("thelook"), "{text}");
     }
-    let mut child = cmd
-        .envs(&s.env.vars)
-        .args(["exec", "prod", "--"])
-        .arg(&server)
-        .current_dir(folder.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // Owns stdin: dropping it closes the server's input, and the server exits.
-    let mut send = move |msg: Value| writeln!(stdin, "{msg}").and_then(|_| stdin.flush()).unwrap();
-    let answer = |id: u64| loop {
-        let line = rx.recv_timeout(Duration::from_secs(120)).expect("an answer from looker-mcp-server");
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v["id"] == id {
-                return v;
-            }
-        }
-    };
-    send(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-03-26", "capabilities": {},
-        "clientInfo": {"name": "looker-agent-tests", "version": "0"}}}));
-    answer(1);
-    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    for id in [2, 3] {
-        send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "list_models", "arguments": {}}}));
-        let v = answer(id);
-        assert_ne!(v["result"]["isError"], true, "list_models failed: {v}");
-        assert!(v["result"]["content"][0]["text"].as_str().unwrap_or("").contains("thelook"), "{v}");
-    }
-    drop(send);
-    let _ = child.wait();
+    mcp.finish();
     // Every tool call logs in and out (of the gateway): Looker sees one login, and the
     // shared token survives both logouts.
     assert_eq!(s.emu.emu().counters().logins, 1);
     assert_eq!(live_real_tokens(&s).len(), 1);
+}
+
+#[test]
+fn google_mcp_toolbox_runs_its_looker_tools_through_the_gateway() {
+    // The MCP server Looker's own docs set up (`toolbox --prebuilt looker`): a Go
+    // program on Looker's Go SDK, configured by LOOKER_BASE_URL, LOOKER_CLIENT_ID and
+    // LOOKER_CLIENT_SECRET.
+    let test = "google_mcp_toolbox_runs_its_looker_tools_through_the_gateway";
+    let Some(toolbox) = real_clients::toolbox(test) else {
+        return;
+    };
+    let s = setup();
+    let mut mcp =
+        McpServer::start(&s, &toolbox, &["--prebuilt", "looker", "--stdio", "--disable-version-check"]);
+    let tools = mcp.request("tools/list", serde_json::json!({}));
+    assert!(
+        tools["result"]["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["name"] == "get_models")),
+        "{tools}"
+    );
+    for _ in 0..2 {
+        let text = mcp.call_tool("get_models");
+        assert!(text.contains("thelook"), "{text}");
+    }
+    mcp.finish();
+    // It logged in to the gateway, not to Looker: Looker saw the agent's one login,
+    // and that token served both calls.
+    assert_eq!(s.emu.emu().counters().logins, 1);
+    assert_eq!(live_real_tokens(&s).len(), 1);
+    let models: Vec<String> =
+        real_clients::calls(s.emu.emu()).into_iter().filter(|c| c.contains("lookml_models")).collect();
+    assert_eq!(models.len(), 2, "{models:?}");
+    assert!(models.iter().all(|c| c.ends_with(" 200")), "{models:?}");
 }
 
 #[test]

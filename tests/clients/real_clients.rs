@@ -8,6 +8,7 @@
 //! | `LOOKER_AGENT_NODE_MODULES` | a `node_modules` holding `@looker/sdk` and `@looker/sdk-node` |
 //! | `LOOKER_AGENT_SPECTACLES` | the `spectacles` executable |
 //! | `LOOKER_AGENT_MCP` | the `looker-mcp-server` executable |
+//! | `LOOKER_AGENT_TOOLBOX` | the `toolbox` executable of Google's MCP Toolbox (`@toolbox-sdk/server`) |
 //!
 //! A variable that is set must point at something that exists (else the
 //! test fails). One that is not set fails the test under `CI=true` (CI
@@ -71,6 +72,11 @@ pub fn spectacles(test: &str) -> Option<PathBuf> {
 /// The `looker-mcp-server` executable.
 pub fn mcp_server(test: &str) -> Option<PathBuf> {
     locate("LOOKER_AGENT_MCP", "looker-mcp-server (PyPI)", test)
+}
+
+/// The `toolbox` executable of Google's MCP Toolbox (Looker's Go SDK inside).
+pub fn toolbox(test: &str) -> Option<PathBuf> {
+    locate("LOOKER_AGENT_TOOLBOX", "Google's MCP Toolbox (npm @toolbox-sdk/server)", test)
 }
 
 /// Debian's `chromium`, the real browser of the OAuth sign-in tests.

@@ -177,6 +177,31 @@ fn a_fixed_ca_file_takes_effect_at_a_reload() {
 }
 
 #[test]
+fn a_ca_file_that_cannot_be_used_is_refused_by_profile_add() {
+    let env = TestEnv::new("file");
+    let bad = write_pem(&env, "bad.pem", "not a certificate");
+    let missing = env.dir.path().join("missing.pem");
+    for (path, why) in [(&bad, "holds no PEM certificate"), (&missing, "cannot read ca_file")] {
+        let out = env.ctl(
+            &[
+                "profile",
+                "add",
+                "corp",
+                "--base-url",
+                "https://looker.corp.example",
+                "--ca-file",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    }
+    let out = env.ctl(&["profile", "show", "corp"], None);
+    assert!(!out.status.success(), "the profile was added anyway");
+}
+
+#[test]
 fn certificate_errors_name_the_problem() {
     let ca = private_ca("Corp Root CA");
     let good = TlsLooker::start(&server_identity(&ca, &["127.0.0.1"], false), "t-id", "t-secret");

@@ -78,10 +78,13 @@ impl<'de> Deserialize<'de> for CaFile {
     }
 }
 
+/// The largest CA file read: a whole public root bundle is about 220 KB.
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let fix = "fix the file (a running agent reads it again at `systemctl --user reload looker-agent`)";
     let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}; {fix}", path.display()))?;
+        read_bounded(path).map_err(|e| format!("cannot read ca_file {}: {e}; {fix}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("ca_file {} holds no usable PEM certificate: {e}; {fix}", path.display()))?;
@@ -102,6 +105,23 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The file's bytes, if it is a regular file of at most [`MAX_CA_FILE_BYTES`]. Opened
+/// without blocking, so that a FIFO named by mistake cannot stall a config load.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, Read as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::other("not a regular file"));
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem)?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(Error::other(format!("larger than {MAX_CA_FILE_BYTES} bytes, which no CA bundle is")));
+    }
+    Ok(pem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +131,12 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.self_signed(&key).unwrap().pem()
+    }
+
+    fn fifo(dir: &Path) -> PathBuf {
+        let p = dir.join("fifo.pem");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR).unwrap();
+        p
     }
 
     #[test]
@@ -124,6 +150,18 @@ mod tests {
         let why = missing.certs().unwrap_err();
         assert!(why.starts_with("cannot read ca_file") && why.contains("none.pem"), "{why}");
         assert!(why.contains("systemctl --user reload looker-agent"), "{why}");
+
+        // A folder, a FIFO (nobody writes to it: the read must not wait) and a huge file.
+        for (odd, what) in
+            [(dir.path().to_path_buf(), "not a regular file"), (fifo(dir.path()), "not a regular file")]
+        {
+            let why = CaFile::read(&odd).certs().unwrap_err().to_string();
+            assert!(why.starts_with("cannot read ca_file") && why.contains(what), "{why}");
+        }
+        let huge = dir.path().join("huge.pem");
+        std::fs::File::create(&huge).unwrap().set_len(MAX_CA_FILE_BYTES + 1).unwrap();
+        let why = CaFile::read(&huge).certs().unwrap_err().to_string();
+        assert!(why.contains("larger than"), "{why}");
 
         std::fs::write(&f, "not a certificate").unwrap();
         let why = CaFile::read(&f).certs().unwrap_err().to_string();

@@ -568,10 +568,25 @@ mod tests {
     #[test]
     fn relative_ca_file_becomes_absolute() {
         let (_d, mut ed) = editor("");
-        let s = ProfileSettings { ca_file: Some("ca.pem".into()), ..ProfileSettings::new("https://a.b") };
+        // verify_tls = false: the file (which does not exist) is not read.
+        let s = ProfileSettings {
+            ca_file: Some("ca.pem".into()),
+            verify_tls: false,
+            ..ProfileSettings::new("https://a.b")
+        };
         ed.add_profile("a", &s).unwrap();
         let ca = ed.config().unwrap().profiles["a"].ca_file.clone().unwrap().path().to_path_buf();
         assert!(ca.is_absolute() && ca.ends_with("ca.pem"), "{ca:?}");
+    }
+
+    #[test]
+    fn a_ca_file_that_cannot_be_used_is_refused_when_added() {
+        let (d, mut ed) = editor("");
+        let missing = d.path().join("missing.pem");
+        let s = ProfileSettings { ca_file: Some(missing), ..ProfileSettings::new("https://a.b") };
+        let e = ed.add_profile("a", &s).unwrap_err();
+        assert!(matches!(&e, EditError::Invalid(m) if m.contains("cannot read ca_file")), "{e}");
+        assert!(ed.config().unwrap().profiles.is_empty());
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub(super) fn settings_values(
             let text = abs.to_str().ok_or_else(|| {
                 invalid(format!("ca_file {} is not valid UTF-8; move it to a plain path", abs.display()))
             })?;
+            // One that cannot be used would only fail at the first login: say so now.
+            // (verify_tls = false ignores it.)
+            if s.verify_tls {
+                config::CaFile::read(&abs).certs().map_err(|why| invalid(why.to_string()))?;
+            }
             Some(Value::from(text))
         }
     };

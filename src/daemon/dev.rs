@@ -118,6 +118,10 @@ pub(crate) async fn run(
     println!("export LOOKER_AGENT_SOCKET={}", daemon.socket_path().display());
     println!("lookerctl token {DEV_PROFILE}");
     println!("curl --unix-socket \"$LOOKER_AGENT_SOCKET\" http://agent/v1/profiles/{DEV_PROFILE}/token");
+    // The gateway: an unmodified program, given only a throw-away credential.
+    println!(
+        "lookerctl exec {DEV_PROFILE} -- sh -c 'curl -s -H \"Authorization: token $LOOKER_ACCESS_TOKEN\" \"$LOOKERSDK_BASE_URL/api/4.0/user\"'"
+    );
     println!();
     println!("Ctrl-C stops the agent and revokes its tokens.");
 

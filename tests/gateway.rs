@@ -477,6 +477,22 @@ fn the_socket_door_adds_the_real_token_itself() {
 }
 
 #[test]
+fn a_tls_client_on_the_plain_http_port_is_told_in_the_log() {
+    // As Google's looker-cli does without --ssl=false: https to the gateway's port.
+    let s = setup();
+    let https = s.url.replacen("http://", "https://", 1);
+    let out =
+        Command::new("curl").args(["-sk", "--noproxy", "*", &format!("{https}/versions")]).output().unwrap();
+    assert!(!out.status.success(), "a TLS handshake cannot succeed on the plain-http port");
+    common::wait_for("the hint in the log", Duration::from_secs(20), || {
+        s.agent.log_text().contains("most likely a TLS handshake")
+    });
+    assert!(s.agent.log_text().contains("--ssl=false"));
+    // The port still serves plain http.
+    assert_eq!(curl(&[&format!("{}/versions", s.url)]).0, 200);
+}
+
+#[test]
 fn foreign_hosts_and_users_are_refused() {
     let s = setup();
     let (id, secret) = gateway_credential(&s);

@@ -93,6 +93,9 @@ pub trait Accept: Send + 'static {
         peer: Peer,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = Result<hyper::Response<crate::gateway::Body>, std::convert::Infallible>> + Send;
+    /// A connection ended in an HTTP error (its client already got hyper's answer, if
+    /// any): what the agent's log should say about it. Nothing, by default.
+    fn connection_failed(_error: &hyper::Error) {}
 }
 
 impl Accept for UnixListener {
@@ -139,6 +142,26 @@ impl Accept for TcpListener {
     ) -> impl Future<Output = Result<hyper::Response<crate::gateway::Body>, std::convert::Infallible>> + Send
     {
         handler::handle_gateway(ctx, peer, req)
+    }
+
+    /// A request that is not HTTP at all is most often a TLS handshake: a client told
+    /// to use https (Google's looker-cli does unless `--ssl=false`). It gets hyper's
+    /// `400`, which such a client reports as a handshake failure, so the log says what
+    /// happened (once at warn: any local program can cause it; then at debug).
+    fn connection_failed(error: &hyper::Error) {
+        static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        // Oversized headers are HTTP, just too much of it: their 431 says so.
+        if !error.is_parse() || error.is_parse_too_large() {
+            return;
+        }
+        let hint = "a gateway client sent something that is not HTTP/1.1, most likely a TLS handshake: \
+                    the gateway speaks plain http on loopback; point the client at http:// \
+                    (looker-cli: --ssl=false)";
+        if TOLD.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %error, "{hint}");
+        } else {
+            tracing::warn!(error = %error, "{hint}");
+        }
     }
 }
 
@@ -300,12 +323,15 @@ async fn serve_connection<L: Accept>(
     });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
         _ = stopped(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            conn.await
         }
+    };
+    if let Err(e) = ended {
+        L::connection_failed(&e);
     }
 }
 

@@ -318,6 +318,15 @@ impl Config {
             validate_name("profile", pname)?;
             profile.base_url =
                 normalize_base_url(&profile.base_url).map_err(|e| format!("profile {pname:?}: {e}"))?;
+            if let Some(ca) = profile.ca_file.as_ref().filter(|ca| !ca.path().is_absolute()) {
+                // Relative to what? lookerctl and the agent (under systemd, in /) would
+                // each read another file.
+                return Err(format!(
+                    "profile {pname:?}: ca_file {:?} is not an absolute path; write it in full \
+                     (`lookerctl profile add --ca-file` does)",
+                    ca.path()
+                ));
+            }
             let mut seen = std::collections::BTreeSet::new();
             for c in &profile.credentials {
                 validate_name("credential", &c.name).map_err(|e| format!("profile {pname:?}: {e}"))?;
@@ -477,6 +486,19 @@ client_id = "def"
         let msg = e.to_string();
         assert!(msg.starts_with("/x/config.toml:3:"), "{msg}");
         assert!(msg.contains("verfy_tls") && msg.contains("verify_tls"), "{msg}");
+    }
+
+    #[test]
+    fn a_relative_ca_file_is_refused_with_the_fix() {
+        let e = parse("[profiles.p]\nbase_url = \"https://x\"\nca_file = \"corp-ca.pem\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"corp-ca.pem\" is not an absolute path") && msg.contains("--ca-file"),
+            "{msg}"
+        );
+        // An absolute one loads, readable or not (that is the profile's own error).
+        let c = parse("[profiles.p]\nbase_url = \"https://x\"\nca_file = \"/nonexistent/ca.pem\"\n").unwrap();
+        assert!(c.profiles["p"].ca_file.as_ref().unwrap().certs().is_err());
     }
 
     #[test]

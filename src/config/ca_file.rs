@@ -71,10 +71,18 @@ impl std::fmt::Debug for CaFile {
     }
 }
 
-/// Deserialized from the path in the config, and read there and then.
+/// Deserialized from the path in the config, and read there and then. A relative path
+/// is refused before anything is read: relative to what? lookerctl and the agent (under
+/// systemd, in /) would each read another file.
 impl<'de> Deserialize<'de> for CaFile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CaFile, D::Error> {
-        PathBuf::deserialize(d).map(CaFile::read)
+        let path = PathBuf::deserialize(d)?;
+        if !path.is_absolute() {
+            return Err(serde::de::Error::custom(format!(
+                "ca_file {path:?} is not an absolute path; write it in full (`lookerctl profile add --ca-file` does)"
+            )));
+        }
+        Ok(CaFile::read(path))
     }
 }
 

@@ -318,15 +318,6 @@ impl Config {
             validate_name("profile", pname)?;
             profile.base_url =
                 normalize_base_url(&profile.base_url).map_err(|e| format!("profile {pname:?}: {e}"))?;
-            if let Some(ca) = profile.ca_file.as_ref().filter(|ca| !ca.path().is_absolute()) {
-                // Relative to what? lookerctl and the agent (under systemd, in /) would
-                // each read another file.
-                return Err(format!(
-                    "profile {pname:?}: ca_file {:?} is not an absolute path; write it in full \
-                     (`lookerctl profile add --ca-file` does)",
-                    ca.path()
-                ));
-            }
             let mut seen = std::collections::BTreeSet::new();
             for c in &profile.credentials {
                 validate_name("credential", &c.name).map_err(|e| format!("profile {pname:?}: {e}"))?;

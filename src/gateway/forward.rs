@@ -391,12 +391,17 @@ impl Forwarder {
     }
 
     /// Drops pooled connections idle for longer than [`POOL_IDLE_TIMEOUT`] and those
-    /// Looker has closed, and what profiles no longer loaded resolved to (run every
+    /// Looker has closed, what profiles no longer loaded resolved to, and the clients
+    /// only those used, with their pools (run every
     /// [`super::SWEEP_EVERY`]).
     pub fn sweep(&self) {
         let pools: Vec<Arc<Pool>> = {
             let mut state = self.lock();
             state.loaded.retain(|_, l| l.profile.strong_count() > 0);
+            // A client only the map holds serves no loaded profile any more (its CA file
+            // was renewed, its profile removed): nothing would take from its pool again,
+            // and each reload with new certificates would otherwise leave one behind.
+            state.clients.retain(|_, c| Arc::strong_count(c) > 1);
             state.clients.values().map(|c| c.pool.clone()).collect()
         };
         for pool in pools {
@@ -650,4 +655,33 @@ fn classify(
         }
     }
     ForwardError::Failed { origin, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(f: &Forwarder) -> usize {
+        f.lock().clients.len()
+    }
+
+    #[test]
+    fn a_sweep_drops_the_clients_of_profiles_no_longer_loaded() {
+        let f = Forwarder::new();
+        let kept = Arc::new(Profile::new("http://127.0.0.1:9"));
+        let mut other = Profile::new("http://127.0.0.1:9");
+        // Other TLS settings: a client of its own.
+        other.verify_tls = false;
+        let gone = Arc::new(other);
+        f.loaded(&kept).unwrap();
+        f.loaded(&gone).unwrap();
+        assert_eq!(clients(&f), 2);
+        f.sweep();
+        assert_eq!(clients(&f), 2, "both profiles are loaded");
+        drop(gone);
+        f.sweep();
+        assert_eq!(clients(&f), 1, "the removed profile's client is dropped");
+        f.loaded(&kept).unwrap();
+        assert_eq!(clients(&f), 1, "the loaded profile keeps its client");
+    }
 }

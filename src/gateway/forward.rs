@@ -296,7 +296,7 @@ impl UpstreamClient {
         use tower_service::Service as _;
         let mut connector = self.connector.clone();
         let io = connector.call(base.root.clone()).await.map_err(SendFail::Connect)?;
-        Conn::handshake(io, self.pool.clone(), base.origin.clone()).await.map_err(SendFail::Http)
+        Conn::handshake(io, &self.pool, base.origin.clone()).await.map_err(SendFail::Http)
     }
 
     /// Sends `req` to `base` on an idle connection, else a new one, and returns the

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,14 @@ pub(crate) type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// One HTTP/1.1 connection to Looker: the half that sends requests, the half that
 /// does the I/O (polled by whoever holds the connection; `None` once it has ended), and
-/// the pool it goes back to. Always boxed: its I/O half holds the TLS state and
+/// the pool it goes back to (weakly: an idle connection is in its pool, and a strong
+/// reference back would keep a dropped pool and every connection in it alive). Always boxed: its I/O half holds the TLS state and
 /// buffers, a few KiB that would otherwise be copied at every move of a call's future
 /// and of the answer's body.
 pub(crate) struct Conn {
     sender: http1::SendRequest<OutBody>,
     driver: Option<http1::Connection<Io, OutBody>>,
-    pool: Arc<Pool>,
+    pool: Weak<Pool>,
     origin: Arc<str>,
 }
 
@@ -43,11 +44,11 @@ impl Conn {
     /// the connection belongs to `pool`.
     pub(crate) async fn handshake(
         io: Io,
-        pool: Arc<Pool>,
+        pool: &Arc<Pool>,
         origin: Arc<str>,
     ) -> Result<Box<Conn>, hyper::Error> {
         let (sender, driver) = http1::Builder::new().handshake(io).await?;
-        Ok(Box::new(Conn { sender, driver: Some(driver), pool, origin }))
+        Ok(Box::new(Conn { sender, driver: Some(driver), pool: Arc::downgrade(pool), origin }))
     }
 
     /// Polls the I/O half once: it notices a close by Looker, finishes what an answer
@@ -167,11 +168,13 @@ impl UpstreamBody {
         UpstreamBody { body, conn: Some(conn) }
     }
 
-    /// The answer has ended: its connection can carry the next call.
+    /// The answer has ended: its connection can carry the next call (unless its pool
+    /// was dropped meanwhile: then it is closed).
     fn give_back(&mut self) {
         if let Some(c) = self.conn.take() {
-            let pool = c.pool.clone();
-            pool.put(c);
+            if let Some(pool) = c.pool.upgrade() {
+                pool.put(c);
+            }
         }
     }
 }
@@ -218,5 +221,33 @@ impl Drop for UpstreamBody {
         if self.body.is_end_stream() {
             self.give_back();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A pool holds its idle connections and they point back at it: only weakly, or a
+    /// pool dropped (its client swept after a reload, the gateway shut down) would keep
+    /// itself and every idle connection to Looker open for ever.
+    #[tokio::test]
+    async fn a_dropped_pool_closes_its_idle_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut looker, _) = listener.accept().await.unwrap();
+        let pool = Arc::new(Pool::default());
+        let io = MaybeHttpsStream::Http(TokioIo::new(tcp));
+        let conn = Conn::handshake(io, &pool, "http://looker".into()).await.unwrap();
+        pool.put(conn);
+        let conn = pool.take("http://looker").expect("the connection was pooled");
+        pool.put(conn);
+        drop(pool);
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(30), looker.read(&mut buf))
+            .await
+            .expect("the idle connection is still open after its pool was dropped");
+        assert_eq!(read.unwrap(), 0, "Looker's side sees the connection end");
     }
 }

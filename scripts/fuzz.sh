@@ -3,7 +3,8 @@
 #
 #   scripts/fuzz.sh [-t SECONDS] [TARGET...]      (default: 60 s each, every target)
 #
-# - targets: socket_request (the agent socket, end to end), config_parse,
+# - targets: socket_request (the agent socket, end to end), gateway_request (the
+#   gateway's TCP door, end to end, to a real HTTP upstream), config_parse,
 #   looker_answer (Looker's login/user answers), looker_ini (looker.ini import);
 # - seeds come from fuzz/corpus/<target>/ (committed); what the fuzzer learns goes
 #   to fuzz/work/<target>/ (ignored by git), so reruns start where the last one ended;
@@ -34,7 +35,7 @@ done
 shift $((OPTIND - 1))
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { log "-t wants a positive number of seconds"; exit 2; }
 
-all_targets=(socket_request config_parse looker_answer looker_ini)
+all_targets=(socket_request gateway_request config_parse looker_answer looker_ini)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do

@@ -482,12 +482,14 @@ fn hostile_looker_ini_files_are_bounded() {
 fn fuzz_corpus_replays_cleanly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let socket = fuzzing::SocketHarness::new().unwrap();
+    let gateway = fuzzing::GatewayHarness::new().unwrap();
     let mut replayed = 0;
     for (target, check) in [
         ("config_parse", fuzzing::config as fn(&[u8]) -> Result<(), String>),
         ("looker_answer", fuzzing::looker_answer),
         ("looker_ini", fuzzing::looker_ini),
         ("socket_request", |_: &[u8]| Ok(())),
+        ("gateway_request", |_: &[u8]| Ok(())),
     ] {
         let dir = root.join(target);
         let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -495,10 +497,14 @@ fn fuzz_corpus_replays_cleanly() {
         assert!(!files.is_empty(), "no seeds in {}", dir.display());
         for f in files {
             let data = std::fs::read(&f).unwrap();
-            let r = if target == "socket_request" { socket.run(&data).map(|_| ()) } else { check(&data) };
+            let r = match target {
+                "socket_request" => socket.run(&data).map(|_| ()),
+                "gateway_request" => gateway.run(&data).map(|_| ()),
+                _ => check(&data),
+            };
             r.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             replayed += 1;
         }
     }
-    assert!(replayed >= 20);
+    assert!(replayed >= 35);
 }

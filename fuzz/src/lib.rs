@@ -5,7 +5,13 @@
 //! whatever the input: it returns `Err` with a description when one is broken (the
 //! fuzz target turns that into a crash), and a panic anywhere is a finding too.
 //! `tests/hostile.rs` replays the committed corpus (`fuzz/corpus/`) through this
-//! same file (it includes it as a module), so the suite compiles and runs it.
+//! same file (it includes it as a module), so the suite compiles and runs it. The
+//! gateway's harness is in `gateway.rs`.
+
+// A file of its own, named by path: tests/hostile.rs includes this file by path too.
+#[path = "gateway.rs"]
+mod gateway;
+pub use gateway::GatewayHarness;
 
 use async_trait::async_trait;
 use looker_agent::broker::{Broker, BrokerSettings, UpstreamFactory};
@@ -85,6 +91,22 @@ impl LookerApi for FakeLooker {
 
     async fn user(&self, _access_token: &Secret) -> Result<LookerUser, LookerError> {
         Ok(LookerUser::default())
+    }
+
+    async fn login_user(&self, _access_token: &Secret, user_id: &str) -> Result<LoginToken, LookerError> {
+        if user_id.is_empty() || !user_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LookerError::Rejected { status: 404, message: "Not found".into() });
+        }
+        let n = self.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(LoginToken {
+            access_token: Secret::new(format!("fuzztoken{n:08}")),
+            token_type: "Bearer".into(),
+            expires_in: 3600,
+        })
+    }
+
+    async fn set_workspace(&self, _access_token: &Secret, _workspace: &str) -> Result<(), LookerError> {
+        Ok(())
     }
 }
 

@@ -7,7 +7,8 @@
 //! the gateway credential's client_id and client_secret, `@H@` the gateway's
 //! `127.0.0.1:PORT`. The seeds (`fuzz/corpus/gateway_request/`) use them, and
 //! mutations keep them, so logins, forwarded calls, logouts, sudo and workspace
-//! switches are all reached.
+//! switches are all reached. An input that starts with `@U@` is sent to the socket
+//! door instead (the rest of it), where `/looker/{profile}/…` calls need no session.
 //!
 //! The upstream answers by path, so the gateway's other paths are reached too:
 //! `/fuzz401` answers 401 (the gateway invalidates, logs in again and replays once),
@@ -33,6 +34,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An input that starts with this goes to the socket door (`/looker/{profile}/…` on the
+/// agent socket, where a call needs no session) instead of the TCP one.
+const SOCKET_DOOR: &[u8] = b"@U@";
 
 /// How long one gateway input may take before it counts as a hang.
 const GATEWAY_DEADLINE: Duration = Duration::from_secs(10);
@@ -167,7 +172,10 @@ impl GatewayHarness {
             let out = async {
                 let live = mint(&socket, gateway).await?;
                 let sent = live.fill(input);
-                let out = send_and_read(gateway, &sent).await?;
+                let out = match sent.strip_prefix(SOCKET_DOOR) {
+                    Some(rest) => super::send_and_read(&socket, rest).await?,
+                    None => send_and_read(gateway, &sent).await?,
+                };
                 Ok::<_, String>((sent, out))
             }
             .await;

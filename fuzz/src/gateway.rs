@@ -16,19 +16,19 @@
 //! after the answer, `/fuzzhop` answers with hop-by-hop headers (the gateway must
 //! drop them), `/fuzz204` has no body; anything else answers a small JSON object.
 
-use super::{contains, note_panics, FakeLooker, FakeUpstream, FUZZ_SECRET, PANICKED};
+use super::{
+    agent_options, contains, fuzz_broker, runtime_and_folder, send_and_read, with_agent, write_config,
+    FakeLooker, FUZZ_SECRET, PANICKED,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
-use looker_agent::broker::{Broker, BrokerSettings};
 use looker_agent::config::Config;
-use looker_agent::daemon::server::Limits;
-use looker_agent::daemon::{Daemon, DaemonOptions};
+use looker_agent::daemon::Daemon;
 use looker_agent::secret::Secret;
 use looker_agent::store::memory::MemoryStore;
 use looker_agent::store::{SecretKey, SecretStore};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -88,15 +88,7 @@ struct Live {
 impl GatewayHarness {
     /// A harness with its own single-threaded runtime, private folder and upstream.
     pub fn new() -> Result<GatewayHarness, String> {
-        note_panics();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot build a runtime: {e}"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("looker-agent-fuzz-gateway-")
-            .tempdir()
-            .map_err(|e| format!("cannot make a private folder: {e}"))?;
+        let (rt, dir) = runtime_and_folder("looker-agent-fuzz-gateway-")?;
         let upstream = rt.block_on(Upstream::start())?;
         let text = format!(
             "default_profile = \"p\"\n\
@@ -106,11 +98,7 @@ impl GatewayHarness {
              [[profiles.q.credentials]]\nname = \"a\"\nclient_id = \"id-q\"\n",
             a = upstream.addr
         );
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, text).map_err(|e| format!("cannot write the config: {e}"))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot chmod the config: {e}"))?;
-        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        let (_, config) = write_config(dir.path(), &text)?;
         Ok(GatewayHarness {
             rt,
             dir,
@@ -151,45 +139,26 @@ impl GatewayHarness {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let broker = Broker::new(
-            self.config.clone(),
-            Arc::new(store),
-            "memory (fuzzing)".into(),
-            Arc::new(FakeUpstream(self.looker.clone())),
-            BrokerSettings::default(),
-        );
-        let mut opts = DaemonOptions::new(self.dir.path().join("agent.sock"));
-        opts.dbus = false;
-        opts.limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
-        let daemon = Daemon::bind(opts).map_err(|e| format!("cannot start the agent: {e}"))?;
+        let broker = fuzz_broker(&self.config, store, &self.looker);
+        let daemon = Daemon::bind(agent_options(self.dir.path()))
+            .map_err(|e| format!("cannot start the agent: {e}"))?;
         let socket = daemon.socket_path().to_path_buf();
         let gateway = daemon.gateway_addr().ok_or("the gateway does not listen")?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(daemon.run(broker, async {
-            let _ = stopped.await;
-        }));
-        let exchange = async {
-            let out = async {
-                let live = mint(&socket, gateway).await?;
-                let sent = live.fill(input);
-                let out = match sent.strip_prefix(SOCKET_DOOR) {
-                    Some(rest) => super::send_and_read(&socket, rest).await?,
-                    None => send_and_read(gateway, &sent).await?,
-                };
-                Ok::<_, String>((sent, out))
-            }
-            .await;
-            let _ = stop.send(());
-            let served = agent.await;
-            (out, served)
-        };
-        let (out, served) = tokio::time::timeout(GATEWAY_DEADLINE, exchange).await.map_err(|_| {
-            format!("the connection or the agent was still running after {GATEWAY_DEADLINE:?}")
-        })?;
-        served
-            .map_err(|e| format!("the agent's task failed: {e}"))?
-            .map_err(|e| format!("the agent failed: {e}"))?;
-        out
+        with_agent(daemon, broker, GATEWAY_DEADLINE, async {
+            let live = mint(&socket, gateway).await?;
+            let sent = live.fill(input);
+            let out = match sent.strip_prefix(SOCKET_DOOR) {
+                Some(rest) => send_and_read(connect_unix(&socket).await?, rest).await,
+                None => {
+                    let tcp = tokio::net::TcpStream::connect(gateway)
+                        .await
+                        .map_err(|e| format!("cannot connect: {e}"))?;
+                    send_and_read(tcp, &sent).await
+                }
+            };
+            Ok((sent, out))
+        })
+        .await
     }
 }
 
@@ -221,6 +190,10 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+async fn connect_unix(socket: &Path) -> Result<tokio::net::UnixStream, String> {
+    tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("cannot connect: {e}"))
+}
+
 /// Mints a gateway credential of profile `p` with a session, over the agent socket.
 async fn mint(socket: &Path, gateway: SocketAddr) -> Result<Live, String> {
     let body = br#"{"profile":"p","session":true}"#;
@@ -231,7 +204,7 @@ async fn mint(socket: &Path, gateway: SocketAddr) -> Result<Live, String> {
     )
     .into_bytes();
     req.extend_from_slice(body);
-    let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let mut s = connect_unix(socket).await?;
     s.write_all(&req).await.map_err(|e| format!("cannot ask for a credential: {e}"))?;
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).await.map_err(|e| format!("cannot read the credential: {e}"))?;
@@ -245,22 +218,6 @@ async fn mint(socket: &Path, gateway: SocketAddr) -> Result<Live, String> {
         client_secret: field("client_secret")?,
         gateway: gateway.to_string(),
     })
-}
-
-/// Writes `input` on a new TCP connection, shuts down the sending side, reads to the end.
-async fn send_and_read(addr: SocketAddr, input: &[u8]) -> Result<Vec<u8>, String> {
-    let client = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut rd, mut wr) = client.into_split();
-    let send = async {
-        // The gateway may close first (an error answer, Connection: close).
-        let _ = wr.write_all(input).await;
-        let _ = wr.shutdown().await;
-    };
-    let mut out = Vec::new();
-    let receive = rd.read_to_end(&mut out);
-    // A reset after the answer (the gateway closed with input unread) still leaves the answer.
-    let ((), _read) = tokio::join!(send, receive);
-    Ok(out)
 }
 
 fn check_gateway_output(sent: &[u8], out: &[u8]) -> Result<(), String> {

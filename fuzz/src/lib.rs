@@ -64,6 +64,18 @@ struct FakeLooker {
     logins: AtomicU64,
 }
 
+impl FakeLooker {
+    /// A new real token: `fuzztoken` and a serial number.
+    fn new_token(&self) -> LoginToken {
+        let n = self.logins.fetch_add(1, Ordering::Relaxed);
+        LoginToken {
+            access_token: Secret::new(format!("fuzztoken{n:08}")),
+            token_type: "Bearer".into(),
+            expires_in: 3600,
+        }
+    }
+}
+
 #[async_trait]
 impl LookerApi for FakeLooker {
     async fn login(&self, client_id: &str, client_secret: &Secret) -> Result<LoginToken, LookerError> {
@@ -73,12 +85,7 @@ impl LookerApi for FakeLooker {
         if client_secret.expose() != FUZZ_SECRET {
             return Err(LookerError::Rejected { status: 404, message: "Not found".into() });
         }
-        let n = self.logins.fetch_add(1, Ordering::Relaxed);
-        Ok(LoginToken {
-            access_token: Secret::new(format!("fuzztoken{n:08}")),
-            token_type: "Bearer".into(),
-            expires_in: 3600,
-        })
+        Ok(self.new_token())
     }
 
     async fn logout(&self, _access_token: &Secret) -> Result<(), LookerError> {
@@ -97,12 +104,7 @@ impl LookerApi for FakeLooker {
         if user_id.is_empty() || !user_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(LookerError::Rejected { status: 404, message: "Not found".into() });
         }
-        let n = self.logins.fetch_add(1, Ordering::Relaxed);
-        Ok(LoginToken {
-            access_token: Secret::new(format!("fuzztoken{n:08}")),
-            token_type: "Bearer".into(),
-            expires_in: 3600,
-        })
+        Ok(self.new_token())
     }
 
     async fn set_workspace(&self, _access_token: &Secret, _workspace: &str) -> Result<(), LookerError> {
@@ -153,20 +155,8 @@ pub struct SocketHarness {
 impl SocketHarness {
     /// A harness with its own single-threaded runtime and private folder.
     pub fn new() -> Result<SocketHarness, String> {
-        note_panics();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot build a runtime: {e}"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("looker-agent-fuzz-")
-            .tempdir()
-            .map_err(|e| format!("cannot make a private folder: {e}"))?;
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, FUZZ_CONFIG).map_err(|e| format!("cannot write the config: {e}"))?;
-        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot chmod the config: {e}"))?;
-        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        let (rt, dir) = runtime_and_folder("looker-agent-fuzz-")?;
+        let (config_path, config) = write_config(dir.path(), FUZZ_CONFIG)?;
         Ok(SocketHarness {
             rt,
             dir,
@@ -202,45 +192,96 @@ impl SocketHarness {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let broker = Broker::new(
-            self.config.clone(),
-            Arc::new(store),
-            "memory (fuzzing)".into(),
-            Arc::new(FakeUpstream(self.upstream.clone())),
-            BrokerSettings::default(),
-        );
-        let mut opts = DaemonOptions::new(self.dir.path().join("agent.sock"));
+        let broker = fuzz_broker(&self.config, store, &self.upstream);
+        let mut opts = agent_options(self.dir.path());
         opts.config_path = Some(self.config_path.clone());
-        opts.dbus = false;
-        // Requests already sent are all answered after the client's end is closed (the
-        // harness closes it once everything is written), so pipelined requests are fuzzed too.
-        opts.limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
         let daemon = Daemon::bind(opts).map_err(|e| format!("cannot start the agent: {e}"))?;
         let socket = daemon.socket_path().to_path_buf();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(daemon.run(broker, async {
-            let _ = stopped.await;
-        }));
-        let exchange = async {
-            let out = send_and_read(&socket, input).await;
-            let _ = stop.send(());
-            let served = agent.await;
-            (out, served)
-        };
-        let (out, served) = tokio::time::timeout(SOCKET_DEADLINE, exchange).await.map_err(|_| {
-            format!("the connection or the agent was still running after {SOCKET_DEADLINE:?}")
-        })?;
-        served
-            .map_err(|e| format!("the agent's task failed: {e}"))?
-            .map_err(|e| format!("the agent failed: {e}"))?;
-        out
+        with_agent(daemon, broker, SOCKET_DEADLINE, async {
+            let client =
+                tokio::net::UnixStream::connect(&socket).await.map_err(|e| format!("cannot connect: {e}"))?;
+            Ok(send_and_read(client, input).await)
+        })
+        .await
     }
 }
 
-/// Writes `input` on a new connection, shuts down the sending side, reads to the end.
-async fn send_and_read(socket: &Path, input: &[u8]) -> Result<Vec<u8>, String> {
-    let client = tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut rd, mut wr) = client.into_split();
+/// A harness's single-threaded runtime and private folder (named `prefix…`); panics
+/// in it are noted from now on.
+fn runtime_and_folder(prefix: &str) -> Result<(tokio::runtime::Runtime, tempfile::TempDir), String> {
+    note_panics();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("cannot make a private folder: {e}"))?;
+    Ok((rt, dir))
+}
+
+/// Writes `text` as `dir/config.toml` (mode 0600, as the agent wants it) and loads it.
+fn write_config(dir: &Path, text: &str) -> Result<(PathBuf, Config), String> {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).map_err(|e| format!("cannot write the config: {e}"))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod the config: {e}"))?;
+    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    Ok((path, config))
+}
+
+/// A broker on `store` whose logins go to `looker`, as the binary would make one.
+fn fuzz_broker(config: &Config, store: MemoryStore, looker: &Arc<FakeLooker>) -> Broker {
+    Broker::new(
+        config.clone(),
+        Arc::new(store),
+        "memory (fuzzing)".into(),
+        Arc::new(FakeUpstream(looker.clone())),
+        BrokerSettings::default(),
+    )
+}
+
+/// The options of a harness's agent: its socket in `dir`, D-Bus off, the gateway on
+/// an ephemeral loopback port.
+fn agent_options(dir: &Path) -> DaemonOptions {
+    let mut opts = DaemonOptions::new(dir.join("agent.sock"));
+    opts.dbus = false;
+    // Requests already sent are all answered after the client's end is closed (the
+    // harness closes it once everything is written), so pipelined requests are fuzzed too.
+    opts.limits = Limits { max_requests_per_connection: 8, ..Limits::default() };
+    opts
+}
+
+/// Runs `daemon` (with `broker`) while `client` talks to it, then stops it. Fails when
+/// the client and the agent's shutdown do not finish within `deadline`, or the agent fails.
+async fn with_agent<T>(
+    daemon: Daemon,
+    broker: Broker,
+    deadline: Duration,
+    client: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(daemon.run(broker, async {
+        let _ = stopped.await;
+    }));
+    let exchange = async {
+        let out = client.await;
+        let _ = stop.send(());
+        (out, agent.await)
+    };
+    let (out, served) = tokio::time::timeout(deadline, exchange)
+        .await
+        .map_err(|_| format!("the connection or the agent was still running after {deadline:?}"))?;
+    served
+        .map_err(|e| format!("the agent's task failed: {e}"))?
+        .map_err(|e| format!("the agent failed: {e}"))?;
+    out
+}
+
+/// Writes `input` on `stream`, shuts down the sending side, reads to the end.
+async fn send_and_read<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(stream: S, input: &[u8]) -> Vec<u8> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let send = async {
         // The server may close first (an error answer, Connection: close).
         let _ = wr.write_all(input).await;
@@ -250,7 +291,7 @@ async fn send_and_read(socket: &Path, input: &[u8]) -> Result<Vec<u8>, String> {
     let receive = rd.read_to_end(&mut out);
     // A reset after the answer (the server closed with input unread) still leaves the answer.
     let ((), _read) = tokio::join!(send, receive);
-    Ok(out)
+    out
 }
 
 fn check_socket_output(input: &[u8], out: &[u8]) -> Result<(), String> {

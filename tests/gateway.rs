@@ -551,6 +551,50 @@ fn half_a_gigabyte_streams_through_with_flat_memory() {
     assert!(growth <= 32 * 1024, "the agent's peak RSS grew {growth} KiB for a 512 MiB answer");
 }
 
+/// curl's download of `url` with `token`: its exit code, the status and the bytes it got.
+fn download(url: &str, token: &str) -> (Option<i32>, String, u64) {
+    let out = Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+        .args(["-H", &format!("Authorization: token {token}"), url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (status, bytes) = text.split_once(' ').unwrap();
+    (out.status.code(), status.to_string(), bytes.parse().unwrap())
+}
+
+/// Looker's answer breaking off mid-body (a restart, a dropped connection) reaches the
+/// client broken, as it would from Looker itself, never as a shorter answer that looks
+/// whole, whether it had a length or came in chunks; the connection it broke on is not
+/// used again.
+#[test]
+fn an_answer_that_breaks_off_reaches_the_client_broken_not_short() {
+    let s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let t = login(&s, &id, &secret);
+    let real = s.env.ctl_ok(&["token", "prod"], None).trim().to_string();
+    // Far enough in that the emulator has sent the head and part of the body (a cut
+    // within its first write buffer would be an empty answer, a 502 at the gateway).
+    let cut = 2_000_000u64;
+    for (fault, framing) in [("", "with a length"), ("&chunked=1", "in chunks")] {
+        let path = format!("/api/4.0/emulator/download?bytes=4000000&cut_at={cut}{fault}");
+        let (direct, ..) = download(&format!("{}{path}", s.emu.url()), &real);
+        let (code, status, bytes) = download(&format!("{}{path}", s.url), &t);
+        assert_eq!(status, "200", "{framing}");
+        assert!(bytes <= cut, "{framing}: {bytes} bytes of a body cut at {cut}");
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{framing}: curl took an answer that broke off after {bytes} bytes as whole (exit {code:?})"
+        );
+        assert_eq!(code, direct, "{framing}: the client sees what it would see from Looker");
+        assert_eq!(get(&s, &t, "/api/4.0/user").0, 200, "the next call works");
+    }
+    // And a whole answer still is whole, in chunks too.
+    let (code, status, bytes) =
+        download(&format!("{}/api/4.0/emulator/download?bytes=1000000&chunked=1", s.url), &t);
+    assert_eq!((code, status.as_str(), bytes), (Some(0), "200", 1_000_000));
+}
+
 #[test]
 fn sigterm_leaves_no_live_token_at_looker() {
     let mut s = setup();

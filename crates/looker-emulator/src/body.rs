@@ -2,7 +2,6 @@
 //! test pattern generated as it is sent (so a 512 MiB download never sits in
 //! memory), and the check of that pattern on an upload as it streams in.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -38,8 +37,25 @@ pub(crate) enum EmuBody {
         len: u64,
         /// Bytes already produced.
         sent: u64,
+        /// A fault: the body breaks off (an error, so the server drops the
+        /// connection) once this many bytes are out; always before `len`.
+        cut_at: Option<u64>,
+        /// Announce no length (the server then frames the body in chunks).
+        chunked: bool,
     },
 }
+
+/// The error a download with a `cut_at` ends in.
+#[derive(Debug)]
+pub(crate) struct CutOff(u64);
+
+impl std::fmt::Display for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "emulator fault: the body broke off after {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for CutOff {}
 
 impl EmuBody {
     /// A body holding `bytes` (no frame at all when empty).
@@ -47,25 +63,30 @@ impl EmuBody {
         EmuBody::Full((!bytes.is_empty()).then_some(bytes))
     }
 
-    /// `len` bytes of the pattern, generated as the client reads them.
-    pub(crate) fn pattern(source: Bytes, len: u64) -> Self {
-        EmuBody::Pattern { source, len, sent: 0 }
+    /// `len` bytes of the pattern, generated as the client reads them; with faults:
+    /// broken off after `cut_at` bytes, framed in chunks (no length announced) when
+    /// `chunked`.
+    pub(crate) fn pattern(source: Bytes, len: u64, cut_at: Option<u64>, chunked: bool) -> Self {
+        // A cut at or past the end is no cut.
+        EmuBody::Pattern { source, len, sent: 0, cut_at: cut_at.filter(|c| *c < len), chunked }
     }
 }
 
 impl Body for EmuBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = CutOff;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CutOff>>> {
         let this = self.get_mut();
         match this {
             EmuBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            EmuBody::Pattern { source, len, sent } => {
-                let left = *len - *sent;
+            EmuBody::Pattern { source, len, sent, cut_at, .. } => {
+                if cut_at.is_some_and(|c| *sent >= c) {
+                    return Poll::Ready(Some(Err(CutOff(*sent))));
+                }
+                // Up to the cut, if there is one (always before the end).
+                let end = cut_at.unwrap_or(*len);
+                let left = end - *sent;
                 if left == 0 {
                     return Poll::Ready(None);
                 }
@@ -89,6 +110,7 @@ impl Body for EmuBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             EmuBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            EmuBody::Pattern { chunked: true, .. } => SizeHint::default(),
             EmuBody::Pattern { len, sent, .. } => SizeHint::with_exact(*len - *sent),
         }
     }
@@ -135,16 +157,39 @@ mod tests {
     #[tokio::test]
     async fn a_download_is_the_pattern_in_bounded_chunks() {
         for len in [0u64, 1, 250, 251, 252, CHUNK as u64, CHUNK as u64 + 1, 3 * CHUNK as u64 + 17] {
-            let mut body = EmuBody::pattern(pattern(), len);
+            let mut body = EmuBody::pattern(pattern(), len, None, false);
             assert_eq!(body.size_hint().exact(), Some(len));
             let mut check = PatternCheck::new(pattern());
             while let Some(frame) = body.frame().await {
-                let data = frame.expect("infallible").into_data().expect("data frame");
+                let data = frame.expect("no cut").into_data().expect("data frame");
                 assert!(!data.is_empty() && data.len() <= CHUNK);
                 check.feed(&data);
             }
             assert_eq!((check.bytes, check.ok), (len, true), "len {len}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_cut_download_breaks_off_after_exactly_its_bytes() {
+        let len = 3 * CHUNK as u64;
+        for (cut, chunked) in [(0, false), (1000, false), (CHUNK as u64 + 5, true)] {
+            let mut body = EmuBody::pattern(pattern(), len, Some(cut), chunked);
+            assert_eq!(body.size_hint().exact(), (!chunked).then_some(len));
+            let mut got = 0u64;
+            let err = loop {
+                match body.frame().await {
+                    Some(Ok(f)) => got += f.into_data().unwrap().len() as u64,
+                    Some(Err(e)) => break e,
+                    None => panic!("a cut body ended cleanly after {got} bytes"),
+                }
+            };
+            assert_eq!(got, cut);
+            assert!(err.to_string().contains(&format!("after {cut} bytes")), "{err}");
+        }
+        // A cut at the end is none.
+        let mut whole = EmuBody::pattern(pattern(), 10, Some(10), false);
+        assert_eq!(whole.frame().await.unwrap().unwrap().into_data().unwrap().len(), 10);
+        assert!(whole.frame().await.is_none());
     }
 
     #[test]

@@ -347,7 +347,10 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
             let Some(len) = query_param(req, "bytes").and_then(|b| b.parse::<u64>().ok()) else {
                 return Ok(error(StatusCode::BAD_REQUEST));
             };
-            return Ok(download(ctx, len));
+            // Fault knobs: break off after `cut_at` bytes; `chunked=1` announces no length.
+            let cut_at = query_param(req, "cut_at").and_then(|c| c.parse::<u64>().ok());
+            let chunked = query_param(req, "chunked").as_deref() == Some("1");
+            return Ok(download(ctx, len, cut_at, chunked));
         }
         Route::Me => model::user(&ctx.base_url, &me, &ctx.state.api3_keys(&me.id)),
         Route::User(id) | Route::Roles(id) => {
@@ -365,12 +368,15 @@ async fn api<B>(ctx: &Ctx, req: &Request<B>, method: &Method, path: &str) -> Ans
     Ok(json(StatusCode::OK, model::select_fields(body, fields).to_string()))
 }
 
-/// `GET /api/4.0/emulator/download?bytes=N`: N bytes of the pattern,
-/// generated as the client reads them.
-fn download(ctx: &Ctx, len: u64) -> Response<EmuBody> {
-    let mut resp = Response::new(EmuBody::pattern(ctx.pattern.clone(), len));
+/// `GET /api/4.0/emulator/download?bytes=N[&cut_at=M][&chunked=1]`: N bytes of the
+/// pattern, generated as the client reads them; broken off after M bytes (the
+/// connection dropped mid-body), framed in chunks instead of a Content-Length.
+fn download(ctx: &Ctx, len: u64, cut_at: Option<u64>, chunked: bool) -> Response<EmuBody> {
+    let mut resp = Response::new(EmuBody::pattern(ctx.pattern.clone(), len, cut_at, chunked));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if !chunked {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     resp
 }
 

@@ -17,7 +17,7 @@
 //! | `GET /api/4.0/session` | `{"can":{…},"workspace_id":"production"\|"dev","sudo_user_id":null\|"<admin's id>"}` (Looker's ApiSession: `sudo_user_id` is the actual user behind a sudo token) |
 //! | `PATCH /api/4.0/session`, JSON `{"workspace_id":"dev"\|"production"}` | moves THAT TOKEN only (at Looker the workspace belongs to the token; new tokens start in production); answers the session; another value `422` Validation Failed; a body that is not a JSON object `400` |
 //! | `GET /api/4.0/lookml_models`, `GET /api/4.0/lookml_models/{name}` | one model, `thelook`, with explores `order_items` and `users` (what looker-mcp-server's `list_models`/`get_model` read); another name `404` |
-//! | `GET /api/4.0/emulator/download?bytes=N` | `200 application/octet-stream`, `Content-Length: N`, byte `i` = `(i % 251) as u8`, generated as it is sent; bad or missing `bytes` `400` |
+//! | `GET /api/4.0/emulator/download?bytes=N` | `200 application/octet-stream`, `Content-Length: N`, byte `i` = `(i % 251) as u8`, generated as it is sent; bad or missing `bytes` `400`. Fault knobs: `&cut_at=M` breaks the body off after M bytes (the connection is dropped mid-body), `&chunked=1` frames it in chunks with no length |
 //! | `POST /api/4.0/emulator/upload` | reads the body as it streams in (never whole), `200 {"bytes":N,"pattern_ok":true\|false}` against the same pattern |
 //! | `GET /api/4.0/users/{id}/credentials_api3` | the user's API3 keys, `[CredentialsApi3]` (`can`, `id`, `client_id`, `created_at` like `2024-01-01T00:00:00.000+00:00`, `is_disabled`, `type:"api3"`, `purpose`, `url`), never a secret |
 //! | `GET /api/4.0/users/{id}/credentials_api3/{key_id}` | one key, same shape; not that user's key `404` |

@@ -245,6 +245,45 @@ fn certificate_errors_name_the_problem() {
     assert!(!agent.log_text().contains("t-secret"));
 }
 
+/// `http://` in base_url for a port that serves HTTPS (an easy slip, e.g. with an
+/// instance tunnelled to localhost): the agent's logins and the gateway both say that
+/// the answer is not HTTP and that such a port needs https://; and `https://` for a
+/// plain port says to check the scheme and port.
+#[test]
+fn plain_http_to_an_https_port_says_to_use_https() {
+    let ca = private_ca("Corp Root CA");
+    let looker = TlsLooker::start(&server_identity(&ca, &["127.0.0.1"], false), "t-id", "t-secret");
+    let url = looker.url().replace("https://", "http://");
+    let env = TestEnv::new("file");
+    env.ctl_ok(&["profile", "add", "slip", "--base-url", &url], None);
+    env.ctl_ok(&["credential", "add", "slip", "c", "--client-id", "t-id"], Some("t-secret"));
+    let agent = env.start_agent(&[]);
+    let out = env.ctl(&["token", "slip"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("not HTTP") && err.contains("https://"), "{err}");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--unix-socket", env.socket.to_str().unwrap()])
+        .arg("http://agent/looker/slip/alive")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n502"), "{text}");
+    assert!(text.contains("not HTTP") && text.contains("https://"), "{text}");
+    assert!(!agent.log_text().contains("t-secret"));
+
+    // The other way round, https:// for a plain-HTTP port: the handshake fails, with
+    // the same advice in its words.
+    let plain = BgEmulator::start(Duration::from_secs(3600), &[("t-id", "t-secret")]);
+    let url = plain.url().replace("http://", "https://");
+    env.ctl_ok(&["profile", "add", "slip2", "--base-url", &url], None);
+    env.ctl_ok(&["credential", "add", "slip2", "c", "--client-id", "t-id"], Some("t-secret"));
+    let out = env.ctl(&["token", "slip2"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("TLS") && err.contains("scheme and port"), "{err}");
+}
+
 /// A self-signed server certificate made the way admins make one: `openssl req -x509`,
 /// which marks it CA:TRUE (OpenSSL's default `v3_ca` extensions).
 fn openssl_self_signed(env: &TestEnv, name: &str, san: &str) -> (TlsIdentity, PathBuf) {

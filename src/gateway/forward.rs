@@ -12,7 +12,7 @@ use super::pool::{Conn, Pool, UpstreamBody};
 use super::replay::OutBody;
 use crate::config::{CaFile, Profile};
 use crate::looker::client::is_loopback;
-use crate::looker::tls;
+use crate::looker::{causes, tls};
 use crate::secret::Secret;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
@@ -148,7 +148,19 @@ pub enum ForwardError {
     /// went away or sent a broken chunk).
     #[error("the request body broke off before it was sent whole")]
     ClientBody,
-    /// Anything else: an answer that is not HTTP, an I/O error mid-request.
+    /// Looker's answer could not be read as HTTP (most often: `http://` for a port
+    /// that serves HTTPS).
+    #[error(
+        "Looker at {origin} answered with something that is not HTTP ({reason}); {}",
+        causes::NOT_HTTP_ADVICE
+    )]
+    NotHttp {
+        /// Looker's scheme, host and port.
+        origin: String,
+        /// The cause chain.
+        reason: String,
+    },
+    /// Anything else: an I/O error mid-request.
     #[error("the call to Looker at {origin} failed: {reason}")]
     Failed {
         /// Looker's scheme, host and port.
@@ -172,6 +184,7 @@ impl ForwardError {
             | ForwardError::Connect { .. }
             | ForwardError::Tls { .. }
             | ForwardError::ClosedEarly { .. }
+            | ForwardError::NotHttp { .. }
             | ForwardError::Failed { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -586,37 +599,6 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-/// The whole cause chain of an error, for a message.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    out
-}
-
-/// The first error of type `T` in a cause chain (following io::Error into its inner error,
-/// which its `source` skips).
-fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    None
-}
-
 /// Turns the client's error into the variant that says what happened. Found by the
 /// errors' types in the cause chain, never by their wording.
 fn classify(
@@ -626,7 +608,7 @@ fn classify(
     connect_timeout: Duration,
     ca_file: Option<&std::path::Path>,
 ) -> ForwardError {
-    let reason = chain(e);
+    let reason = causes::text(e);
     if let Some(r) = tls::rustls_cause(e) {
         let what = if matches!(r, rustls::Error::InvalidCertificate(_)) {
             "TLS certificate problem"
@@ -637,7 +619,7 @@ fn classify(
         return ForwardError::Tls { what, origin, reason, advice: tls::advice(r, ca_file) };
     }
     if connecting {
-        return match find::<std::io::Error>(e).map(|io| io.kind()) {
+        return match causes::find::<std::io::Error>(e).map(|io| io.kind()) {
             Some(std::io::ErrorKind::ConnectionRefused) => ForwardError::Refused { origin },
             Some(std::io::ErrorKind::TimedOut) => {
                 ForwardError::ConnectTimeout { origin, after: connect_timeout }
@@ -645,7 +627,7 @@ fn classify(
             _ => ForwardError::Connect { origin, reason },
         };
     }
-    if let Some(h) = find::<hyper::Error>(e) {
+    if let Some(h) = causes::find::<hyper::Error>(e) {
         if h.is_user() && h.source().is_some_and(|s| s.is::<hyper::Error>()) {
             // The client's body (a hyper Incoming) failed under the upstream request.
             return ForwardError::ClientBody;
@@ -653,6 +635,9 @@ fn classify(
         if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
             return ForwardError::ClosedEarly { origin };
         }
+    }
+    if causes::is_not_http(e) {
+        return ForwardError::NotHttp { origin, reason };
     }
     ForwardError::Failed { origin, reason }
 }

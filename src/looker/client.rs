@@ -6,7 +6,6 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
-use std::error::Error as _;
 use std::time::Duration;
 
 /// Looker answers are small; anything larger is not a Looker answer.
@@ -148,13 +147,7 @@ fn auth_header(token: &Secret) -> Result<HeaderValue, LookerError> {
 /// Describes a transport error with its whole cause chain; a TLS failure (found by
 /// its rustls cause, not by its wording) says what to do about it.
 fn transport_error(e: reqwest::Error, ca_file: Option<&std::path::Path>) -> LookerError {
-    let mut chain = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        src = s.source();
-    }
+    let mut chain = super::causes::text(&e);
     if let Some(tls) = super::tls::rustls_cause(&e) {
         if !chain.contains(&tls.to_string()) {
             chain.push_str(&format!(": {tls}"));
@@ -165,6 +158,13 @@ fn transport_error(e: reqwest::Error, ca_file: Option<&std::path::Path>) -> Look
             "TLS handshake failed"
         };
         return LookerError::Config(format!("{what}: {chain}; {}", super::tls::advice(tls, ca_file)));
+    }
+    if super::causes::is_not_http(&e) {
+        // A setting to fix, not an outage to wait out.
+        return LookerError::Config(format!(
+            "Looker's answer is not HTTP ({chain}); {}",
+            super::causes::NOT_HTTP_ADVICE
+        ));
     }
     let reason = if e.is_timeout() {
         format!("timed out ({chain})")

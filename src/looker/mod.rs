@@ -5,6 +5,7 @@
 //! the broker: rejected credentials are not retried, unavailability is retried
 //! with backoff, a bad answer is reported.
 
+pub(crate) mod causes;
 pub mod client;
 // pub(crate): the gateway's upstream client (src/gateway/forward.rs) shares the TLS setup.
 pub(crate) mod tls;

@@ -129,23 +129,9 @@ fn verify_pinned(
     Ok(ServerCertVerified::assertion())
 }
 
-/// The rustls error somewhere in a transport error's cause chain, if TLS failed.
-///
-/// `std::io::Error::source` skips the error it wraps, so an io::Error is followed
-/// into its inner error instead (tokio-rustls reports handshake failures as an
-/// io::Error around the rustls error, which hyper wraps in another io::Error).
+/// The rustls error behind a failed connection, if a TLS problem caused it.
 pub(crate) fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    None
+    super::causes::find::<rustls::Error>(e)
 }
 
 /// What to do about a failed TLS handshake, in words; `ca_file` is the profile's.

@@ -261,7 +261,7 @@ fn plain_http_to_an_https_port_says_to_use_https() {
     let out = env.ctl(&["token", "slip"], None);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(6), "{err}");
-    assert!(err.contains("not HTTP") && err.contains("https://"), "{err}");
+    assert!(err.contains("cannot be read as HTTP") && err.contains("https://"), "{err}");
     let out = std::process::Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--unix-socket", env.socket.to_str().unwrap()])
         .arg("http://agent/looker/slip/alive")
@@ -269,7 +269,7 @@ fn plain_http_to_an_https_port_says_to_use_https() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("\n502"), "{text}");
-    assert!(text.contains("not HTTP") && text.contains("https://"), "{text}");
+    assert!(text.contains("cannot be read as HTTP") && text.contains("https://"), "{text}");
     assert!(!agent.log_text().contains("t-secret"));
 
     // The other way round, https:// for a plain-HTTP port: the handshake fails, with

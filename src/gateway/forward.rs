@@ -151,7 +151,7 @@ pub enum ForwardError {
     /// Looker's answer could not be read as HTTP (most often: `http://` for a port
     /// that serves HTTPS).
     #[error(
-        "Looker at {origin} answered with something that is not HTTP ({reason}); {}",
+        "Looker at {origin} answered with something that cannot be read as HTTP ({reason}); {}",
         causes::NOT_HTTP_ADVICE
     )]
     NotHttp {

@@ -4,9 +4,10 @@
 
 use std::error::Error;
 
-/// What to do when Looker's answer is not HTTP at all. Most often base_url says
+/// What to do when Looker's answer cannot be read as HTTP. Most often base_url says
 /// `http://` for a port that serves HTTPS: what comes back is the TLS server's alert
-/// or handshake, which no HTTP parser can read.
+/// or handshake, which no HTTP parser can read (a server that answers malformed HTTP
+/// is the rarer case, and the advice still points at the setting to check).
 pub(crate) const NOT_HTTP_ADVICE: &str =
     "check base_url's scheme and port: a port that serves HTTPS needs https://";
 

@@ -162,7 +162,7 @@ fn transport_error(e: reqwest::Error, ca_file: Option<&std::path::Path>) -> Look
     if super::causes::is_not_http(&e) {
         // A setting to fix, not an outage to wait out.
         return LookerError::Config(format!(
-            "Looker's answer is not HTTP ({chain}); {}",
+            "Looker's answer cannot be read as HTTP ({chain}); {}",
             super::causes::NOT_HTTP_ADVICE
         ));
     }

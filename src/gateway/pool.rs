@@ -29,9 +29,9 @@ pub(crate) type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 /// One HTTP/1.1 connection to Looker: the half that sends requests, the half that
 /// does the I/O (polled by whoever holds the connection; `None` once it has ended), and
 /// the pool it goes back to (weakly: an idle connection is in its pool, and a strong
-/// reference back would keep a dropped pool and every connection in it alive). Always boxed: its I/O half holds the TLS state and
-/// buffers, a few KiB that would otherwise be copied at every move of a call's future
-/// and of the answer's body.
+/// reference back would keep a dropped pool and every connection in it alive).
+/// Always boxed: its I/O half holds the TLS state and buffers, a few KiB that would
+/// otherwise be copied at every move of a call's future and of the answer's body.
 pub(crate) struct Conn {
     sender: http1::SendRequest<OutBody>,
     driver: Option<http1::Connection<Io, OutBody>>,

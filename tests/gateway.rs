@@ -288,6 +288,10 @@ fn an_exec_credential_dies_with_its_child_and_is_never_real() {
     ]);
     assert_eq!(code, 404, "a dead exec credential logs in no more: {body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "Not found");
+    // The log says why such a login fails and what to do, never the secret.
+    let log = s.agent.log_text();
+    assert!(log.contains("gateway login refused") && log.contains("mint a new one"), "{log}");
+    assert!(!log.contains(secret), "the refused secret is not logged");
     let (code, body) = get(&s, token, "/api/4.0/user");
     assert_eq!(code, 401, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "Requires authentication.");

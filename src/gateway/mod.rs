@@ -299,7 +299,10 @@ impl Gateway {
             _ => None,
         };
         let Some(cred) = cred.filter(|c| hint.is_none_or(|h| *c.profile == *h)) else {
-            tracing::info!("gateway login refused: not a live gateway credential (of this profile)");
+            tracing::info!(
+                "gateway login refused: not a live gateway credential (of this profile); credentials end \
+                 with their process, at their TTL and when the agent restarts: mint a new one"
+            );
             return answer::not_found();
         };
         let (session, token) = self.sessions.open(&cred, None, None, Some(SESSION_TTL));

@@ -56,7 +56,7 @@ pub(crate) enum Source {
 /// What kind of file a [`FileOrigin`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileKind {
-    /// A looker.ini: `section` is its [section].
+    /// A looker.ini: `section` is its `[section]`.
     Ini,
     /// A netrc file: `section` is the machine.
     Netrc,

@@ -6,7 +6,7 @@ use crate::files::{lock, private_dir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long [`ConfigEditor::open`] waits for another edit of the same config to end.
+/// How long [`super::ConfigEditor::open`] waits for another edit of the same config to end.
 /// An edit holds the lock for milliseconds (a Secret Service unlock prompt aside).
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 

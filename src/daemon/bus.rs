@@ -1,5 +1,5 @@
 //! The D-Bus API (docs/reference.md "D-Bus API") on the session bus, sharing the one
-//! [`Broker`] with the socket server.
+//! [`Broker`](crate::broker::Broker) with the socket server.
 //!
 //! ```text
 //! BusService::start ──► connect ──► serve /io/github/lookeragent/Agent1 ──► own the name

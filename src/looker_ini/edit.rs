@@ -7,7 +7,7 @@ use std::ops::Range;
 /// The text without `key`'s line (and its indented continuation lines) in `[section]`;
 /// every other byte stays as it was. Unchanged if the key is not there.
 ///
-/// For `lookerctl import --remove-secret`: pass [`IniSection::secret_section`] as
+/// For `lookerctl import --remove-secret`: pass [`IniSection::secret_section`](super::IniSection::secret_section) as
 /// `section` so a client_secret inherited from `[DEFAULT]` is found.
 pub fn remove_key(text: &str, section: &str, key: &str) -> String {
     let key = key.to_lowercase();

@@ -24,7 +24,7 @@
 //!   value that starts or ends with a quote loses every quote at both ends
 //!   (`"abc"` and `'abc'` read `abc`; a `=` or `#` inside stays).
 //!
-//! The client_secret leaves the parser only as a [`Secret`] (see
+//! The client_secret leaves the parser only as a [`Secret`](crate::secret::Secret) (see
 //! [`IniSection::take_secret`]); no error message or `Debug` output shows a value of
 //! a key whose name contains `secret`.
 

@@ -20,7 +20,7 @@ pub(super) struct Line {
     pub(super) kind: Kind,
 }
 
-/// configparser's line rules (`RawConfigParser._read`), shared by [`parse`] and [`remove_key`].
+/// configparser's line rules (`RawConfigParser._read`), shared by [`parse`](super::parse) and [`remove_key`](super::remove_key).
 pub(super) fn scan(text: &str) -> Vec<Line> {
     let mut out = Vec::new();
     let mut offset = 0;

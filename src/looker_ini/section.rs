@@ -77,7 +77,7 @@ impl IniSection {
     }
 
     /// The section whose line holds the client_secret: this one, or `DEFAULT` when
-    /// inherited (what [`remove_key`] must be given to delete it).
+    /// inherited (what [`remove_key`](super::remove_key) must be given to delete it).
     pub fn secret_section(&self) -> Option<&str> {
         self.secret.as_ref().map(|(_, _, section)| section.as_str())
     }

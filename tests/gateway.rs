@@ -100,6 +100,18 @@ fn get(s: &Setup, token: &str, path: &str) -> (u16, String) {
     curl(&["-H", &format!("Authorization: token {token}"), &format!("{}{path}", s.url)])
 }
 
+/// curl's download of `url` with `token`: its exit code, the status and the bytes it got.
+fn download(url: &str, token: &str) -> (Option<i32>, String, u64) {
+    let out = Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+        .args(["-H", &format!("Authorization: token {token}"), url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (status, bytes) = text.split_once(' ').unwrap();
+    (out.status.code(), status.to_string(), bytes.parse().unwrap())
+}
+
 /// `PATCH /api/4.0/session {"workspace_id": ws}` with session `token`, as the SDKs send it.
 fn set_workspace(s: &Setup, token: &str, ws: &str) -> (u16, String) {
     curl(&[
@@ -411,13 +423,9 @@ fn each_call_has_an_audit_line_with_the_bytes_sent() {
     let s = setup_logging("info,looker_agent::audit=debug");
     let (id, secret) = gateway_credential(&s);
     let a = login(&s, &id, &secret);
-    let whole = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-H"])
-        .arg(format!("Authorization: token {a}"))
-        .arg(format!("{}/api/4.0/emulator/download?bytes=300000&client_secret=hush-hush", s.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&whole.stdout), "200 300000");
+    let (_, status, bytes) =
+        download(&format!("{}/api/4.0/emulator/download?bytes=300000&client_secret=hush-hush", s.url), &a);
+    assert_eq!((status.as_str(), bytes), ("200", 300000));
     // A client that stops reading after one byte: the agent's side of the answer is cut.
     let cut = Command::new("sh")
         .arg("-c")
@@ -543,28 +551,10 @@ fn half_a_gigabyte_streams_through_with_flat_memory() {
     assert_eq!(get(&s, &t, "/api/4.0/user").0, 200);
     let before = peak_rss_kib(s.agent.pid());
     let bytes: u64 = 512 * 1024 * 1024;
-    let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
-        .args(["-H", &format!("Authorization: token {t}")])
-        .arg(format!("{}/api/4.0/emulator/download?bytes={bytes}", s.url))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(text, format!("200 {bytes}"), "whole");
+    let (_, status, got) = download(&format!("{}/api/4.0/emulator/download?bytes={bytes}", s.url), &t);
+    assert_eq!((status.as_str(), got), ("200", bytes), "whole");
     let growth = peak_rss_kib(s.agent.pid()).saturating_sub(before);
     assert!(growth <= 32 * 1024, "the agent's peak RSS grew {growth} KiB for a 512 MiB answer");
-}
-
-/// curl's download of `url` with `token`: its exit code, the status and the bytes it got.
-fn download(url: &str, token: &str) -> (Option<i32>, String, u64) {
-    let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
-        .args(["-H", &format!("Authorization: token {token}"), url])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (status, bytes) = text.split_once(' ').unwrap();
-    (out.status.code(), status.to_string(), bytes.parse().unwrap())
 }
 
 /// Looker's answer breaking off mid-body (a restart, a dropped connection) reaches the

@@ -635,9 +635,9 @@ fn classify(
         if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
             return ForwardError::ClosedEarly { origin };
         }
-    }
-    if causes::is_not_http(e) {
-        return ForwardError::NotHttp { origin, reason };
+        if causes::is_not_http(h) {
+            return ForwardError::NotHttp { origin, reason };
+        }
     }
     ForwardError::Failed { origin, reason }
 }

@@ -45,10 +45,10 @@ pub(crate) fn find<'a, T: Error + 'static>(e: &'a (dyn Error + 'static)) -> Opti
     None
 }
 
-/// True when the answer could not be read as HTTP (hyper's parse error; an oversized
+/// True when hyper could not read the answer as HTTP (its parse error; an oversized
 /// head is HTTP, only too large, and not meant).
-pub(crate) fn is_not_http(e: &(dyn Error + 'static)) -> bool {
-    find::<hyper::Error>(e).is_some_and(|h| h.is_parse() && !h.is_parse_too_large())
+pub(crate) fn is_not_http(h: &hyper::Error) -> bool {
+    h.is_parse() && !h.is_parse_too_large()
 }
 
 #[cfg(test)]

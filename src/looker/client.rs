@@ -159,7 +159,7 @@ fn transport_error(e: reqwest::Error, ca_file: Option<&std::path::Path>) -> Look
         };
         return LookerError::Config(format!("{what}: {chain}; {}", super::tls::advice(tls, ca_file)));
     }
-    if super::causes::is_not_http(&e) {
+    if super::causes::find::<hyper::Error>(&e).is_some_and(super::causes::is_not_http) {
         // A setting to fix, not an outage to wait out.
         return LookerError::Config(format!(
             "Looker's answer cannot be read as HTTP ({chain}); {}",

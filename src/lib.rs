@@ -19,7 +19,7 @@
 //!   gateway's TCP listener) decode into a request for the one
 //!   [`daemon::service::Service`], which calls the broker;
 //! - [`gateway`]: the Looker API served by the agent (login emulation, sessions,
-//!   forwarding with the real token), behind the same service;
+//!   kept across restarts, forwarding with the real token), behind the same service;
 //! - [`oauth`], [`rotation`]: credentials without pasted secrets (browser sign-in,
 //!   API key rotation);
 //! - [`client`], [`client_bus`], [`cli`]: the `lookerctl` side (socket, D-Bus

@@ -623,6 +623,109 @@ fn sigterm_leaves_no_live_token_at_looker() {
     );
 }
 
+/// An agent restart (an upgrade, `systemctl --user restart`) keeps the gateway for its
+/// clients: the same URL, a running `exec` child's credential and session, minted
+/// credentials, and each session's workspace and sudo user, on the new run's real
+/// tokens; the stopped run revoked all of its own. What ended before stays ended.
+#[test]
+fn an_agent_restart_keeps_the_gateway_for_its_clients() {
+    let mut s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let plain = login(&s, &id, &secret);
+    let dev = login(&s, &id, &secret);
+    assert_eq!(set_workspace(&s, &dev, "dev").0, 200);
+    let (code, body) = sudo(&s, &plain);
+    assert_eq!(code, 200, "{body}");
+    let sudo = serde_json::from_str::<Value>(&body).unwrap()["access_token"].as_str().unwrap().to_string();
+    let gone = login(&s, &id, &secret);
+    let (code, _) = curl(&[
+        "-X",
+        "DELETE",
+        "-H",
+        &format!("Authorization: token {gone}"),
+        &format!("{}/api/logout", s.url),
+    ]);
+    assert_eq!(code, 204);
+
+    // An exec child that makes one call now and one when told to (after the restart).
+    let go = s.env.dir.path().join("go");
+    let out = s.env.dir.path().join("child-out");
+    assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());
+    let call = "curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H \"Authorization: token $LOOKER_ACCESS_TOKEN\" \
+                \"$LOOKERSDK_BASE_URL/api/4.0/user\"";
+    let script = format!(
+        "echo \"$LOOKERSDK_CLIENT_ID $LOOKERSDK_CLIENT_SECRET $({call})\" > '{out}.tmp' && mv '{out}.tmp' '{out}'; \
+         read _ < '{go}'; {call} > '{out}.after'",
+        out = out.display(),
+        go = go.display()
+    );
+    let mut cmd = Command::new(common::ctl_bin());
+    for (k, v) in &s.env.vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(["exec", "prod", "--", "/bin/sh", "-c", &script])
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the exec child's first call", Duration::from_secs(20), || out.exists());
+    let first = std::fs::read_to_string(&out).unwrap();
+    let [child_id, child_secret, status] = first.split_whitespace().collect::<Vec<_>>()[..] else {
+        panic!("the child printed {first:?}")
+    };
+    assert_eq!(status, "200", "{first}");
+
+    let (stopped, _) = s.agent.stop_with(libc::SIGTERM);
+    assert!(stopped.success(), "{}", s.agent.log_text());
+    assert!(s.emu.emu().live_tokens().is_empty(), "the stopped run revoked its real tokens");
+    let state = std::fs::read_to_string(s.env.socket.with_file_name("agent.gateway.json")).unwrap();
+    for value in [secret.as_str(), child_secret, &plain, &dev, &sudo, SECRET] {
+        assert!(!state.contains(value), "a secret or token in the state file: {state}");
+    }
+    let logins_before = s.emu.emu().counters();
+
+    s.agent = s.env.start_agent(&[]);
+    let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+    assert_eq!(v["gateway"]["url"], s.url.as_str(), "the same base URL: the last port is bound again");
+    assert_eq!(v["gateway"]["credentials"], 2, "{v}");
+    assert_eq!(v["gateway"]["sessions"].as_array().unwrap().len(), 4, "{v}");
+    let ws = |t: &str| {
+        serde_json::from_str::<Value>(&get(&s, t, "/api/4.0/session").1).unwrap()["workspace_id"].clone()
+    };
+    assert_eq!(ws(&plain), "production");
+    assert_eq!(ws(&dev), "dev", "a session in dev stays in dev");
+    let (code, body) = get(&s, &sudo, "/api/4.0/user");
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
+        (200, Value::from(OTHER_USER))
+    );
+    assert_eq!(get(&s, &gone, "/api/4.0/user").0, 401, "a session that logged out stays ended");
+    login(&s, &id, &secret);
+    login(&s, child_id, child_secret);
+    let after = s.emu.emu().counters();
+    assert_eq!(after.logins - logins_before.logins, 2, "one shared and one dev login for every session");
+    assert_eq!(after.sudo_logins - logins_before.sudo_logins, 1);
+
+    // The child goes on, and its credential still ends with it.
+    std::fs::write(&go, "\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(format!("{}.after", out.display())).unwrap(), "200");
+    common::wait_for("the exec credential to end with its process", Duration::from_secs(10), || {
+        let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+        v["gateway"]["credentials"] == 1
+    });
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "-d",
+        &format!("client_id={child_id}&client_secret={child_secret}"),
+        &format!("{}/api/4.0/login", s.url),
+    ]);
+    assert_eq!(code, 404, "the exited child's credential logs in no more");
+}
+
 /// An MCP server (stdio) under `lookerctl exec prod` from an empty folder, with no
 /// LOOKER* variable of the test's own environment reaching it.
 struct McpServer {

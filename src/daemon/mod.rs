@@ -90,6 +90,9 @@ pub struct DaemonOptions {
     pub gateway: crate::config::GatewayListen,
     /// An already-listening gateway socket (systemd socket activation); wins over `gateway`.
     pub gateway_listener: Option<std::net::TcpListener>,
+    /// The file the gateway keeps its credentials and sessions in across restarts
+    /// (`None`: they end with the run, as in dev mode).
+    pub gateway_state: Option<PathBuf>,
 }
 
 impl DaemonOptions {
@@ -105,6 +108,7 @@ impl DaemonOptions {
             bus_address: bus::BusAddress::Session,
             gateway: crate::config::GatewayListen::At((std::net::Ipv4Addr::LOCALHOST, 0).into()),
             gateway_listener: None,
+            gateway_state: None,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Daemon {
     /// Takes the config file's state at bind time, before a client can connect: an
     /// edit made as soon as the socket answers is a change it sees.
     watcher: Option<watch::ConfigWatcher>,
+    /// What the last run's gateway saved, read at bind time (its port is bound again).
+    gateway_saved: Option<crate::gateway::saved::Saved>,
 }
 
 /// What happened at shutdown.
@@ -145,11 +151,20 @@ impl Daemon {
             }
             None => (listener::bind(&opts.socket)?, true),
         };
-        let gateway = bind_gateway(&mut opts)?;
+        let gateway_saved = opts.gateway_state.as_deref().and_then(|path| {
+            crate::gateway::saved::load(path)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "the gateway starts without the last run's credentials and sessions")
+                })
+                .ok()
+                .flatten()
+        });
+        let gateway = bind_gateway(&mut opts, gateway_saved.as_ref().and_then(|s| s.port))?;
         let watcher = opts.config_path.clone().map(watch::ConfigWatcher::new);
         Ok(Daemon {
             listener,
             gateway,
+            gateway_saved,
             socket: opts.socket.clone(),
             remove_socket,
             opts,
@@ -175,7 +190,8 @@ impl Daemon {
         broker: Broker,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, DaemonError> {
-        let Daemon { listener, gateway, socket, remove_socket, opts, hup_signal, watcher } = self;
+        let Daemon { listener, gateway, socket, remove_socket, opts, hup_signal, watcher, gateway_saved } =
+            self;
         let uid = rustix::process::getuid().as_raw();
         let reload: Option<ReloadFn> = opts
             .config_path
@@ -197,6 +213,9 @@ impl Daemon {
             }
             tokio::spawn(server::serve(l, ctx.clone(), stop_rx.clone()))
         });
+        if let Some(path) = opts.gateway_state.clone() {
+            service.gateway().keep_in(&broker, path, gateway_saved);
+        }
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
         let sweeper = {
             let service = service.clone();
@@ -334,8 +353,24 @@ impl Daemon {
 /// Binds the gateway's TCP door as `opts` say (a passed socket first); a port that
 /// cannot be bound is a warning, not a failed start: the socket API and the socket's
 /// gateway paths still serve.
-fn bind_gateway(opts: &mut DaemonOptions) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
-    let std_listener = match (opts.gateway_listener.take(), opts.gateway) {
+/// Binds the gateway's TCP door: the listener systemd passed, else `[gateway] listen`;
+/// with no port configured, the last run's port first if it is free (clients the last
+/// run served keep their base URL).
+fn bind_gateway(
+    opts: &mut DaemonOptions,
+    last_port: Option<u16>,
+) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    let again = match (&opts.gateway_listener, opts.gateway, last_port) {
+        (None, crate::config::GatewayListen::At(addr), Some(port)) if addr.port() == 0 && port != 0 => {
+            std::net::TcpListener::bind((addr.ip(), port))
+                .inspect_err(|e| {
+                    tracing::info!(port, error = %e, "the gateway's last port is taken; listening on a new one                         (clients of the last run must be started again)")
+                })
+                .ok()
+        }
+        _ => None,
+    };
+    let std_listener = match (again.or(opts.gateway_listener.take()), opts.gateway) {
         (Some(l), _) => l,
         (None, crate::config::GatewayListen::Off) => return Ok(None),
         (None, crate::config::GatewayListen::At(addr)) => match std::net::TcpListener::bind(addr) {

@@ -301,7 +301,7 @@ impl Service {
                     credential: s.credential.as_deref().map(str::to_string),
                     workspace: if s.variant.dev_owner.is_some() { "dev" } else { "production" }.into(),
                     sudo_user_id: s.variant.user_id.as_deref().map(str::to_string),
-                    pid: s.minted_by.bound_pid,
+                    pid: s.minted_by.bound.map(|b| b.pid),
                     created: crate::broker::slot::rfc3339(s.created),
                 })
                 .collect(),

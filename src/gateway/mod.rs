@@ -15,6 +15,7 @@
 //! ```
 //! The caller's uid is checked by the same [`Service`](crate::daemon::service::Service)
 //! as on the other doors; what only the gateway knows (Host, session tokens) is here.
+//! Credentials and sessions outlive an agent restart through a state file (saved.rs).
 
 pub mod answer;
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod pool;
 mod process;
 pub mod replay;
 pub mod route;
+pub mod saved;
 pub mod sessions;
 pub mod tcp_peer;
 
@@ -153,7 +155,10 @@ impl Gateway {
                 .to_string()
         })?;
         let pid = bound.as_ref().map(|(pid, _)| *pid);
-        let minted = self.sessions.mint(profile, credential, ttl, pid);
+        // Read while the pidfd is held: the pid cannot have been reused yet if the
+        // process still runs (and if it does not, the watch below ends it at once).
+        let process = pid.map(|pid| sessions::BoundProcess { pid, start_time: process::start_time(pid) });
+        let minted = self.sessions.mint(profile, credential, ttl, process);
         if let Some((pid, fd)) = bound {
             process::retire_on_exit(self.sessions.clone(), broker.clone(), minted.credential.id, pid, fd);
         }
@@ -166,6 +171,30 @@ impl Gateway {
             client_secret: minted.client_secret,
             session_token,
         })
+    }
+
+    /// Takes up the credentials and sessions an earlier run saved (those bound to a
+    /// process only if it still runs, watched again), then saves every change to
+    /// `path` from now on. Call once, at start, after the TCP door is bound.
+    pub fn keep_in(&self, broker: &Broker, path: std::path::PathBuf, saved: Option<saved::Saved>) {
+        if let Some(mut saved) = saved {
+            let mut pidfds = std::collections::HashMap::new();
+            saved.credentials.retain(|c| match &c.bound {
+                None => true,
+                Some(b) => process::reopen(b).map(|fd| pidfds.insert(c.id, fd)).is_some(),
+            });
+            let bound = self.sessions.restore(saved);
+            for c in &bound {
+                if let (Some(b), Some(fd)) = (c.bound, pidfds.remove(&c.id)) {
+                    process::retire_on_exit(self.sessions.clone(), broker.clone(), c.id, b.pid, fd);
+                }
+            }
+            let (credentials, sessions) = self.sessions.snapshot();
+            tracing::info!(credentials = credentials.len(), sessions = sessions.len(), path = %path.display(),
+                "gateway credentials and sessions of the last run taken up");
+        }
+        let port = self.url().and_then(|u| u.rsplit(':').next()).and_then(|p| p.parse().ok());
+        self.sessions.save_with(saved::Saver::new(path, port));
     }
 
     /// Ends what `ended` lists: the tokens only those sessions used are revoked.
@@ -301,13 +330,13 @@ impl Gateway {
         let Some(cred) = cred.filter(|c| hint.is_none_or(|h| *c.profile == *h)) else {
             tracing::info!(
                 "gateway login refused: not a live gateway credential (of this profile); credentials end \
-                 with their process, at their TTL and when the agent restarts: mint a new one"
+                 with their process and at their TTL: mint a new one"
             );
             return answer::not_found();
         };
         let (session, token) = self.sessions.open(&cred, None, None, Some(SESSION_TTL));
         tracing::debug!(target: "looker_agent::audit", session = session.id, profile = %session.profile,
-            pid = ?cred.bound_pid, "gateway session opened");
+            pid = ?cred.bound.map(|b| b.pid), "gateway session opened");
         answer::login(token.expose(), session.expires_in())
     }
 
@@ -398,7 +427,7 @@ impl Gateway {
                 Err(e) => return small(answer::from_broker(&e)),
             },
         };
-        let Some(moved) = self.sessions.set_dev(s, dev_set) else {
+        let Some(moved) = session_token(parts).and_then(|t| self.sessions.set_dev(t, dev_set)) else {
             return small(answer::requires_authentication());
         };
         if !dev && s.variant.dev_owner.is_some() {

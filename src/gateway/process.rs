@@ -1,7 +1,11 @@
 //! A gateway credential minted for a process (`lookerctl exec`) dies with it: the
 //! agent holds a pidfd of the process that asked (lookerctl, which then execs the
 //! command in place, keeping its pid) and retires the credential when it polls readable.
+//! After an agent restart the pidfd is opened again from the saved pid, and kept only
+//! when that pid's start time is the saved one (else the pid was reused: the credential's
+//! process is gone).
 
+use super::sessions::BoundProcess;
 use super::sessions::Sessions;
 use super::Gateway;
 use crate::broker::Broker;
@@ -32,4 +36,48 @@ pub(super) fn retire_on_exit(sessions: Arc<Sessions>, broker: Broker, id: u64, p
             "gateway credential ended with its process");
         Gateway::end(&broker, ended);
     });
+}
+
+/// When process `pid` started (clock ticks since boot: field 22 of /proc/PID/stat),
+/// which tells it from a later process given the same pid.
+pub(super) fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')':
+    // the fields after the last ')' are plain, field 3 first.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// A pidfd of the process a credential was bound to, if it still runs: the pidfd is
+/// opened first and the start time checked after, so a pid reused in between is
+/// seen (its start time differs) rather than watched.
+pub(super) fn reopen(bound: &BoundProcess) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(bound.pid)?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    let started = bound.start_time?;
+    (start_time(bound.pid)? == started).then_some(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_process_is_found_again_only_with_its_start_time() {
+        let pid = std::process::id() as i32;
+        let start = start_time(pid).expect("our own start time");
+        assert!(reopen(&BoundProcess { pid, start_time: Some(start) }).is_some());
+        // The same pid with another start time: a reused pid, not the bound process.
+        assert!(reopen(&BoundProcess { pid, start_time: Some(start + 1) }).is_none());
+        assert!(reopen(&BoundProcess { pid, start_time: None }).is_none());
+    }
+
+    #[test]
+    fn an_exited_process_is_not_found() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = start_time(pid);
+        child.wait().unwrap();
+        assert!(reopen(&BoundProcess { pid, start_time: start }).is_none());
+    }
 }

@@ -1,0 +1,325 @@
+//! The gateway's credentials and sessions across an agent restart.
+//!
+//! A restart (an upgrade, `systemctl --user restart`, a crash) would otherwise end every
+//! gateway credential and session: a running `lookerctl exec` child would get 401s, and
+//! its SDK's next login a 404. So every change is written to a state file next to the
+//! agent socket (`agent.gateway.json` beside `agent.sock`, in the private runtime
+//! folder), with the gateway's TCP port, and the next run takes it up: the same URL
+//! (the port is bound again when it is free and no port is configured), the same
+//! credentials, the same sessions, each on the real tokens of the new run.
+//!
+//! Nothing secret is in the file: a credential's client_secret and a session's token
+//! are kept as SHA-256 digests (both are random, 143 bits and more: a digest cannot be
+//! turned back into a login or a call). Real Looker tokens are never in it: the
+//! journal revoked them when the last run stopped.
+//!
+//! The file is the agent's own: written atomically with mode 0600; read only when its
+//! owner is the agent's user, nobody else may write it and it is not a symlink. A file
+//! that cannot be read is left aside with a warning (the gateway starts empty), never
+//! a reason not to start.
+
+use super::sessions::{BoundProcess, Digest};
+use crate::files::atomic::AtomicFile;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// The file format's version; a file of another version is not read.
+const VERSION: u32 = 1;
+
+/// A state file larger than this is not read (a real one holds a few KiB).
+const MAX_LEN: u64 = 16 * 1024 * 1024;
+
+/// What is saved: live gateway credentials and sessions, and the TCP port.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Saved {
+    /// The gateway's TCP port (bound again at start when free and none is configured).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Live gateway credentials.
+    pub credentials: Vec<SavedCredential>,
+    /// Their live sessions.
+    pub sessions: Vec<SavedSession>,
+}
+
+/// A gateway credential, as saved.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedCredential {
+    /// Its local id.
+    pub id: u64,
+    /// Its client_id (not secret).
+    pub client_id: String,
+    /// The SHA-256 of its client_secret.
+    #[serde(with = "digest_b64")]
+    pub secret_sha256: Digest,
+    /// Its profile.
+    pub profile: String,
+    /// Its credential set, if bound to one.
+    pub credential: Option<String>,
+    /// When it ends (`None`: with its process).
+    #[serde(with = "unix_secs")]
+    pub expires_at: Option<SystemTime>,
+    /// The process it dies with.
+    pub bound: Option<BoundProcess>,
+}
+
+/// A gateway session, as saved.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedSession {
+    /// Its local id.
+    pub id: u64,
+    /// The SHA-256 of its token.
+    #[serde(with = "digest_b64")]
+    pub token_sha256: Digest,
+    /// The id of the credential it logged in with.
+    pub minted_by: u64,
+    /// Its credential set, if pinned.
+    pub credential: Option<String>,
+    /// The Looker user it acts as (sudo).
+    pub user_id: Option<String>,
+    /// True in the dev workspace (the new run gives it a dev token of its own on demand).
+    pub dev: bool,
+    /// When it ends (`None`: with its credential).
+    #[serde(with = "unix_secs")]
+    pub expires_at: Option<SystemTime>,
+    /// When it began.
+    #[serde(with = "unix_secs::required")]
+    pub created: SystemTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    #[serde(flatten)]
+    state: Saved,
+}
+
+/// The state file that belongs to the agent socket at `socket`: `NAME.gateway.json`
+/// beside `NAME.sock` (so two agents on two sockets keep two files).
+pub fn path_for(socket: &Path) -> PathBuf {
+    let stem = socket.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agent".into());
+    socket.with_file_name(format!("{stem}.gateway.json"))
+}
+
+/// Why a state file was not taken up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// It could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not the agent's own private file.
+    #[error("{path} is not a private file of this user ({why}); it was not read")]
+    NotPrivate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Its content is not a state file of this version.
+    #[error("{path} is not a gateway state file of this version ({why}); it was not read")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Reads the state file at `path`; `Ok(None)` when there is none.
+pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
+    let read = |source| LoadError::Read { path: path.to_path_buf(), source };
+    let not_private = |why: String| LoadError::NotPrivate { path: path.to_path_buf(), why };
+    // O_NOFOLLOW: a symlink planted at the name is refused, not followed.
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_private("a symlink".into())),
+        Err(e) => return Err(read(e)),
+    };
+    let meta = file.metadata().map_err(read)?;
+    if !meta.is_file() {
+        return Err(not_private("not a regular file".into()));
+    }
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(not_private(format!("owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(not_private(format!("mode {:o}: others may write it", meta.mode() & 0o777)));
+    }
+    let mut text = Vec::new();
+    file.take(MAX_LEN + 1).read_to_end(&mut text).map_err(read)?;
+    if text.len() as u64 > MAX_LEN {
+        return Err(LoadError::Malformed { path: path.to_path_buf(), why: format!("over {MAX_LEN} bytes") });
+    }
+    let malformed = |why: String| LoadError::Malformed { path: path.to_path_buf(), why };
+    let on_disk: OnDisk = serde_json::from_slice(&text).map_err(|e| malformed(e.to_string()))?;
+    if on_disk.version != VERSION {
+        return Err(malformed(format!("version {}, this agent reads {VERSION}", on_disk.version)));
+    }
+    Ok(Some(on_disk.state))
+}
+
+/// Writes the gateway's state to its file at every change.
+#[derive(Debug)]
+pub struct Saver {
+    path: PathBuf,
+    port: Option<u16>,
+    /// Held across taking the state and writing it: writes happen one at a time, each
+    /// of the state as it is then, so a slower older write never lands last.
+    writing: Mutex<()>,
+}
+
+impl Saver {
+    /// Saves to `path`, recording the gateway's TCP `port`.
+    pub fn new(path: PathBuf, port: Option<u16>) -> Saver {
+        Saver { path, port, writing: Mutex::new(()) }
+    }
+
+    /// Writes the state `state` gives now. A failure is logged (the gateway goes on;
+    /// only a restart would lose what was not written).
+    pub fn save(&self, state: impl FnOnce() -> Saved) {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut saved = state();
+        saved.port = self.port;
+        if let Err(e) = write(&self.path, saved) {
+            tracing::warn!(path = %self.path.display(), error = %e,
+                "cannot save the gateway's credentials and sessions; an agent restart would end them \
+                 (check that the socket's folder is writable)");
+        }
+    }
+}
+
+fn write(path: &Path, state: Saved) -> std::io::Result<()> {
+    let body = serde_json::to_vec(&OnDisk { version: VERSION, state }).map_err(std::io::Error::other)?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut file = AtomicFile::in_folder(folder, ".gateway-", ".tmp")?;
+    file.set_mode(0o600)?;
+    file.write_synced(&body)?;
+    file.commit(path)
+}
+
+mod digest_b64 {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(d))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        bytes.try_into().map_err(|_| serde::de::Error::custom("a SHA-256 digest is 32 bytes"))
+    }
+}
+
+mod unix_secs {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        t.map(secs).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)))
+    }
+
+    fn secs(t: SystemTime) -> u64 {
+        t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    pub mod required {
+        use super::*;
+
+        pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+            secs(*t).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::deserialize(d)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sessions::Sessions;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn state() -> (Sessions, String, String) {
+        let s = Sessions::default();
+        let m = s.mint("prod", None, Some(Duration::from_secs(600)), None);
+        let (_, token) = s.open(&m.credential, None, None, None);
+        (s, m.client_secret.expose().to_string(), token.expose().to_string())
+    }
+
+    #[tokio::test]
+    async fn the_file_is_private_and_holds_no_secret_or_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(&dir.path().join("agent.sock"));
+        assert_eq!(path.file_name().unwrap(), "agent.gateway.json");
+        let (sessions, secret, token) = state();
+        sessions.save_with(Saver::new(path.clone(), Some(4321)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&secret) && !text.contains(&token), "{text}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded.port, Some(4321));
+        assert_eq!((loaded.credentials.len(), loaded.sessions.len()), (1, 1));
+        // Every change is saved: a logout leaves no session in the file.
+        sessions.close(&token);
+        assert!(load(&path).unwrap().unwrap().sessions.is_empty());
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn no_file_is_no_state() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(&dir.path().join("agent.gateway.json")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_trusted_or_read_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.gateway.json");
+        let refused = |body: &str, mode: u32| {
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            load(&path).unwrap_err().to_string()
+        };
+        let good = r#"{"version":1,"credentials":[],"sessions":[]}"#;
+        assert!(refused(good, 0o622).contains("others may write it"));
+        assert!(refused("{not json", 0o600).contains("not a gateway state file"));
+        assert!(refused(r#"{"version":9,"credentials":[],"sessions":[]}"#, 0o600).contains("version 9"));
+        let bad_digest = r#"{"version":1,"credentials":[{"id":1,"client_id":"a","secret_sha256":"AAAA",
+            "profile":"p","credential":null,"expires_at":null,"bound":null}],"sessions":[]}"#;
+        assert!(refused(bad_digest, 0o600).contains("32 bytes"));
+        std::fs::write(&path, good).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(Saved::default()));
+        // A symlink planted at the name is not followed.
+        let link = dir.path().join("link.gateway.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(load(&link).unwrap_err().to_string().contains("a symlink"));
+    }
+
+    #[tokio::test]
+    async fn a_save_that_fails_is_logged_and_the_gateway_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sessions, _, token) = state();
+        sessions.save_with(Saver::new(dir.path().join("gone").join("agent.gateway.json"), None));
+        assert!(sessions.close(&token).is_some());
+    }
+}

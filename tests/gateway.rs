@@ -726,6 +726,42 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
     assert_eq!(code, 404, "the exited child's credential logs in no more");
 }
 
+/// A crash (SIGKILL: no shutdown at all) loses nothing saved: the next run takes up
+/// the minted credential and the session, and revokes the killed run's token.
+#[test]
+fn after_a_crash_the_next_run_takes_up_the_gateway() {
+    let mut s = setup();
+    let (id, secret) = gateway_credential(&s);
+    let token = login(&s, &id, &secret);
+    assert_eq!(get(&s, &token, "/api/4.0/user").0, 200);
+    let state = s.env.socket.with_file_name("agent.gateway.json");
+    common::wait_for("the session to be saved", Duration::from_secs(10), || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.matches("token_sha256").count() == 1)
+    });
+    let orphan = live_real_tokens(&s);
+    s.agent.stop_with(libc::SIGKILL);
+    s.agent = s.env.start_agent(&[]);
+    assert_eq!(get(&s, &token, "/api/4.0/user").0, 200, "{}", s.agent.log_text());
+    login(&s, &id, &secret);
+    common::wait_for("the killed run's token to be revoked", Duration::from_secs(10), || {
+        orphan.iter().all(|t| !s.emu.emu().is_live(t))
+    });
+
+    // A state file broken meanwhile is left aside with a warning; the agent starts.
+    s.agent.stop_with(libc::SIGTERM);
+    std::fs::write(&state, "{\"version\":1,\"credentials\":[").unwrap();
+    s.agent = s.env.start_agent(&[]);
+    let log = s.agent.log_text();
+    assert!(log.contains("not a gateway state file") && log.contains("starts without"), "{log}");
+    // Its port was in the file too: the gateway listens on a new one.
+    let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+    s.url = v["gateway"]["url"].as_str().unwrap().to_string();
+    assert_eq!(get(&s, &token, "/api/4.0/user").0, 401);
+    let (id, secret) = gateway_credential(&s);
+    let token = login(&s, &id, &secret);
+    assert_eq!(get(&s, &token, "/api/4.0/user").0, 200);
+}
+
 /// An MCP server (stdio) under `lookerctl exec prod` from an empty folder, with no
 /// LOOKER* variable of the test's own environment reaching it.
 struct McpServer {

@@ -194,7 +194,7 @@ impl Gateway {
                 "gateway credentials and sessions of the last run taken up");
         }
         let port = self.url().and_then(|u| u.rsplit(':').next()).and_then(|p| p.parse().ok());
-        self.sessions.save_with(saved::Saver::new(path, port));
+        self.sessions.save_to(path, port);
     }
 
     /// Ends what `ended` lists: the tokens only those sessions used are revoked.
@@ -213,8 +213,10 @@ impl Gateway {
         self.forwarder.sweep();
     }
 
-    /// Ends every session and credential (shutdown, before the broker revokes).
+    /// Ends every session and credential (shutdown, before the broker revokes). What
+    /// was saved stays saved (writes still pending are finished first), for the next run.
     pub fn clear(&self, broker: &Broker) {
+        self.sessions.stop_saving();
         Gateway::end(broker, self.sessions.clear());
     }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 /// The file format's version; a file of another version is not read.
@@ -168,33 +168,124 @@ pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
     Ok(Some(on_disk.state))
 }
 
-/// Writes the gateway's state to its file at every change.
+/// Writes the gateway's state to its file after every change, on a thread of its own:
+/// a login never waits for the disk, and changes that come faster than writes are
+/// written together (each write takes the state as it is then, so the last one is
+/// the latest state).
 #[derive(Debug)]
 pub struct Saver {
-    path: PathBuf,
-    port: Option<u16>,
-    /// Held across taking the state and writing it: writes happen one at a time, each
-    /// of the state as it is then, so a slower older write never lands last.
-    writing: Mutex<()>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    st: Mutex<Progress>,
+    cv: Condvar,
+}
+
+/// Changes are counted: the writer has saved every change up to `written`.
+#[derive(Debug, Default)]
+struct Progress {
+    wanted: u64,
+    written: u64,
+    stop: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        // Two counters and a flag, whole at every unlock: a poisoned lock is safe to reuse.
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
+        self.cv.wait(g).unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Saver {
-    /// Saves to `path`, recording the gateway's TCP `port`.
-    pub fn new(path: PathBuf, port: Option<u16>) -> Saver {
-        Saver { path, port, writing: Mutex::new(()) }
+    /// Saves to `path` what `state` gives (`None`: nothing to save any more), with
+    /// the gateway's TCP `port`, once at start and after every [`Saver::changed`].
+    pub fn start(
+        path: PathBuf,
+        port: Option<u16>,
+        state: impl Fn() -> Option<Saved> + Send + 'static,
+    ) -> std::io::Result<Saver> {
+        let shared = Arc::new(Shared {
+            st: Mutex::new(Progress { wanted: 1, ..Progress::default() }),
+            cv: Condvar::new(),
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new().name("gateway-saver".into()).spawn(move || {
+            // However the writer ends, nobody waits for it afterwards.
+            let _stops = Stopped(theirs.clone());
+            loop {
+                let mut g = theirs.lock();
+                while g.written == g.wanted && !g.stop {
+                    g = theirs.wait(g);
+                }
+                if g.written == g.wanted {
+                    return;
+                }
+                let target = g.wanted;
+                drop(g);
+                if let Some(mut saved) = state() {
+                    saved.port = port;
+                    if let Err(e) = write(&path, saved) {
+                        tracing::warn!(path = %path.display(), error = %e,
+                        "cannot save the gateway's credentials and sessions; an agent restart would end them \
+                         (check that the socket's folder is writable)");
+                    }
+                }
+                theirs.lock().written = target;
+                theirs.cv.notify_all();
+            }
+        })?;
+        Ok(Saver { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Writes the state `state` gives now. A failure is logged (the gateway goes on;
-    /// only a restart would lose what was not written).
-    pub fn save(&self, state: impl FnOnce() -> Saved) {
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut saved = state();
-        saved.port = self.port;
-        if let Err(e) = write(&self.path, saved) {
-            tracing::warn!(path = %self.path.display(), error = %e,
-                "cannot save the gateway's credentials and sessions; an agent restart would end them \
-                 (check that the socket's folder is writable)");
+    /// Something changed: it is saved soon.
+    pub fn changed(&self) {
+        self.shared.lock().wanted += 1;
+        self.shared.cv.notify_all();
+    }
+
+    /// Waits until every change made before the call is on disk (or the saver stopped).
+    pub fn flush(&self) {
+        let mut g = self.shared.lock();
+        let target = g.wanted;
+        while g.written < target && !g.stop {
+            g = self.shared.wait(g);
         }
+    }
+
+    /// Writes what is pending and stops: later changes are not saved (shutdown: what
+    /// this run ends as it stops, the next run takes up again).
+    pub fn stop(&self) {
+        self.flush();
+        self.shared.lock().stop = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Marks the saver stopped when dropped (the writer's exit, even by a panic).
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.cv.notify_all();
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        // Not joined: the writer may be the one dropping the last reference to us.
+        self.shared.lock().stop = true;
+        self.shared.cv.notify_all();
     }
 }
 
@@ -257,8 +348,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn state() -> (Sessions, String, String) {
-        let s = Sessions::default();
+    fn state() -> (Arc<Sessions>, String, String) {
+        let s = Arc::new(Sessions::default());
         let m = s.mint("prod", None, Some(Duration::from_secs(600)), None);
         let (_, token) = s.open(&m.credential, None, None, None);
         (s, m.client_secret.expose().to_string(), token.expose().to_string())
@@ -270,7 +361,8 @@ mod tests {
         let path = path_for(&dir.path().join("agent.sock"));
         assert_eq!(path.file_name().unwrap(), "agent.gateway.json");
         let (sessions, secret, token) = state();
-        sessions.save_with(Saver::new(path.clone(), Some(4321)));
+        sessions.save_to(path.clone(), Some(4321));
+        sessions.flush_saves();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&secret) && !text.contains(&token), "{text}");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
@@ -279,7 +371,13 @@ mod tests {
         assert_eq!((loaded.credentials.len(), loaded.sessions.len()), (1, 1));
         // Every change is saved: a logout leaves no session in the file.
         sessions.close(&token);
+        sessions.flush_saves();
         assert!(load(&path).unwrap().unwrap().sessions.is_empty());
+        // After a stop nothing more is saved: what a shutdown ends stays in the file.
+        sessions.stop_saving();
+        sessions.mint("prod", None, None, None);
+        sessions.flush_saves();
+        assert_eq!(load(&path).unwrap().unwrap().credentials.len(), 1);
         // No temporary file is left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -319,7 +417,8 @@ mod tests {
     async fn a_save_that_fails_is_logged_and_the_gateway_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let (sessions, _, token) = state();
-        sessions.save_with(Saver::new(dir.path().join("gone").join("agent.gateway.json"), None));
+        sessions.save_to(dir.path().join("gone").join("agent.gateway.json"), None);
         assert!(sessions.close(&token).is_some());
+        sessions.flush_saves();
     }
 }

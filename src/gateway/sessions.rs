@@ -167,19 +167,38 @@ impl Sessions {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// From now on every change is saved by `saver` (the daemon's gateway state file).
-    pub fn save_with(&self, saver: Saver) {
-        if self.saver.set(saver).is_ok() {
-            self.changed();
+    /// From now on every change is saved to `path` (the daemon's gateway state file),
+    /// with the gateway's TCP `port`; the state as it is now is saved at once.
+    pub fn save_to(self: &Arc<Self>, path: std::path::PathBuf, port: Option<u16>) {
+        let me = Arc::downgrade(self);
+        match Saver::start(path, port, move || me.upgrade().map(|s| s.to_saved())) {
+            Ok(saver) => {
+                let _ = self.saver.set(saver);
+            }
+            Err(e) => tracing::warn!(error = %e,
+                "cannot start saving the gateway's credentials and sessions; an agent restart would end them"),
         }
     }
 
-    /// Saves the state as it is now, if a saver is set. Called after each change,
-    /// outside the state lock; the saver orders its writes, and each takes the state
-    /// as it is when it writes, so the last write is never an older state.
+    /// Waits until every change so far is saved (tests; shutdown).
+    pub fn flush_saves(&self) {
+        if let Some(saver) = self.saver.get() {
+            saver.flush();
+        }
+    }
+
+    /// Saves what is pending, then nothing more (shutdown: what it ends, the next run
+    /// takes up again).
+    pub fn stop_saving(&self) {
+        if let Some(saver) = self.saver.get() {
+            saver.stop();
+        }
+    }
+
+    /// Something changed: the saver, if any, saves it soon.
     fn changed(&self) {
         if let Some(saver) = self.saver.get() {
-            saver.save(|| self.to_saved());
+            saver.changed();
         }
     }
 

@@ -349,6 +349,46 @@ fn shipped_units_work_under_a_real_user_manager() {
         um.fail("the cached token did not survive the reload");
     }
 
+    // Restart: the gateway keeps its URL and its credentials (the sandboxed unit can
+    // write its state file in its runtime folder).
+    let minted: serde_json::Value = serde_json::from_str(
+        &um.run_ok("lookerctl", &["gateway", "credential", "prod", "--json", "--ttl", "1h"]),
+    )
+    .unwrap();
+    let gateway_login = |um: &UserManager| {
+        let form = format!("client_id={}&client_secret={}", minted["client_id"], minted["client_secret"])
+            .replace('"', "");
+        let url = format!("{}/api/4.0/login", minted["base_url"].as_str().unwrap());
+        let out = um.run(
+            "curl",
+            &["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code}", "-d", &form, &url],
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    if gateway_login(&um) != "200" {
+        um.fail("a minted gateway credential does not log in");
+    }
+    um.systemctl_ok(&["restart", SERVICE]);
+    wait_property(&mut um, SERVICE, "ActiveState", "active");
+    if um.property(SERVICE, "MainPID") == main_pid {
+        um.fail("systemctl restart did not start a new agent");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&um.run_ok("lookerctl", &["status", "--json"])).unwrap();
+    if status["gateway"]["url"] != minted["base_url"] {
+        um.fail(&format!(
+            "after a restart the gateway is at {} (was {})",
+            status["gateway"]["url"], minted["base_url"]
+        ));
+    }
+    if gateway_login(&um) != "200" {
+        um.fail("a gateway credential minted before the restart does not log in after it");
+    }
+    if um.unit_journal(SERVICE).contains("cannot save the gateway") {
+        um.fail("the sandboxed agent cannot write its gateway state file");
+    }
+    let token = um.run_ok("lookerctl", &["token", "prod"]).trim().to_string();
+
     // Stop: the agent revokes what it obtained, then exits cleanly; the socket stays.
     um.systemctl_ok(&["stop", SERVICE]);
     let live = emu.emu().counters().live_tokens;

@@ -747,6 +747,19 @@ fn after_a_crash_the_next_run_takes_up_the_gateway() {
         orphan.iter().all(|t| !s.emu.emu().is_live(t))
     });
 
+    // The last port taken meanwhile by another program: a new one, the rest is kept.
+    s.agent.stop_with(libc::SIGTERM);
+    let port: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    s.agent = s.env.start_agent(&[]);
+    let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+    let moved = v["gateway"]["url"].as_str().unwrap().to_string();
+    assert_ne!(moved, s.url);
+    assert!(s.agent.log_text().contains("last port is taken"), "{}", s.agent.log_text());
+    s.url = moved;
+    assert_eq!(get(&s, &token, "/api/4.0/user").0, 200, "the session is kept at the new URL");
+    drop(squatter);
+
     // A state file broken meanwhile is left aside with a warning; the agent starts.
     s.agent.stop_with(libc::SIGTERM);
     std::fs::write(&state, "{\"version\":1,\"credentials\":[").unwrap();

@@ -206,6 +206,7 @@ impl Daemon {
         // Tokens left live by killed agents (never by running ones on the same store).
         let orphans = broker.orphaned_tokens().await;
         broker.spawn_revoke_orphans(orphans);
+        let gateway_port = gateway.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
         let gateway_server = gateway.map(|l| {
             if let Ok(addr) = l.local_addr() {
                 service.gateway().set_url(format!("http://{addr}"));
@@ -214,7 +215,7 @@ impl Daemon {
             tokio::spawn(server::serve(l, ctx.clone(), stop_rx.clone()))
         });
         if let Some(path) = opts.gateway_state.clone() {
-            service.gateway().keep_in(&broker, path, gateway_saved);
+            service.gateway().keep_in(&broker, path, gateway_port, gateway_saved);
         }
         let server = tokio::spawn(server::serve(listener, ctx, stop_rx));
         let sweeper = {
@@ -350,12 +351,10 @@ impl Daemon {
     }
 }
 
-/// Binds the gateway's TCP door as `opts` say (a passed socket first); a port that
-/// cannot be bound is a warning, not a failed start: the socket API and the socket's
-/// gateway paths still serve.
-/// Binds the gateway's TCP door: the listener systemd passed, else `[gateway] listen`;
-/// with no port configured, the last run's port first if it is free (clients the last
-/// run served keep their base URL).
+/// Binds the gateway's TCP door as `opts` say (a passed socket first); with no port
+/// configured, the last run's port if it is free (clients of the last run keep their
+/// base URL). A port that cannot be bound is a warning, not a failed start: the socket
+/// API and the socket's gateway paths still serve.
 fn bind_gateway(
     opts: &mut DaemonOptions,
     last_port: Option<u16>,
@@ -364,7 +363,8 @@ fn bind_gateway(
         (None, crate::config::GatewayListen::At(addr), Some(port)) if addr.port() == 0 && port != 0 => {
             std::net::TcpListener::bind((addr.ip(), port))
                 .inspect_err(|e| {
-                    tracing::info!(port, error = %e, "the gateway's last port is taken; listening on a new one                         (clients of the last run must be started again)")
+                    tracing::info!(port, error = %e, "the gateway's last port is taken; listening on a new one \
+                        (clients of the last run must be started again)")
                 })
                 .ok()
         }

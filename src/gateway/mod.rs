@@ -175,8 +175,14 @@ impl Gateway {
 
     /// Takes up the credentials and sessions an earlier run saved (those bound to a
     /// process only if it still runs, watched again), then saves every change to
-    /// `path` from now on. Call once, at start, after the TCP door is bound.
-    pub fn keep_in(&self, broker: &Broker, path: std::path::PathBuf, saved: Option<saved::Saved>) {
+    /// `path` from now on, with the TCP door's `port`. Call once, at start.
+    pub fn keep_in(
+        &self,
+        broker: &Broker,
+        path: std::path::PathBuf,
+        port: Option<u16>,
+        saved: Option<saved::Saved>,
+    ) {
         if let Some(mut saved) = saved {
             let mut pidfds = std::collections::HashMap::new();
             saved.credentials.retain(|c| match &c.bound {
@@ -193,7 +199,6 @@ impl Gateway {
             tracing::info!(credentials = credentials.len(), sessions = sessions.len(), path = %path.display(),
                 "gateway credentials and sessions of the last run taken up");
         }
-        let port = self.url().and_then(|u| u.rsplit(':').next()).and_then(|p| p.parse().ok());
         self.sessions.save_to(path, port);
     }
 

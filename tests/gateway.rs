@@ -623,6 +623,12 @@ fn sigterm_leaves_no_live_token_at_looker() {
     );
 }
 
+/// The agent's gateway state file for this test's socket.
+fn state_file(s: &Setup) -> PathBuf {
+    let state_home = PathBuf::from(&s.env.vars["XDG_STATE_HOME"]).join("looker-agent");
+    looker_agent::gateway::saved::path_for(&state_home, &s.env.socket)
+}
+
 /// An agent restart (an upgrade, `systemctl --user restart`) keeps the gateway for its
 /// clients: the same URL, a running `exec` child's credential and session, minted
 /// credentials, and each session's workspace and sudo user, on the new run's real
@@ -680,7 +686,7 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
     let (stopped, _) = s.agent.stop_with(libc::SIGTERM);
     assert!(stopped.success(), "{}", s.agent.log_text());
     assert!(s.emu.emu().live_tokens().is_empty(), "the stopped run revoked its real tokens");
-    let state = std::fs::read_to_string(s.env.socket.with_file_name("agent.gateway.json")).unwrap();
+    let state = std::fs::read_to_string(state_file(&s)).unwrap();
     for value in [secret.as_str(), child_secret, &plain, &dev, &sudo, SECRET] {
         assert!(!state.contains(value), "a secret or token in the state file: {state}");
     }
@@ -734,7 +740,7 @@ fn after_a_crash_the_next_run_takes_up_the_gateway() {
     let (id, secret) = gateway_credential(&s);
     let token = login(&s, &id, &secret);
     assert_eq!(get(&s, &token, "/api/4.0/user").0, 200);
-    let state = s.env.socket.with_file_name("agent.gateway.json");
+    let state = state_file(&s);
     common::wait_for("the session to be saved", Duration::from_secs(10), || {
         std::fs::read_to_string(&state).is_ok_and(|t| t.matches("token_sha256").count() == 1)
     });

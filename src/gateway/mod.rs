@@ -184,11 +184,7 @@ impl Gateway {
         saved: Option<saved::Saved>,
     ) {
         if let Some(mut saved) = saved {
-            let mut pidfds = std::collections::HashMap::new();
-            saved.credentials.retain(|c| match &c.bound {
-                None => true,
-                Some(b) => process::reopen(b).map(|fd| pidfds.insert(c.id, fd)).is_some(),
-            });
+            let mut pidfds = process::keep_running(&mut saved, saved::boot_id());
             let bound = self.sessions.restore(saved);
             for c in &bound {
                 if let (Some(b), Some(fd)) = (c.bound, pidfds.remove(&c.id)) {

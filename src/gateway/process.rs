@@ -3,12 +3,13 @@
 //! command in place, keeping its pid) and retires the credential when it polls readable.
 //! After an agent restart the pidfd is opened again from the saved pid, and kept only
 //! when that pid's start time is the saved one (else the pid was reused: the credential's
-//! process is gone).
+//! process is gone) and the boot is the same.
 
-use super::sessions::BoundProcess;
-use super::sessions::Sessions;
+use super::saved::Saved;
+use super::sessions::{BoundProcess, Sessions};
 use super::Gateway;
 use crate::broker::Broker;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
@@ -58,9 +59,60 @@ pub(super) fn reopen(bound: &BoundProcess) -> Option<OwnedFd> {
     (start_time(bound.pid)? == started).then_some(fd)
 }
 
+/// Drops from `saved` the credentials bound to a process that no longer runs, and
+/// all bound ones when `saved` is of another boot than `boot_id` (a pid and a start
+/// time name a process only within the boot they were read in). Returns a pidfd of
+/// each kept one's process, by credential id, to watch.
+pub(super) fn keep_running(saved: &mut Saved, boot_id: Option<String>) -> HashMap<u64, OwnedFd> {
+    let same_boot = saved.boot_id.is_some() && saved.boot_id == boot_id;
+    let mut pidfds = HashMap::new();
+    saved.credentials.retain(|c| match &c.bound {
+        None => true,
+        Some(_) if !same_boot => false,
+        Some(b) => reopen(b).map(|fd| pidfds.insert(c.id, fd)).is_some(),
+    });
+    pidfds
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::saved::SavedCredential;
     use super::*;
+
+    #[test]
+    fn bound_credentials_are_kept_only_for_a_running_process_of_this_boot() {
+        let pid = std::process::id() as i32;
+        let me = BoundProcess { pid, start_time: start_time(pid) };
+        let cred = |id, bound| SavedCredential {
+            id,
+            client_id: format!("c{id}"),
+            secret_sha256: [0; 32],
+            profile: "prod".into(),
+            credential: None,
+            expires_at: None,
+            bound,
+        };
+        let saved = |boot: &str| Saved {
+            boot_id: Some(boot.into()),
+            credentials: vec![
+                cred(1, Some(me)),
+                cred(2, Some(BoundProcess { pid, start_time: me.start_time.map(|t| t + 1) })),
+                cred(3, None),
+            ],
+            ..Saved::default()
+        };
+        let mut same = saved("this-boot");
+        let fds = keep_running(&mut same, Some("this-boot".into()));
+        assert_eq!(same.credentials.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [1]);
+        let mut other = saved("another-boot");
+        assert!(keep_running(&mut other, Some("this-boot".into())).is_empty());
+        assert_eq!(
+            other.credentials.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [3],
+            "TTL ones outlive a reboot"
+        );
+    }
 
     #[test]
     fn a_running_process_is_found_again_only_with_its_start_time() {

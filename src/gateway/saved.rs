@@ -1,25 +1,29 @@
-//! The gateway's credentials and sessions across an agent restart.
+//! The gateway's credentials and sessions across agent restarts and reboots.
 //!
 //! A restart (an upgrade, `systemctl --user restart`, a crash) would otherwise end every
-//! gateway credential and session: a running `lookerctl exec` child would get 401s, and
-//! its SDK's next login a 404. So every change is written to a state file next to the
-//! agent socket (`agent.gateway.json` beside `agent.sock`, in the private runtime
-//! folder), with the gateway's TCP port, and the next run takes it up: the same URL
-//! (the port is bound again when it is free and no port is configured), the same
-//! credentials, the same sessions, each on the real tokens of the new run.
+//! gateway credential and session: a running `lookerctl exec` child would get 401s, its
+//! SDK's next login a 404, and a credential minted for a looker.ini would die long
+//! before its TTL. So every change is written to a state file of the agent socket
+//! (`$XDG_STATE_HOME/looker-agent/gateway/` and the socket's path as a file name), with
+//! the gateway's TCP port and the boot it was written in, and the next run takes it
+//! up: the same URL (the port is bound again when it is free and no port is
+//! configured), the same credentials, the same sessions, each on the real tokens of the
+//! new run. Credentials bound to a process are kept only within the same boot (a pid
+//! and start time mean nothing after a reboot); those with a TTL outlive a reboot.
 //!
 //! Nothing secret is in the file: a credential's client_secret and a session's token
 //! are kept as SHA-256 digests (both are random, 143 bits and more: a digest cannot be
 //! turned back into a login or a call). Real Looker tokens are never in it: the
 //! journal revoked them when the last run stopped.
 //!
-//! The file is the agent's own: written atomically with mode 0600; read only when its
-//! owner is the agent's user, nobody else may write it and it is not a symlink. A file
-//! that cannot be read is left aside with a warning (the gateway starts empty), never
-//! a reason not to start.
+//! The file is the agent's own: written atomically with mode 0600 in a 0700 folder;
+//! read only when its owner is the agent's user, nobody else may write it and it is
+//! not a symlink. A file that cannot be read is left aside with a warning (the gateway
+//! starts empty), never a reason not to start.
 
 use super::sessions::{BoundProcess, Digest};
 use crate::files::atomic::AtomicFile;
+use crate::files::private_dir;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -40,6 +44,10 @@ pub struct Saved {
     /// The gateway's TCP port (bound again at start when free and none is configured).
     #[serde(default)]
     pub port: Option<u16>,
+    /// The boot it was written in (/proc/sys/kernel/random/boot_id): process-bound
+    /// credentials are kept only within it.
+    #[serde(default)]
+    pub boot_id: Option<String>,
     /// Live gateway credentials.
     pub credentials: Vec<SavedCredential>,
     /// Their live sessions.
@@ -98,11 +106,28 @@ struct OnDisk {
     state: Saved,
 }
 
-/// The state file that belongs to the agent socket at `socket`: `NAME.gateway.json`
-/// beside `NAME.sock` (so two agents on two sockets keep two files).
-pub fn path_for(socket: &Path) -> PathBuf {
-    let stem = socket.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agent".into());
-    socket.with_file_name(format!("{stem}.gateway.json"))
+/// The state file of the agent socket at `socket`, in `state_dir` (the agent's
+/// `$XDG_STATE_HOME/looker-agent`): `gateway/` and the socket's path as one file name
+/// (`/run/user/1000/looker-agent/agent.sock` gives
+/// `gateway/run-user-1000-looker-agent-agent.sock.json`), so two agents on two
+/// sockets keep two files.
+pub fn path_for(state_dir: &Path, socket: &Path) -> PathBuf {
+    let name: String = socket
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| match c {
+            '/' => '-',
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => c,
+            _ => '_',
+        })
+        .collect();
+    state_dir.join("gateway").join(format!("{name}.json"))
+}
+
+/// This boot's id, as the kernel tells it.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
 }
 
 /// Why a state file was not taken up.
@@ -215,6 +240,10 @@ impl Saver {
             st: Mutex::new(Progress { wanted: 1, ..Progress::default() }),
             cv: Condvar::new(),
         });
+        if let Some(folder) = path.parent() {
+            private_dir::create_all(folder)?;
+        }
+        let boot_id = boot_id();
         let theirs = shared.clone();
         let thread = std::thread::Builder::new().name("gateway-saver".into()).spawn(move || {
             // However the writer ends, nobody waits for it afterwards.
@@ -231,10 +260,11 @@ impl Saver {
                 drop(g);
                 if let Some(mut saved) = state() {
                     saved.port = port;
+                    saved.boot_id.clone_from(&boot_id);
                     if let Err(e) = write(&path, saved) {
                         tracing::warn!(path = %path.display(), error = %e,
                         "cannot save the gateway's credentials and sessions; an agent restart would end them \
-                         (check that the socket's folder is writable)");
+                         (check that its folder is writable)");
                     }
                 }
                 theirs.lock().written = target;
@@ -358,8 +388,8 @@ mod tests {
     #[tokio::test]
     async fn the_file_is_private_and_holds_no_secret_or_token() {
         let dir = tempfile::tempdir().unwrap();
-        let path = path_for(&dir.path().join("agent.sock"));
-        assert_eq!(path.file_name().unwrap(), "agent.gateway.json");
+        let path = path_for(dir.path(), Path::new("/run/user/1000/looker-agent/agent.sock"));
+        assert_eq!(path, dir.path().join("gateway/run-user-1000-looker-agent-agent.sock.json"));
         let (sessions, secret, token) = state();
         sessions.save_to(path.clone(), Some(4321));
         sessions.flush_saves();
@@ -368,6 +398,9 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let loaded = load(&path).unwrap().unwrap();
         assert_eq!(loaded.port, Some(4321));
+        assert_eq!(loaded.boot_id, boot_id());
+        let folder = std::fs::metadata(path.parent().unwrap()).unwrap();
+        assert_eq!(folder.permissions().mode() & 0o777, 0o700);
         assert_eq!((loaded.credentials.len(), loaded.sessions.len()), (1, 1));
         // Every change is saved: a logout leaves no session in the file.
         sessions.close(&token);
@@ -379,7 +412,7 @@ mod tests {
         sessions.flush_saves();
         assert_eq!(load(&path).unwrap().unwrap().credentials.len(), 1);
         // No temporary file is left beside it.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 
     #[test]
@@ -417,7 +450,9 @@ mod tests {
     async fn a_save_that_fails_is_logged_and_the_gateway_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let (sessions, _, token) = state();
-        sessions.save_to(dir.path().join("gone").join("agent.gateway.json"), None);
+        // Its folder cannot be made: a file is in the way.
+        std::fs::write(dir.path().join("gateway"), "").unwrap();
+        sessions.save_to(dir.path().join("gateway").join("agent.json"), None);
         assert!(sessions.close(&token).is_some());
         sessions.flush_saves();
     }

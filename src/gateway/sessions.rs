@@ -426,7 +426,7 @@ impl Sessions {
             })
             .collect();
         sessions.sort_by_key(|s| s.id);
-        Saved { port: None, credentials, sessions }
+        Saved { credentials, sessions, ..Saved::default() }
     }
 
     /// Takes up what an earlier run saved (the caller has dropped credentials whose

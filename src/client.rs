@@ -212,6 +212,14 @@ impl AgentClient {
         self.call(&ApiRequest::GatewayCredential(req)).await
     }
 
+    /// `POST /v1/gateway/revoke`: end gateway credentials and their sessions.
+    pub async fn gateway_revoke(
+        &self,
+        req: crate::protocol::GatewayRevokeRequest,
+    ) -> Result<crate::protocol::GatewayRevokeAnswer, ClientError> {
+        self.call(&ApiRequest::GatewayRevoke(req)).await
+    }
+
     /// `POST /v1/reload`: make a running agent re-read its config.
     pub(crate) async fn reload(&self) -> Result<serde_json::Value, ClientError> {
         self.call(&ApiRequest::Reload).await

@@ -732,6 +732,67 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
     assert_eq!(code, 404, "the exited child's credential logs in no more");
 }
 
+/// `lookerctl gateway revoke` ends a leaked credential and its sessions at once, and for
+/// good (a restart does not bring it back); the others go on.
+#[test]
+fn a_revoked_gateway_credential_ends_with_its_sessions_for_good() {
+    let mut s = setup();
+    let (leaked, leaked_secret) = gateway_credential(&s);
+    let (kept, kept_secret) = gateway_credential(&s);
+    let a = login(&s, &leaked, &leaked_secret);
+    let b = login(&s, &leaked, &leaked_secret);
+    let c = login(&s, &kept, &kept_secret);
+    let status: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
+    let minted: Vec<&str> = status["gateway"]["minted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(minted, [leaked.as_str(), kept.as_str()], "status lists them by client_id");
+    assert!(s.env.ctl_ok(&["status"], None).contains(&leaked));
+
+    let out = s.env.ctl_ok(&["gateway", "revoke", "prod", "--client-id", &leaked, "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"credentials": 1, "sessions": 2})
+    );
+    for t in [&a, &b] {
+        assert_eq!(get(&s, t, "/api/4.0/user").0, 401);
+    }
+    let refused = |s: &Setup| {
+        curl(&[
+            "-X",
+            "POST",
+            "-d",
+            &format!("client_id={leaked}&client_secret={leaked_secret}"),
+            &format!("{}/api/4.0/login", s.url),
+        ])
+        .0
+    };
+    assert_eq!(refused(&s), 404);
+    assert_eq!(get(&s, &c, "/api/4.0/user").0, 200, "the other credential's session goes on");
+    assert!(s.emu.emu().live_tokens().len() == 1, "the real token stays");
+
+    // Naming one that is not there says so (exit 4), and a profile the agent lacks too.
+    let out = s.env.ctl(&["gateway", "revoke", "--client-id", &leaked], None);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live gateway credential"), "{out:?}");
+    let out = s.env.ctl(&["gateway", "revoke", "nosuch"], None);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+
+    s.agent.stop_with(libc::SIGTERM);
+    s.agent = s.env.start_agent(&[]);
+    assert_eq!(refused(&s), 404, "a restart does not bring a revoked credential back");
+    assert_eq!(get(&s, &a, "/api/4.0/user").0, 401);
+    assert_eq!(get(&s, &c, "/api/4.0/user").0, 200);
+    assert_eq!(
+        s.env.ctl_ok(&["gateway", "revoke"], None).trim(),
+        "ended 1 gateway credential(s) and 1 session(s)"
+    );
+    assert_eq!(get(&s, &c, "/api/4.0/user").0, 401);
+}
+
 /// A crash (SIGKILL: no shutdown at all) loses nothing saved: the next run takes up
 /// the minted credential and the session, and revokes the killed run's token.
 #[test]

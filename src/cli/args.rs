@@ -301,7 +301,31 @@ pub enum GatewayCommand {
     /// printed as a looker.ini section (`--json`: an object).
     #[command(after_help = GATEWAY_CREDENTIAL_EXAMPLES)]
     Credential(GatewayCredentialArgs),
+    /// End gateway credentials before their time (all, a profile's, or one by
+    /// --client-id), with their sessions; `lookerctl status` lists them.
+    #[command(after_help = GATEWAY_REVOKE_EXAMPLES)]
+    Revoke(GatewayRevokeArgs),
 }
+
+/// `lookerctl gateway revoke`.
+#[derive(Debug, Args)]
+pub struct GatewayRevokeArgs {
+    /// Only this profile's gateway credentials.
+    pub profile: Option<String>,
+    /// Only the gateway credential with this client_id (not secret; see `lookerctl status`).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+const GATEWAY_REVOKE_EXAMPLES: &str = "\
+Examples:
+  lookerctl gateway revoke prod --client-id AbC123...   # one leaked looker.ini
+  lookerctl gateway revoke prod                         # every one of prod's
+  lookerctl gateway revoke                              # every one
+
+Programs that logged in with an ended credential get 401 at their next call and 404
+at their next login; `lookerctl exec` children included. The real Looker tokens stay
+(use `lookerctl revoke` for those).";
 
 /// `lookerctl gateway credential`.
 #[derive(Debug, Args)]
@@ -323,7 +347,7 @@ Examples:
 
 The program logs in to the gateway (base_url in the output) as it would to Looker,
 never holding the real client secret or a real token. The credential stops working
-after --ttl, or when the agent stops.";
+after --ttl (agent restarts and reboots keep it), or with `lookerctl gateway revoke`.";
 
 /// `lookerctl revoke`.
 #[derive(Debug, Args)]

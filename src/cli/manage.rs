@@ -7,7 +7,9 @@
 //! until its secret store work is done, so concurrent edits run one after the
 //! other and none is lost; a secret is never read from a person while it is held.
 
-use super::args::{Cli, CredentialCommand, ProfileAddArgs, ProfileCommand, RevokeArgs, StatusArgs};
+use super::args::{
+    Cli, CredentialCommand, GatewayRevokeArgs, ProfileAddArgs, ProfileCommand, RevokeArgs, StatusArgs,
+};
 use super::context::{config_path, open_store, unknown_profile};
 use super::exit::{self, CliError};
 use super::output::{self, countdown, table};
@@ -198,6 +200,22 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
             g.credentials,
             g.sessions.len()
         ))?;
+        if !g.minted.is_empty() {
+            let rows: Vec<Vec<String>> = g
+                .minted
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.client_id.clone(),
+                        c.profile.clone(),
+                        c.credential.clone().unwrap_or_else(|| "-".into()),
+                        c.expires_at.clone().unwrap_or_else(|| "with its process".into()),
+                        c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            output::line(&table(&["CLIENT_ID", "PROFILE", "CREDENTIAL", "EXPIRES", "PID"], &rows))?;
+        }
         if !g.sessions.is_empty() {
             let rows: Vec<Vec<String>> = g
                 .sessions
@@ -215,6 +233,24 @@ pub(crate) async fn status(cli: &Cli, _args: &StatusArgs) -> Result<u8, CliError
                 .collect();
             output::line(&table(&["SESSION", "PROFILE", "WORKSPACE", "SUDO", "PID", "SINCE"], &rows))?;
         }
+    }
+    Ok(exit::OK)
+}
+
+/// `lookerctl gateway revoke`: ends gateway credentials and their sessions.
+pub(crate) async fn gateway_revoke(cli: &Cli, args: &GatewayRevokeArgs) -> Result<u8, CliError> {
+    let req = crate::protocol::GatewayRevokeRequest {
+        profile: args.profile.clone(),
+        client_id: args.client_id.clone(),
+    };
+    let a = agent(cli).gateway_revoke(req).await?;
+    if cli.json {
+        output::json(&a)?;
+    } else {
+        output::line(&format!(
+            "ended {} gateway credential(s) and {} session(s)",
+            a.credentials, a.sessions
+        ))?;
     }
     Ok(exit::OK)
 }

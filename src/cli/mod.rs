@@ -74,6 +74,7 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
             Command::Status(s) => manage::status(&cli, s).await,
             Command::Revoke(r) => manage::revoke(&cli, r).await,
             Command::Gateway(args::GatewayCommand::Credential(g)) => token::gateway_credential(&cli, g).await,
+            Command::Gateway(args::GatewayCommand::Revoke(g)) => manage::gateway_revoke(&cli, g).await,
             Command::Profile(p) => manage::profile(&cli, p).await,
             Command::Credential(c) => manage::credential(&cli, c).await,
             Command::Import(i) => import::import(&cli, i).await,

@@ -219,7 +219,7 @@ pub(crate) async fn gateway_credential(cli: &Cli, args: &GatewayCredentialArgs) 
             g.base_url,
             g.client_id,
             g.client_secret,
-            g.expires_at.as_deref().unwrap_or("when the agent stops")
+            g.expires_at.as_deref().unwrap_or("with the process it was minted for")
         )
     });
     print_secret(&out)

@@ -231,6 +231,7 @@ async fn decode<'a>(
             Request::Invalidate { profile, access_token: Cow::Owned(body.access_token) }
         }
         Route::GatewayCredential => Request::GatewayCredential(read_json(body, limits).await.map_err(bad)?),
+        Route::GatewayRevoke => Request::GatewayRevoke(read_json(body, limits).await.map_err(bad)?),
         Route::Revoke => {
             let body: RevokeRequest = read_json(body, limits).await.map_err(bad)?;
             Request::Revoke {
@@ -256,6 +257,7 @@ fn encode(reply: Reply) -> Resp {
         Reply::Reloaded(summary) => ok(&serde_json::json!({ "reloaded": true, "summary": summary })),
         Reply::Profiles(p) => ok(&p),
         Reply::GatewayCredential(a) => ok(&*a),
+        Reply::GatewayRevoked(a) => ok(&a),
     }
 }
 

@@ -102,6 +102,8 @@ pub enum Reply {
     Profiles(Vec<String>),
     /// `GatewayCredential`.
     GatewayCredential(Box<GatewayCredentialAnswer>),
+    /// `GatewayRevoke`.
+    GatewayRevoked(crate::protocol::GatewayRevokeAnswer),
 }
 
 /// The service every door calls.
@@ -192,6 +194,28 @@ impl Service {
             }
             Request::GatewayCredential(r) => {
                 self.mint(caller, r).map(|a| Reply::GatewayCredential(Box::new(a)))
+            }
+            Request::GatewayRevoke(r) => {
+                // A profile named must be one the agent serves (a typo ends nothing silently).
+                let profile = match r.profile.as_deref() {
+                    Some(p) => Some(self.broker.profile(Some(p)).map_err(|e| e.to_api())?.0),
+                    None => None,
+                };
+                let answer = self.gateway.revoke(&self.broker, profile.as_deref(), r.client_id.as_deref());
+                tracing::info!(transport = caller.door.as_str(), pid = ?caller.pid,
+                    profile = ?profile.as_deref().map(echo), client_id = ?r.client_id.as_deref().map(echo),
+                    credentials = answer.credentials, sessions = answer.sessions, "gateway credentials revoked on request");
+                match (&r.client_id, answer.credentials) {
+                    (Some(id), 0) => Err(ApiError::new(
+                        ErrorCode::UnknownCredential,
+                        format!(
+                            "no live gateway credential has client_id {:?}{}; `lookerctl status` lists them",
+                            echo(id),
+                            profile.map(|p| format!(" in profile {p:?}")).unwrap_or_default()
+                        ),
+                    )),
+                    _ => Ok(Reply::GatewayRevoked(answer)),
+                }
             }
             Request::ListProfiles => Ok(Reply::Profiles(self.broker.profiles())),
             Request::Revoke { profile, credential } => {
@@ -293,6 +317,16 @@ impl Service {
         GatewayStatus {
             url: self.gateway.url().map(str::to_string),
             credentials: creds.len() as u32,
+            minted: creds
+                .iter()
+                .map(|c| crate::protocol::MintedStatus {
+                    client_id: c.client_id.clone(),
+                    profile: c.profile.to_string(),
+                    credential: c.credential.as_deref().map(str::to_string),
+                    expires_at: c.expires_at.map(crate::broker::slot::rfc3339),
+                    pid: c.bound.map(|b| b.pid),
+                })
+                .collect(),
             sessions: sessions
                 .iter()
                 .map(|s| SessionStatus {

@@ -198,6 +198,22 @@ impl Gateway {
         self.sessions.save_to(path, port);
     }
 
+    /// Ends the gateway credentials of `profile` (all profiles: `None`), or only the one
+    /// with `client_id`, and their sessions (`lookerctl gateway revoke`).
+    pub fn revoke(
+        &self,
+        broker: &Broker,
+        profile: Option<&str>,
+        client_id: Option<&str>,
+    ) -> crate::protocol::GatewayRevokeAnswer {
+        let (credentials, ended) = self.sessions.retire_where(|c| {
+            profile.is_none_or(|p| *c.profile == *p) && client_id.is_none_or(|id| c.client_id == id)
+        });
+        let sessions = ended.len() as u32;
+        Gateway::end(broker, ended);
+        crate::protocol::GatewayRevokeAnswer { credentials, sessions }
+    }
+
     /// Ends what `ended` lists: the tokens only those sessions used are revoked.
     fn end(broker: &Broker, ended: Ended) {
         for s in ended {

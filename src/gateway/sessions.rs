@@ -338,17 +338,28 @@ impl Sessions {
 
     /// Ends a credential and every session it opened (its process exited).
     pub fn retire(&self, credential_id: u64) -> Ended {
+        self.retire_where(|c| c.id == credential_id).1
+    }
+
+    /// Ends the credentials `ends` picks and every session they opened; returns how
+    /// many credentials ended, and the sessions.
+    pub fn retire_where(&self, mut ends: impl FnMut(&GatewayCredential) -> bool) -> (u32, Ended) {
         let mut st = self.lock();
+        let mut gone = std::collections::HashSet::new();
         st.credentials.retain(|_, c| {
-            if c.id == credential_id {
+            if ends(c) {
                 c.retired.store(true, Ordering::Relaxed);
+                gone.insert(c.id);
+                return false;
             }
-            c.id != credential_id
+            true
         });
-        let ended = st.remove_where(|s| s.minted_by.id == credential_id);
+        let ended = st.remove_where(|s| gone.contains(&s.minted_by.id));
         drop(st);
-        self.changed();
-        ended
+        if !gone.is_empty() {
+            self.changed();
+        }
+        (gone.len() as u32, ended)
     }
 
     /// Drops expired credentials and sessions; returns the sessions that ended.

@@ -163,6 +163,9 @@ pub struct GatewayStatus {
     pub url: Option<String>,
     /// Live gateway credentials.
     pub credentials: u32,
+    /// The same, one by one, oldest first.
+    #[serde(default)]
+    pub minted: Vec<MintedStatus>,
     /// Live sessions, oldest first.
     pub sessions: Vec<SessionStatus>,
 }
@@ -184,6 +187,43 @@ pub struct SessionStatus {
     pub pid: Option<i32>,
     /// When it started, RFC 3339 UTC.
     pub created: String,
+}
+
+/// `POST /v1/gateway/revoke`: end gateway credentials before their time (a leaked
+/// looker.ini), with their sessions. Both fields absent: every one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRevokeRequest {
+    /// Only this profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Only the credential with this client_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// The answer to [`GatewayRevokeRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GatewayRevokeAnswer {
+    /// Gateway credentials ended.
+    pub credentials: u32,
+    /// Their sessions, ended with them.
+    pub sessions: u32,
+}
+
+/// One live gateway credential in [`GatewayStatus`] (its client_id is not secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MintedStatus {
+    /// The client_id programs log in with.
+    pub client_id: String,
+    /// Profile.
+    pub profile: String,
+    /// Credential set, if bound to one.
+    pub credential: Option<String>,
+    /// When it ends, RFC 3339 UTC (`None`: with its process).
+    pub expires_at: Option<String>,
+    /// The process it dies with, if any.
+    pub pid: Option<i32>,
 }
 
 /// `POST /v1/gateway/credentials`: mint a gateway credential.

@@ -5,7 +5,7 @@
 //! the D-Bus object builds one from its method arguments; `lookerctl` builds one
 //! and sends it with [`Request::to_http`]. Routes are spelled here and nowhere else.
 
-use super::{echo, GatewayCredentialRequest, RevokeRequest, DEFAULT_PROFILE_SEGMENT};
+use super::{echo, GatewayCredentialRequest, GatewayRevokeRequest, RevokeRequest, DEFAULT_PROFILE_SEGMENT};
 use hyper::Method;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub enum Request<'a> {
     ListProfiles,
     /// Mint a gateway credential (`lookerctl exec`, `lookerctl gateway credential`).
     GatewayCredential(GatewayCredentialRequest),
+    /// End gateway credentials and their sessions (`lookerctl gateway revoke`).
+    GatewayRevoke(GatewayRevokeRequest),
 }
 
 /// The token a request carries stays out of logs.
@@ -74,6 +76,7 @@ impl std::fmt::Debug for Request<'_> {
             Request::Reload => f.write_str("Reload"),
             Request::ListProfiles => f.write_str("ListProfiles"),
             Request::GatewayCredential(r) => f.debug_tuple("GatewayCredential").field(r).finish(),
+            Request::GatewayRevoke(r) => f.debug_tuple("GatewayRevoke").field(r).finish(),
         }
     }
 }
@@ -102,6 +105,8 @@ pub enum Route<'a> {
     Reload,
     /// `POST /v1/gateway/credentials` with a [`GatewayCredentialRequest`]
     GatewayCredential,
+    /// `POST /v1/gateway/revoke` with a [`GatewayRevokeRequest`]
+    GatewayRevoke,
 }
 
 /// Why a method and path are no route.
@@ -134,6 +139,7 @@ impl<'a> Route<'a> {
             ["v1", "revoke"] => (Route::Revoke, Method::POST),
             ["v1", "reload"] => (Route::Reload, Method::POST),
             ["v1", "gateway", "credentials"] => (Route::GatewayCredential, Method::POST),
+            ["v1", "gateway", "revoke"] => (Route::GatewayRevoke, Method::POST),
             ["v1", "profiles", p, "token"] => (Route::Token { profile: profile(p)? }, Method::GET),
             ["v1", "profiles", p, "invalidate"] => (Route::Invalidate { profile: profile(p)? }, Method::POST),
             _ => return Err(RouteMiss::NotFound),
@@ -177,6 +183,9 @@ impl Request<'_> {
             }
             Request::GatewayCredential(r) => {
                 (Method::POST, "/v1/gateway/credentials".into(), Some(serde_json::to_vec(r).ok()?))
+            }
+            Request::GatewayRevoke(r) => {
+                (Method::POST, "/v1/gateway/revoke".into(), Some(serde_json::to_vec(r).ok()?))
             }
             Request::ListProfiles => return None,
         })
@@ -253,6 +262,7 @@ mod tests {
             Request::Invalidate { profile: Some("prod".into()), access_token: "t".into() },
             Request::Revoke { profile: None, credential: None },
             Request::GatewayCredential(GatewayCredentialRequest::default()),
+            Request::GatewayRevoke(GatewayRevokeRequest::default()),
         ];
         for r in reqs {
             let (method, path_q, _) = r.to_http().unwrap();

@@ -77,9 +77,9 @@ fn gateway_credential(s: &Setup) -> (String, String) {
     (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
 }
 
-/// Logs in to the gateway as the SDKs do; the session token.
-fn login(s: &Setup, id: &str, secret: &str) -> String {
-    let (code, body) = curl(&[
+/// `POST /api/4.0/login` at the gateway as the SDKs send it: (status, body).
+fn try_login(s: &Setup, id: &str, secret: &str) -> (u16, String) {
+    curl(&[
         "-X",
         "POST",
         "--data-urlencode",
@@ -87,7 +87,12 @@ fn login(s: &Setup, id: &str, secret: &str) -> String {
         "--data-urlencode",
         &format!("client_secret={secret}"),
         &format!("{}/api/4.0/login", s.url),
-    ]);
+    ])
+}
+
+/// Logs in to the gateway as the SDKs do; the session token.
+fn login(s: &Setup, id: &str, secret: &str) -> String {
+    let (code, body) = try_login(s, id, secret);
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -291,13 +296,7 @@ fn an_exec_credential_dies_with_its_child_and_is_never_real() {
         let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
         v["gateway"]["credentials"] == 0 && v["gateway"]["sessions"].as_array().is_some_and(|a| a.is_empty())
     });
-    let (code, body) = curl(&[
-        "-X",
-        "POST",
-        "-d",
-        &format!("client_id={id}&client_secret={secret}"),
-        &format!("{}/api/4.0/login", s.url),
-    ]);
+    let (code, body) = try_login(&s, id, secret);
     assert_eq!(code, 404, "a dead exec credential logs in no more: {body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "Not found");
     // The log says why such a login fails and what to do, never the secret.
@@ -722,13 +721,7 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
         let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
         v["gateway"]["credentials"] == 1
     });
-    let (code, _) = curl(&[
-        "-X",
-        "POST",
-        "-d",
-        &format!("client_id={child_id}&client_secret={child_secret}"),
-        &format!("{}/api/4.0/login", s.url),
-    ]);
+    let (code, _) = try_login(&s, child_id, child_secret);
     assert_eq!(code, 404, "the exited child's credential logs in no more");
 }
 
@@ -760,19 +753,9 @@ fn a_revoked_gateway_credential_ends_with_its_sessions_for_good() {
     for t in [&a, &b] {
         assert_eq!(get(&s, t, "/api/4.0/user").0, 401);
     }
-    let refused = |s: &Setup| {
-        curl(&[
-            "-X",
-            "POST",
-            "-d",
-            &format!("client_id={leaked}&client_secret={leaked_secret}"),
-            &format!("{}/api/4.0/login", s.url),
-        ])
-        .0
-    };
-    assert_eq!(refused(&s), 404);
+    assert_eq!(try_login(&s, &leaked, &leaked_secret).0, 404);
     assert_eq!(get(&s, &c, "/api/4.0/user").0, 200, "the other credential's session goes on");
-    assert!(s.emu.emu().live_tokens().len() == 1, "the real token stays");
+    assert_eq!(s.emu.emu().live_tokens().len(), 1, "the real token stays");
 
     // Naming one that is not there says so (exit 4), and a profile the agent lacks too.
     let out = s.env.ctl(&["gateway", "revoke", "--client-id", &leaked], None);
@@ -783,7 +766,11 @@ fn a_revoked_gateway_credential_ends_with_its_sessions_for_good() {
 
     s.agent.stop_with(libc::SIGTERM);
     s.agent = s.env.start_agent(&[]);
-    assert_eq!(refused(&s), 404, "a restart does not bring a revoked credential back");
+    assert_eq!(
+        try_login(&s, &leaked, &leaked_secret).0,
+        404,
+        "a restart does not bring a revoked credential back"
+    );
     assert_eq!(get(&s, &a, "/api/4.0/user").0, 401);
     assert_eq!(get(&s, &c, "/api/4.0/user").0, 200);
     assert_eq!(

@@ -446,19 +446,16 @@ impl Sessions {
     /// from the highest restored one (a dev session's id owns its tokens in the broker).
     pub fn restore(&self, saved: Saved) -> Vec<Arc<GatewayCredential>> {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        // A saved wall-clock end as an Instant; `None` inside when it has passed.
-        let on_clock = |at: SystemTime| at.duration_since(wall).ok().map(|left| now + left);
+        // A saved wall-clock end (`None`: no end) on this run's clock; `Err` once passed.
+        let ends =
+            |at: Option<SystemTime>| at.map(|at| at.duration_since(wall).map(|left| now + left)).transpose();
         let mut by_id = HashMap::new();
         let mut bound = Vec::new();
         let mut highest = 0;
         let mut st = self.lock();
         for c in saved.credentials {
             highest = highest.max(c.id);
-            let expires = match c.expires_at.map(on_clock) {
-                Some(None) => continue,
-                Some(Some(e)) => Some(e),
-                None => None,
-            };
+            let Ok(expires) = ends(c.expires_at) else { continue };
             let cred = Arc::new(GatewayCredential {
                 id: c.id,
                 client_id: c.client_id,
@@ -479,11 +476,7 @@ impl Sessions {
         for s in saved.sessions {
             highest = highest.max(s.id);
             let Some(cred) = by_id.get(&s.minted_by) else { continue };
-            let expires = match s.expires_at.map(on_clock) {
-                Some(None) => continue,
-                Some(Some(e)) => Some(e),
-                None => None,
-            };
+            let Ok(expires) = ends(s.expires_at) else { continue };
             let session = Arc::new(Session {
                 id: s.id,
                 token: s.token_sha256,

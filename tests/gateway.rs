@@ -780,6 +780,22 @@ fn a_revoked_gateway_credential_ends_with_its_sessions_for_good() {
     assert_eq!(get(&s, &c, "/api/4.0/user").0, 401);
 }
 
+/// A gateway credential lives a year at most: a longer --ttl (or any number on the
+/// socket) is refused with what to do, and the agent goes on.
+#[test]
+fn a_ttl_beyond_a_year_is_refused_not_a_crash() {
+    let s = setup();
+    let out = s.env.ctl(&["gateway", "credential", "prod", "--ttl", "400d"], None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ttl is at most") && stderr.contains("mint a new credential"), "{stderr}");
+    let body = format!(r#"{{"profile":"prod","ttl":{}}}"#, u64::MAX);
+    let sock = s.env.socket.display().to_string();
+    let (code, answer) = curl(&["--unix-socket", &sock, "-d", &body, "http://agent/v1/gateway/credentials"]);
+    assert_eq!(code, 400, "{answer}");
+    gateway_credential(&s);
+}
+
 /// A crash (SIGKILL: no shutdown at all) loses nothing saved: the next run takes up
 /// the minted credential and the session, and revokes the killed run's token.
 #[test]

@@ -283,6 +283,12 @@ impl Service {
         };
         let ttl = match (r.ttl, r.bind_to_caller) {
             (Some(0), _) => return Err(ApiError::bad_request("ttl must be at least one second")),
+            (Some(t), _) if t > crate::gateway::sessions::MAX_CREDENTIAL_TTL.as_secs() => {
+                return Err(ApiError::bad_request(format!(
+                    "ttl is at most {} seconds (366 days); mint a new credential when it ends",
+                    crate::gateway::sessions::MAX_CREDENTIAL_TTL.as_secs()
+                )))
+            }
             (Some(t), _) => Some(Duration::from_secs(t)),
             (None, true) => None,
             (None, false) => Some(crate::gateway::sessions::DEFAULT_CREDENTIAL_TTL),

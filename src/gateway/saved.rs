@@ -352,7 +352,14 @@ mod unix_secs {
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)))
+        Option::<u64>::deserialize(d)?.map(at).transpose()
+    }
+
+    /// `secs` after the epoch, or an error for a time no clock can hold.
+    fn at<E: serde::de::Error>(secs: u64) -> Result<SystemTime, E> {
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .ok_or_else(|| E::custom(format!("{secs} seconds after 1970 is no time")))
     }
 
     fn secs(t: SystemTime) -> u64 {
@@ -367,7 +374,7 @@ mod unix_secs {
         }
 
         pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::deserialize(d)?))
+            at(u64::deserialize(d)?)
         }
     }
 }
@@ -437,6 +444,10 @@ mod tests {
         let bad_digest = r#"{"version":1,"credentials":[{"id":1,"client_id":"a","secret_sha256":"AAAA",
             "profile":"p","credential":null,"expires_at":null,"bound":null}],"sessions":[]}"#;
         assert!(refused(bad_digest, 0o600).contains("32 bytes"));
+        let no_time = r#"{"version":1,"credentials":[],"sessions":[{"id":1,"token_sha256":
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","minted_by":1,"credential":null,"user_id":null,
+            "dev":false,"expires_at":null,"created":18446744073709551615}]}"#;
+        assert!(refused(no_time, 0o600).contains("is no time"));
         std::fs::write(&path, good).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load(&path).unwrap(), Some(Saved::default()));

@@ -26,6 +26,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(3600);
 /// Default life of a credential from `lookerctl gateway credential`.
 pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(8 * 3600);
 
+/// The longest life a gateway credential may be minted with (a year: a longer-lived
+/// handle is a secret nobody remembers to end).
+pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// A gateway credential's length of client_id and client_secret, as Looker's.
 const CLIENT_ID_LEN: usize = 20;
 const CLIENT_SECRET_LEN: usize = 24;
@@ -442,22 +446,29 @@ impl Sessions {
 
     /// Takes up what an earlier run saved (the caller has dropped credentials whose
     /// process is gone): credentials still within their TTL and their live sessions.
-    /// Returns the process-bound credentials kept, for the caller to watch. Ids go on
-    /// from the highest restored one (a dev session's id owns its tokens in the broker).
+    /// Returns the process-bound credentials kept, for the caller to watch. Each gets
+    /// a new id of this run (ids are only names within a run; the broker holds no
+    /// token of an earlier one).
     pub fn restore(&self, saved: Saved) -> Vec<Arc<GatewayCredential>> {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        // A saved wall-clock end (`None`: no end) on this run's clock; `Err` once passed.
-        let ends =
-            |at: Option<SystemTime>| at.map(|at| at.duration_since(wall).map(|left| now + left)).transpose();
+        // A saved wall-clock end (`None`: no end) on this run's clock; `None` once it
+        // has passed, or when it is further off than any credential may live.
+        let ends = |at: Option<SystemTime>| match at {
+            None => Some(None),
+            Some(at) => at
+                .duration_since(wall)
+                .ok()
+                .filter(|left| *left <= MAX_CREDENTIAL_TTL)
+                .and_then(|left| now.checked_add(left))
+                .map(Some),
+        };
         let mut by_id = HashMap::new();
         let mut bound = Vec::new();
-        let mut highest = 0;
         let mut st = self.lock();
         for c in saved.credentials {
-            highest = highest.max(c.id);
-            let Ok(expires) = ends(c.expires_at) else { continue };
+            let Some(expires) = ends(c.expires_at) else { continue };
             let cred = Arc::new(GatewayCredential {
-                id: c.id,
+                id: self.id(),
                 client_id: c.client_id,
                 secret: c.secret_sha256,
                 profile: c.profile.into(),
@@ -470,26 +481,25 @@ impl Sessions {
             if cred.bound.is_some() {
                 bound.push(cred.clone());
             }
-            by_id.insert(cred.id, cred.clone());
+            by_id.insert(c.id, cred.clone());
             st.credentials.insert(cred.client_id.clone(), cred);
         }
         for s in saved.sessions {
-            highest = highest.max(s.id);
             let Some(cred) = by_id.get(&s.minted_by) else { continue };
-            let Ok(expires) = ends(s.expires_at) else { continue };
+            let Some(expires) = ends(s.expires_at) else { continue };
+            let id = self.id();
             let session = Arc::new(Session {
-                id: s.id,
+                id,
                 token: s.token_sha256,
                 minted_by: cred.clone(),
                 profile: cred.profile.clone(),
                 credential: s.credential.map(Arc::from),
-                variant: Variant { user_id: s.user_id.map(Arc::from), dev_owner: s.dev.then_some(s.id) },
+                variant: Variant { user_id: s.user_id.map(Arc::from), dev_owner: s.dev.then_some(id) },
                 expires,
                 created: s.created,
             });
             st.restored.insert(session.token, session);
         }
-        self.next_id.fetch_max(highest, Ordering::Relaxed);
         bound
     }
 }
@@ -589,11 +599,12 @@ mod tests {
 
         let mut ended = Vec::new();
         let s = after.get(plain_token.expose(), &mut ended).expect("the session's token works again");
-        assert_eq!((s.id, s.profile.as_ref()), (plain.id, "prod"));
+        assert_eq!(s.profile.as_ref(), "prod");
+        assert_eq!(s.created, plain.created);
         assert!(s.variant.is_shared());
         // Found once by its digest, then by its token like any session.
         assert!(!after.lock().restored.contains_key(&digest(plain_token.expose())));
-        assert_eq!(after.get(plain_token.expose(), &mut ended).unwrap().id, plain.id);
+        assert_eq!(after.get(plain_token.expose(), &mut ended).unwrap().id, s.id);
         let sudo = after.get(sudo_token.expose(), &mut ended).unwrap();
         assert_eq!(sudo.variant.user_id.as_deref(), Some("42"));
         let dev = after.get(dev_token.expose(), &mut ended).unwrap();
@@ -602,10 +613,24 @@ mod tests {
         assert!(after.get("not-a-token", &mut ended).is_none());
         // New ids do not collide with restored ones (a dev session's id owns tokens).
         let new = after.mint("prod", None, None, None);
-        assert!(new.credential.id > dev.id);
+        assert!(new.credential.id > dev.id && new.credential.id > sudo.id);
         // Its TTL still runs: the session ends when the credential's time is up.
         tokio::time::advance(Duration::from_secs(600)).await;
         assert!(after.get(plain_token.expose(), &mut ended).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn saved_times_too_far_off_are_dropped_not_a_crash() {
+        let before = Sessions::default();
+        let m = before.mint("prod", None, Some(MAX_CREDENTIAL_TTL), None);
+        before.open(&m.credential, None, None, None);
+        let mut saved = before.to_saved();
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        saved.credentials[0].expires_at = Some(far);
+        let after = Sessions::default();
+        after.restore(saved);
+        assert!(after.check(&m.credential.client_id, m.client_secret.expose()).is_none());
+        assert!(after.to_saved().sessions.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

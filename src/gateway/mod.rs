@@ -187,7 +187,7 @@ impl Gateway {
             let mut pidfds = process::keep_running(&mut saved, saved::boot_id());
             let bound = self.sessions.restore(saved);
             for c in &bound {
-                if let (Some(b), Some(fd)) = (c.bound, pidfds.remove(&c.id)) {
+                if let (Some(b), Some(fd)) = (c.bound, pidfds.remove(&c.client_id)) {
                     process::retire_on_exit(self.sessions.clone(), broker.clone(), c.id, b.pid, fd);
                 }
             }

@@ -62,14 +62,14 @@ pub(super) fn reopen(bound: &BoundProcess) -> Option<OwnedFd> {
 /// Drops from `saved` the credentials bound to a process that no longer runs, and
 /// all bound ones when `saved` is of another boot than `boot_id` (a pid and a start
 /// time name a process only within the boot they were read in). Returns a pidfd of
-/// each kept one's process, by credential id, to watch.
-pub(super) fn keep_running(saved: &mut Saved, boot_id: Option<String>) -> HashMap<u64, OwnedFd> {
+/// each kept one's process, by client_id (ids are new in each run), to watch.
+pub(super) fn keep_running(saved: &mut Saved, boot_id: Option<String>) -> HashMap<String, OwnedFd> {
     let same_boot = saved.boot_id.is_some() && saved.boot_id == boot_id;
     let mut pidfds = HashMap::new();
     saved.credentials.retain(|c| match &c.bound {
         None => true,
         Some(_) if !same_boot => false,
-        Some(b) => reopen(b).map(|fd| pidfds.insert(c.id, fd)).is_some(),
+        Some(b) => reopen(b).map(|fd| pidfds.insert(c.client_id.clone(), fd)).is_some(),
     });
     pidfds
 }
@@ -104,7 +104,7 @@ mod tests {
         let mut same = saved("this-boot");
         let fds = keep_running(&mut same, Some("this-boot".into()));
         assert_eq!(same.credentials.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(fds.keys().collect::<Vec<_>>(), ["c1"]);
         let mut other = saved("another-boot");
         assert!(keep_running(&mut other, Some("this-boot".into())).is_empty());
         assert_eq!(

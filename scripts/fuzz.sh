@@ -35,7 +35,7 @@ done
 shift $((OPTIND - 1))
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { log "-t wants a positive number of seconds"; exit 2; }
 
-all_targets=(socket_request gateway_request config_parse looker_answer looker_ini)
+all_targets=(socket_request gateway_request config_parse looker_answer looker_ini gateway_state)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do

@@ -488,6 +488,7 @@ fn fuzz_corpus_replays_cleanly() {
         ("config_parse", fuzzing::config as fn(&[u8]) -> Result<(), String>),
         ("looker_answer", fuzzing::looker_answer),
         ("looker_ini", fuzzing::looker_ini),
+        ("gateway_state", fuzzing::gateway_state),
         ("socket_request", |_: &[u8]| Ok(())),
         ("gateway_request", |_: &[u8]| Ok(())),
     ] {

@@ -346,6 +346,38 @@ pub fn config(data: &[u8]) -> Result<(), String> {
     }
 }
 
+/// The gateway's state file (what an earlier run saved): never panics; what is taken
+/// up is no more than the file holds, no credential outlives the longest TTL a
+/// credential may have, and saving what was taken up then reading it back gives the
+/// same file.
+pub fn gateway_state(data: &[u8]) -> Result<(), String> {
+    use looker_agent::gateway::saved::{from_bytes, to_bytes};
+    use looker_agent::gateway::sessions::{Sessions, MAX_CREDENTIAL_TTL};
+    let Ok(saved) = from_bytes(data) else { return Ok(()) };
+    let (creds_in, sessions_in) = (saved.credentials.len(), saved.sessions.len());
+    let sessions = Sessions::default();
+    sessions.restore(saved);
+    let (creds, live) = sessions.snapshot();
+    if creds.len() > creds_in || live.len() > sessions_in {
+        return Err(format!(
+            "took up {}/{} from a file of {creds_in}/{sessions_in}",
+            creds.len(),
+            live.len()
+        ));
+    }
+    let latest = tokio::time::Instant::now() + MAX_CREDENTIAL_TTL;
+    if let Some(c) = creds.iter().find(|c| c.expires.is_some_and(|e| e > latest)) {
+        return Err(format!("credential {} lives beyond the longest TTL", c.client_id));
+    }
+    let once = to_bytes(sessions.to_saved()).map_err(|e| e.to_string())?;
+    let read = from_bytes(&once).map_err(|e| format!("a saved state does not read back: {e}"))?;
+    let twice = to_bytes(read).map_err(|e| e.to_string())?;
+    if once != twice {
+        return Err("saving what was read back gives another file".into());
+    }
+    Ok(())
+}
+
 /// Looker's login and user answers: never panics; an accepted login answer has a
 /// printable token and a sane lifetime, and its `Debug` hides the token.
 pub fn looker_answer(data: &[u8]) -> Result<(), String> {

@@ -186,11 +186,21 @@ pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
         return Err(LoadError::Malformed { path: path.to_path_buf(), why: format!("over {MAX_LEN} bytes") });
     }
     let malformed = |why: String| LoadError::Malformed { path: path.to_path_buf(), why };
-    let on_disk: OnDisk = serde_json::from_slice(&text).map_err(|e| malformed(e.to_string()))?;
+    from_bytes(&text).map(Some).map_err(malformed)
+}
+
+/// A state file's content read; `Err` says what is wrong with it.
+pub fn from_bytes(text: &[u8]) -> Result<Saved, String> {
+    let on_disk: OnDisk = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     if on_disk.version != VERSION {
-        return Err(malformed(format!("version {}, this agent reads {VERSION}", on_disk.version)));
+        return Err(format!("version {}, this agent reads {VERSION}", on_disk.version));
     }
-    Ok(Some(on_disk.state))
+    Ok(on_disk.state)
+}
+
+/// A state file's content, as [`from_bytes`] reads it.
+pub fn to_bytes(state: Saved) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(&OnDisk { version: VERSION, state }).map_err(std::io::Error::other)
 }
 
 /// Writes the gateway's state to its file after every change, on a thread of its own:
@@ -320,7 +330,7 @@ impl Drop for Saver {
 }
 
 fn write(path: &Path, state: Saved) -> std::io::Result<()> {
-    let body = serde_json::to_vec(&OnDisk { version: VERSION, state }).map_err(std::io::Error::other)?;
+    let body = to_bytes(state)?;
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut file = AtomicFile::in_folder(folder, ".gateway-", ".tmp")?;
     file.set_mode(0o600)?;

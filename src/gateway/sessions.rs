@@ -405,7 +405,7 @@ impl Sessions {
     }
 
     /// The state as it is saved: live credentials and sessions, times on the wall clock.
-    fn to_saved(&self) -> Saved {
+    pub fn to_saved(&self) -> Saved {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let on_wall = |e: Instant| wall + e.saturating_duration_since(now);
         let st = self.lock();

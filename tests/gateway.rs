@@ -625,7 +625,8 @@ fn sigterm_leaves_no_live_token_at_looker() {
 /// The agent's gateway state file for this test's socket.
 fn state_file(s: &Setup) -> PathBuf {
     let state_home = PathBuf::from(&s.env.vars["XDG_STATE_HOME"]).join("looker-agent");
-    looker_agent::gateway::saved::path_for(&state_home, &s.env.socket)
+    let machine = looker_agent::gateway::saved::machine_id();
+    looker_agent::gateway::saved::path_for(&state_home, &machine, &s.env.socket)
 }
 
 /// An agent restart (an upgrade, `systemctl --user restart`) keeps the gateway for its

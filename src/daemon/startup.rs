@@ -110,7 +110,9 @@ async fn run(args: AgentArgs, passed: Option<PassedSocket>) -> Result<(), Daemon
         opts.gateway_listener = p.gateway;
     }
     opts.gateway = config.gateway.listen().map_err(DaemonError::Other)?;
-    opts.gateway_state = Some(crate::gateway::saved::path_for(&paths::default_state_dir(), &opts.socket));
+    let machine = crate::gateway::saved::machine_id();
+    opts.gateway_state =
+        Some(crate::gateway::saved::path_for(&paths::default_state_dir(), &machine, &opts.socket));
     opts.config_path = Some(paths.config.clone());
     opts.revoke_deadline = args.revoke_deadline;
     opts.dbus = !args.no_dbus;

@@ -4,7 +4,7 @@
 //! gateway credential and session: a running `lookerctl exec` child would get 401s, its
 //! SDK's next login a 404, and a credential minted for a looker.ini would die long
 //! before its TTL. So every change is written to a state file of the agent socket
-//! (`$XDG_STATE_HOME/looker-agent/gateway/` and the socket's path as a file name), with
+//! ([`path_for`]: `$XDG_STATE_HOME/looker-agent/gateway/`, the machine, the socket), with
 //! the gateway's TCP port and the boot it was written in, and the next run takes it
 //! up: the same URL (the port is bound again when it is free and no port is
 //! configured), the same credentials, the same sessions, each on the real tokens of the
@@ -106,15 +106,19 @@ struct OnDisk {
     state: Saved,
 }
 
-/// The state file of the agent socket at `socket`, in `state_dir` (the agent's
-/// `$XDG_STATE_HOME/looker-agent`): `gateway/` and the socket's path as one file name
-/// (`/run/user/1000/looker-agent/agent.sock` gives
-/// `gateway/run-user-1000-looker-agent-agent.sock.json`), so two agents on two
-/// sockets keep two files.
-pub fn path_for(state_dir: &Path, socket: &Path) -> PathBuf {
-    let name: String = socket
-        .to_string_lossy()
-        .trim_start_matches('/')
+/// The state file of the agent socket at `socket` on machine `machine`, in
+/// `state_dir` (the agent's `$XDG_STATE_HOME/looker-agent`): `gateway/MACHINE/` and
+/// the socket's path as one file name (`/run/user/1000/looker-agent/agent.sock`
+/// gives `run-user-1000-looker-agent-agent.sock.json`), so two agents on two sockets
+/// keep two files, and so do two machines sharing one home folder (NFS).
+pub fn path_for(state_dir: &Path, machine: &str, socket: &Path) -> PathBuf {
+    let name = file_name(socket.to_string_lossy().trim_start_matches('/'));
+    state_dir.join("gateway").join(file_name(machine)).join(format!("{name}.json"))
+}
+
+/// `text` as one file name: `/` becomes `-`, anything unusual `_`.
+fn file_name(text: &str) -> String {
+    let name: String = text
         .chars()
         .map(|c| match c {
             '/' => '-',
@@ -122,7 +126,22 @@ pub fn path_for(state_dir: &Path, socket: &Path) -> PathBuf {
             _ => '_',
         })
         .collect();
-    state_dir.join("gateway").join(format!("{name}.json"))
+    // Never `.`, `..` or empty: those name no file of their own.
+    if name.chars().all(|c| c == '.') {
+        format!("_{name}")
+    } else {
+        name
+    }
+}
+
+/// This machine's name for [`path_for`]: its /etc/machine-id, else its hostname.
+pub fn machine_id() -> String {
+    ["/etc/machine-id", "/proc/sys/kernel/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// This boot's id, as the kernel tells it.
@@ -405,8 +424,10 @@ mod tests {
     #[tokio::test]
     async fn the_file_is_private_and_holds_no_secret_or_token() {
         let dir = tempfile::tempdir().unwrap();
-        let path = path_for(dir.path(), Path::new("/run/user/1000/looker-agent/agent.sock"));
-        assert_eq!(path, dir.path().join("gateway/run-user-1000-looker-agent-agent.sock.json"));
+        let path = path_for(dir.path(), "m1", Path::new("/run/user/1000/looker-agent/agent.sock"));
+        assert_eq!(path, dir.path().join("gateway/m1/run-user-1000-looker-agent-agent.sock.json"));
+        assert_ne!(path, path_for(dir.path(), "m2", Path::new("/run/user/1000/looker-agent/agent.sock")));
+        assert_eq!(path_for(dir.path(), "..", Path::new("/a b")), dir.path().join("gateway/_../a_b.json"));
         let (sessions, secret, token) = state();
         sessions.save_to(path.clone(), Some(4321));
         sessions.flush_saves();

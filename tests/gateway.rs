@@ -726,6 +726,51 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
     assert_eq!(code, 404, "the exited child's credential logs in no more");
 }
 
+/// The Python looker_sdk, unmodified, goes on across an agent restart with the session
+/// it holds: no error, no new login of its own, one new real login at Looker.
+#[test]
+fn the_python_sdk_goes_on_across_an_agent_restart() {
+    let Some(py) = python("the_python_sdk_goes_on_across_an_agent_restart") else { return };
+    let mut s = setup();
+    let ready = s.env.dir.path().join("ready");
+    let go = s.env.dir.path().join("go");
+    assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());
+    let script = real_clients::repo().join("tests/python/across_restart.py");
+    let mut cmd = Command::new(common::ctl_bin());
+    for (k, v) in &s.env.vars {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .args(["exec", "prod", "--"])
+        .arg(&py)
+        .args([script.as_os_str(), ready.as_os_str(), go.as_os_str()])
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .current_dir(s.env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for("the SDK's first call", Duration::from_secs(60), || ready.exists());
+    let (stopped, _) = s.agent.stop_with(libc::SIGTERM);
+    assert!(stopped.success(), "{}", s.agent.log_text());
+    let logins = s.emu.emu().counters().logins;
+    s.agent = s.env.start_agent(&[]);
+    std::fs::write(&go, "go").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SDK failed across the restart\n--- stderr\n{}\n--- agent log\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.agent.log_text()
+    );
+    assert_eq!(last_json_line(&out), serde_json::json!({"first": "42", "second": "42"}));
+    assert_eq!(s.emu.emu().counters().logins - logins, 1, "the new run's one real login");
+}
+
 /// `lookerctl gateway revoke` ends a leaked credential and its sessions at once, and for
 /// good (a restart does not bring it back); the others go on.
 #[test]

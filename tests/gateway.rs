@@ -882,6 +882,9 @@ fn after_a_crash_the_next_run_takes_up_the_gateway() {
     s.agent = s.env.start_agent(&[]);
     let log = s.agent.log_text();
     assert!(log.contains("not a gateway state file") && log.contains("starts without"), "{log}");
+    let mut aside = state.clone().into_os_string();
+    aside.push(".broken");
+    assert_eq!(std::fs::read_to_string(aside).unwrap(), "{\"version\":1,\"credentials\":[", "kept aside");
     // Its port was in the file too: the gateway listens on a new one.
     let v: Value = serde_json::from_str(&s.env.ctl_ok(&["status", "--json"], None)).unwrap();
     s.url = v["gateway"]["url"].as_str().unwrap().to_string();

@@ -154,7 +154,10 @@ impl Daemon {
         let gateway_saved = opts.gateway_state.as_deref().and_then(|path| {
             crate::gateway::saved::load(path)
                 .inspect_err(|e| {
-                    tracing::warn!(error = %e, "the gateway starts without the last run's credentials and sessions")
+                    let aside = crate::gateway::saved::set_aside(path)
+                        .map_or_else(|e| format!("cannot move it aside: {e}"), |p| format!("moved to {}", p.display()));
+                    tracing::warn!(error = %e, aside = %aside,
+                        "the gateway starts without the last run's credentials and sessions (mint them again)")
                 })
                 .ok()
                 .flatten()

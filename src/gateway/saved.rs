@@ -18,8 +18,8 @@
 //!
 //! The file is the agent's own: written atomically with mode 0600 in a 0700 folder;
 //! read only when its owner is the agent's user, nobody else may write it and it is
-//! not a symlink. A file that cannot be read is left aside with a warning (the gateway
-//! starts empty), never a reason not to start.
+//! not a symlink. A file that cannot be read is moved aside (`NAME.broken`) with a
+//! warning and the gateway starts empty: never a reason not to start.
 
 use super::sessions::{BoundProcess, Digest};
 use crate::files::atomic::AtomicFile;
@@ -206,6 +206,17 @@ pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
     }
     let malformed = |why: String| LoadError::Malformed { path: path.to_path_buf(), why };
     from_bytes(&text).map(Some).map_err(malformed)
+}
+
+/// Moves a state file that could not be taken up out of the way (to `NAME.broken`,
+/// replacing an older one), so the new run's first save does not destroy what it
+/// held; returns where it went.
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".broken");
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
 }
 
 /// A state file's content read; `Err` says what is wrong with it.
@@ -482,6 +493,11 @@ mod tests {
         std::fs::write(&path, good).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load(&path).unwrap(), Some(Saved::default()));
+        // Set aside, it is kept (for whoever wants to look) and no longer in the way.
+        let aside = set_aside(&path).unwrap();
+        assert_eq!(aside, dir.path().join("agent.gateway.json.broken"));
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), good);
+        assert!(load(&path).unwrap().is_none());
         // A symlink planted at the name is not followed.
         let link = dir.path().join("link.gateway.json");
         std::os::unix::fs::symlink(&path, &link).unwrap();

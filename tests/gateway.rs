@@ -156,6 +156,22 @@ fn python(test: &str) -> Option<PathBuf> {
 /// caller's Looker or proxy settings inherited.
 fn exec(s: &Setup, program: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
     let folder = tempfile::tempdir().unwrap();
+    let mut cmd = exec_command(s, program, args, folder.path());
+    cmd.envs(extra.iter().copied());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "lookerctl exec {program:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}\n--- agent log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.agent.log_text()
+    );
+    out
+}
+
+/// The command [`exec`] runs, in `folder`, for a test to run or spawn itself.
+fn exec_command(s: &Setup, program: &Path, args: &[&str], folder: &Path) -> Command {
     let mut cmd = Command::new(common::ctl_bin());
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy().to_ascii_lowercase();
@@ -169,22 +185,8 @@ fn exec(s: &Setup, program: &Path, args: &[&str], extra: &[(&str, &str)]) -> Out
     for (k, v) in &s.env.vars {
         cmd.env(k, v);
     }
-    cmd.envs(extra.iter().copied())
-        .args(["exec", "prod", "--"])
-        .arg(program)
-        .args(args)
-        .current_dir(folder.path())
-        .stdin(Stdio::null());
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "lookerctl exec {program:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}\n--- agent log\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        s.agent.log_text()
-    );
-    out
+    cmd.args(["exec", "prod", "--"]).arg(program).args(args).current_dir(folder).stdin(Stdio::null());
+    cmd
 }
 
 fn last_json_line(out: &Output) -> Value {
@@ -665,17 +667,8 @@ fn an_agent_restart_keeps_the_gateway_for_its_clients() {
         out = out.display(),
         go = go.display()
     );
-    let mut cmd = Command::new(common::ctl_bin());
-    for (k, v) in &s.env.vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .args(["exec", "prod", "--", "/bin/sh", "-c", &script])
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        exec_command(&s, Path::new("/bin/sh"), &["-c", &script], s.env.dir.path()).spawn().unwrap();
     common::wait_for("the exec child's first call", Duration::from_secs(20), || out.exists());
     let first = std::fs::read_to_string(&out).unwrap();
     let [child_id, child_secret, status] = first.split_whitespace().collect::<Vec<_>>()[..] else {
@@ -736,20 +729,9 @@ fn the_python_sdk_goes_on_across_an_agent_restart() {
     let go = s.env.dir.path().join("go");
     assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());
     let script = real_clients::repo().join("tests/python/across_restart.py");
-    let mut cmd = Command::new(common::ctl_bin());
-    for (k, v) in &s.env.vars {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .args(["exec", "prod", "--"])
-        .arg(&py)
-        .args([script.as_os_str(), ready.as_os_str(), go.as_os_str()])
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .current_dir(s.env.dir.path())
-        .stdin(Stdio::null())
+    let (script, ready_arg, go_arg) =
+        (script.display().to_string(), ready.display().to_string(), go.display().to_string());
+    let child = exec_command(&s, &py, &[&script, &ready_arg, &go_arg], s.env.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

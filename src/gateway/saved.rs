@@ -57,7 +57,7 @@ pub struct Saved {
 /// A gateway credential, as saved.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct SavedCredential {
-    /// Its local id.
+    /// Its id in the run that saved it (sessions name their credential by it).
     pub id: u64,
     /// Its client_id (not secret).
     pub client_id: String,
@@ -78,9 +78,7 @@ pub struct SavedCredential {
 /// A gateway session, as saved.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct SavedSession {
-    /// Its local id.
-    pub id: u64,
-    /// The SHA-256 of its token.
+    /// The SHA-256 of its token (what names it; ids are new in each run).
     #[serde(with = "digest_b64")]
     pub token_sha256: Digest,
     /// The id of the credential it logged in with.

@@ -145,7 +145,7 @@ impl State {
 pub struct Sessions {
     state: Mutex<State>,
     next_id: AtomicU64,
-    /// Where every change is saved, once the daemon says so ([`Sessions::save_with`]).
+    /// Where every change is saved, once the daemon says so ([`Sessions::save_to`]).
     saver: OnceLock<Saver>,
 }
 
@@ -419,7 +419,7 @@ impl Sessions {
                 secret_sha256: c.secret,
                 profile: c.profile.to_string(),
                 credential: c.credential.as_deref().map(str::to_string),
-                expires_at: c.expires.map(on_wall),
+                expires_at: c.expires_at,
                 bound: c.bound,
             })
             .collect();
@@ -430,7 +430,6 @@ impl Sessions {
             .chain(st.restored.values())
             .filter(|s| s.minted_by.is_live() && s.expires.is_none_or(|e| now < e))
             .map(|s| SavedSession {
-                id: s.id,
                 token_sha256: s.token,
                 minted_by: s.minted_by.id,
                 credential: s.credential.as_deref().map(str::to_string),
@@ -440,7 +439,7 @@ impl Sessions {
                 created: s.created,
             })
             .collect();
-        sessions.sort_by_key(|s| s.id);
+        sessions.sort_by_key(|s| (s.created, s.token_sha256));
         Saved { credentials, sessions, ..Saved::default() }
     }
 
